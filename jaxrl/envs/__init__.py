@@ -1,0 +1,32 @@
+"""Environments: one protocol for gymnax, Brax and your own, with separate terminated/truncated.
+
+>>> from jaxrl import envs
+>>> env, params = envs.make("CartPole-v1")
+>>> obs, state = env.reset(key, params)
+>>> obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+See ``jaxrl.envs.core`` for the protocol's contract.
+"""
+
+from jaxrl.envs.brax_env import DEFAULT_BACKEND as BRAX_DEFAULT_BACKEND
+from jaxrl.envs.brax_env import BraxEnv, BraxParams
+from jaxrl.envs.core import Environment, TimeLimitedEnv, TimeLimitState
+from jaxrl.envs.gymnax_env import GymnaxEnv
+from jaxrl.envs.normalize import RunningMeanStd, discounted_return_trace
+from jaxrl.envs.registry import list_envs, make, register
+from jaxrl.envs.spaces import Box, Discrete, Space
+from jaxrl.envs.wrappers import (
+    ClipAction,
+    EpisodeStatistics,
+    EpisodeStatisticsState,
+    RescaleAction,
+    ScaleReward,
+    Wrapper,
+)
+
+__all__ = [
+    "BRAX_DEFAULT_BACKEND", "Box", "BraxEnv", "BraxParams", "ClipAction", "Discrete",
+    "Environment", "EpisodeStatistics", "EpisodeStatisticsState", "GymnaxEnv", "RescaleAction",
+    "RunningMeanStd", "ScaleReward", "Space", "TimeLimitState", "TimeLimitedEnv", "Wrapper",
+    "discounted_return_trace", "list_envs", "make", "register",
+]

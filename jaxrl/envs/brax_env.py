@@ -1,0 +1,61 @@
+"""Adapter from Brax environments to the jaxrl protocol.
+
+Brax's ``AutoResetWrapper`` overwrites the last observation of an episode, and its
+``EpisodeWrapper`` folds the time limit into ``done``. jaxrl uses the bare Brax environment, whose
+``done`` is true termination only, and applies its own time limit and reset (``TimeLimitedEnv``),
+so ``info["final_obs"]`` holds the real last observation.
+
+Backend default: ``"spring"``, the cheapest Brax pipeline to compile and run on a CPU. Pass
+``backend="generalized"`` (or ``"positional"``, ``"mjx"``) to ``jaxrl.envs.make`` for more
+accurate physics, e.g. on a GPU.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxrl.envs.core import TimeLimitedEnv
+from jaxrl.envs.spaces import Box, Space
+
+__all__ = ["BraxEnv", "BraxParams", "DEFAULT_BACKEND", "BRAX_ENVS"]
+
+DEFAULT_BACKEND = "spring"
+BRAX_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
+             "inverted_double_pendulum", "pusher", "reacher", "swimmer", "walker2d")
+
+
+class BraxParams(struct.PyTreeNode):
+    """Brax environments keep their physics in the env object; params hold only the time limit."""
+
+    max_steps_in_episode: int = struct.field(pytree_node=False, default=1000)
+
+
+class BraxEnv(TimeLimitedEnv):
+    """Wraps ``brax.envs.get_environment(name, backend=...)`` (no Brax wrappers)."""
+
+    def __init__(self, name: str, backend: str = DEFAULT_BACKEND, **kwargs):
+        from brax import envs as brax_envs  # imported lazily: Brax takes seconds to import
+
+        self.name = name
+        self.backend = backend
+        self.brax_env = brax_envs.get_environment(name, backend=backend, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"BraxEnv({self.name!r}, backend={self.backend!r})"
+
+    def reset_env(self, key: jax.Array, params: BraxParams):
+        state = self.brax_env.reset(key)
+        return state.obs, state
+
+    def step_env(self, key: jax.Array, state, action: jax.Array, params: BraxParams):
+        next_state = self.brax_env.step(state, action)
+        return next_state.obs, next_state, next_state.reward, next_state.done > 0.5, {}
+
+    def observation_space(self, params: BraxParams) -> Space:
+        return Box(-np.inf, np.inf, (self.brax_env.observation_size,), jnp.float32)
+
+    def action_space(self, params: BraxParams) -> Space:
+        return Box(-1.0, 1.0, (self.brax_env.action_size,), jnp.float32)
