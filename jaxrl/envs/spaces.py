@@ -55,12 +55,16 @@ class Box:
 Space = Discrete | Box
 
 
+def _bound(value):
+    return value if isinstance(value, jax.core.Tracer) else np.asarray(value)
+
+
 def from_gymnax(space) -> Space:
     """Convert a gymnax space (Discrete or Box) to a jaxrl space."""
     name = type(space).__name__
     if name == "Discrete":
         return Discrete(int(space.n))
     if name == "Box":
-        return Box(np.asarray(space.low), np.asarray(space.high), tuple(space.shape),
-                   space.dtype)
+        # Bounds may be traced (gymnax derives them from params, which can be jit arguments).
+        return Box(_bound(space.low), _bound(space.high), tuple(space.shape), space.dtype)
     raise TypeError(f"unsupported gymnax space {name}; jaxrl supports Discrete and Box")

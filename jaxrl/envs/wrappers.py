@@ -101,7 +101,7 @@ class ClipAction(Wrapper):
 
 
 class RescaleAction(Wrapper):
-    """Exposes actions in ``[low, high]`` (default ``[-1, 1]``), mapped affinely to the env's bounds.
+    """Actions in ``[low, high]`` (default ``[-1, 1]``), mapped affinely to the env's bounds.
 
     ``a_env = env_low + (a - low) (env_high - env_low) / (high - low)``, after clipping ``a`` to
     ``[low, high]``. The env's bounds must be finite.

@@ -1,4 +1,4 @@
-"""Return and advantage estimators over time-major arrays ``[T, ...]`` (trailing batch axes allowed).
+"""Return and advantage estimators over time-major arrays ``[T, ...]`` (trailing batch axes).
 
 Conventions shared by every function here:
 
@@ -20,14 +20,16 @@ __all__ = ["discounted_returns", "gae", "lambda_returns", "n_step_returns", "td_
 def _check_time_major(**arrays: jax.Array) -> None:
     shapes = {name: jnp.shape(a) for name, a in arrays.items() if a is not None}
     first = next(iter(shapes.values()))
-    if len(first) < 1:
-        raise ValueError(f"expected time-major arrays [T, ...], got shapes {shapes}")
+    if len(first) < 1 or first[0] == 0:
+        raise ValueError(f"expected non-empty time-major arrays [T, ...], got shapes {shapes}")
     if any(s != first for s in shapes.values()):
         raise ValueError(f"time-major inputs must share one shape, got {shapes}")
 
 
-def _as_float(dones: jax.Array) -> jax.Array:
-    return jnp.asarray(dones, jnp.float32)
+def _as_float(x: jax.Array) -> jax.Array:
+    """Floating inputs keep their dtype; integer and boolean ones become float32."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
 def td_errors(rewards: jax.Array, values: jax.Array, next_values: jax.Array,
@@ -47,18 +49,19 @@ def lambda_returns(rewards: jax.Array, next_values: jax.Array, discounts: jax.Ar
     cuts; λ=0 gives the one-step TD target ``r_t + γ_t v_{t+1}``.
     """
     _check_time_major(rewards=rewards, next_values=next_values, discounts=discounts, dones=dones)
-    dones = _as_float(dones)
-    cut = dones.at[-1].set(1.0)
+    rewards, next_values, discounts = map(_as_float, (rewards, next_values, discounts))
+    dtype = jnp.result_type(rewards, next_values, discounts)
+    cut = _as_float(dones).astype(dtype).at[-1].set(1.0)
+    lambdas = jnp.broadcast_to(jnp.asarray(lambda_, dtype), rewards.shape)
 
     def step(next_return, inputs):
-        reward, next_value, discount, done = inputs
-        blended = (1.0 - lambda_) * next_value + lambda_ * (
-            (1.0 - done) * next_return + done * next_value)
-        value = reward + discount * blended
+        reward, next_value, discount, done, lam = inputs
+        blended = (1.0 - lam) * next_value + lam * ((1.0 - done) * next_return + done * next_value)
+        value = (reward + discount * blended).astype(dtype)
         return value, value
 
-    _, returns = jax.lax.scan(step, jnp.zeros_like(rewards[0]),
-                              (rewards, next_values, discounts, cut), reverse=True)
+    _, returns = jax.lax.scan(step, jnp.zeros(rewards.shape[1:], dtype),
+                              (rewards, next_values, discounts, cut, lambdas), reverse=True)
     return returns
 
 
@@ -90,6 +93,7 @@ def n_step_returns(rewards: jax.Array, next_values: jax.Array, discounts: jax.Ar
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _check_time_major(rewards=rewards, next_values=next_values, discounts=discounts, dones=dones)
+    rewards, next_values, discounts = map(_as_float, (rewards, next_values, discounts))
     dones = _as_float(dones).at[-1].set(1.0)
     returns = rewards + discounts * next_values
     for _ in range(n - 1):
@@ -108,13 +112,16 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, discounts
     """
     _check_time_major(rewards=rewards, values=values, next_values=next_values,
                       discounts=discounts, dones=dones)
+    rewards, values, next_values, discounts = map(_as_float,
+                                                  (rewards, values, next_values, discounts))
     deltas = rewards + discounts * next_values - values
-    keep = discounts * lambda_ * (1.0 - _as_float(dones))
+    keep = (discounts * lambda_ * (1.0 - _as_float(dones))).astype(deltas.dtype)
 
     def step(next_advantage, inputs):
         delta, keep_t = inputs
         advantage = delta + keep_t * next_advantage
         return advantage, advantage
 
-    _, advantages = jax.lax.scan(step, jnp.zeros_like(rewards[0]), (deltas, keep), reverse=True)
+    _, advantages = jax.lax.scan(step, jnp.zeros(deltas.shape[1:], deltas.dtype), (deltas, keep),
+                                 reverse=True)
     return advantages

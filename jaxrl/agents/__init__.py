@@ -1,0 +1,17 @@
+"""One module per algorithm, each following the agent API in ``jaxrl.agents.base``."""
+
+from types import ModuleType
+
+from jaxrl.agents import ppo
+from jaxrl.agents.base import Agent, as_typed_key, train_from_agent
+
+__all__ = ["ALGORITHMS", "Agent", "as_typed_key", "get_algorithm", "ppo", "train_from_agent"]
+
+ALGORITHMS: dict[str, ModuleType] = {"ppo": ppo}
+
+
+def get_algorithm(name: str) -> ModuleType:
+    """The module of algorithm ``name``; ``ValueError`` listing the known ones otherwise."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name]

@@ -1,0 +1,63 @@
+"""The agent API every jaxrl algorithm follows.
+
+An algorithm module (``jaxrl/agents/<algo>.py``) provides:
+
+- ``Config``: a flax struct. Shape-deciding fields are static (``struct.field(pytree_node=False)``);
+  numeric hyperparameters are leaves, so a batch of configs can be ``jax.vmap``-ed (a sweep).
+- ``make_agent(config, env, env_params) -> Agent``: the pure pieces ``init(key) -> train_state``
+  and ``update(train_state) -> (train_state, metrics)`` (one iteration), plus ``act`` for
+  evaluation. Python-level validation (shapes, divisibility, action space) happens here; numeric
+  hyperparameters are never read in Python.
+- ``make_train(config, env, env_params) -> train(key) -> (train_state, metrics)``:
+  ``init`` followed by a ``lax.scan`` of ``update`` over ``agent.num_updates``; every metric
+  comes back with a leading ``[num_updates]`` axis.
+
+The CLI runs the same ``update`` in chunks, so a chunked (or checkpointed and resumed) run equals
+the one-call run. Compile and vectorise from the outside::
+
+    train = make_train(config, env, env_params)
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 16))
+    # a sweep: jax.vmap(lambda c, k: make_train(c, env, env_params)(k))(configs, keys)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+__all__ = ["Agent", "Metrics", "as_typed_key", "train_from_agent"]
+
+Metrics = dict[str, jax.Array]
+
+
+class Agent(NamedTuple):
+    """The pure functions of one configured algorithm (see the module docstring)."""
+
+    init: Callable[[jax.Array], Any]
+    update: Callable[[Any], tuple[Any, Metrics]]
+    act: Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
+    num_updates: int
+    steps_per_update: int
+
+
+def as_typed_key(key: jax.Array) -> jax.Array:
+    """Accept a typed key (``jax.random.key``) or a legacy ``uint32[2]`` key; return a typed one."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def train_from_agent(agent: Agent) -> Callable[[jax.Array], tuple[Any, Metrics]]:
+    """``train(key) = scan(update, init(key), length=num_updates)``."""
+
+    def train(key: jax.Array) -> tuple[Any, Metrics]:
+        state = agent.init(key)
+
+        def step(state, _):
+            return agent.update(state)
+
+        return jax.lax.scan(step, state, None, length=agent.num_updates)
+
+    return train

@@ -1,0 +1,18 @@
+"""flax networks: torsos, policy heads returning distrax distributions, critics, ensembles."""
+
+from jaxrl.models.actor_critic import (
+    ActorCritic,
+    ContinuousCritic,
+    CriticEnsemble,
+    make_actor_critic,
+    make_torso,
+)
+from jaxrl.models.distributions import TanhNormal
+from jaxrl.models.heads import CategoricalHead, GaussianHead, QHead, TanhGaussianHead, ValueHead
+from jaxrl.models.torsos import ACTIVATIONS, CNN, MLP, activation_fn, orthogonal
+
+__all__ = [
+    "ACTIVATIONS", "ActorCritic", "CNN", "CategoricalHead", "ContinuousCritic", "CriticEnsemble",
+    "GaussianHead", "MLP", "QHead", "TanhGaussianHead", "TanhNormal", "ValueHead",
+    "activation_fn", "make_actor_critic", "make_torso", "orthogonal",
+]

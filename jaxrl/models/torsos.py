@@ -1,0 +1,59 @@
+"""Feature extractors: an MLP for vector observations and a small CNN for MinAtar-style images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["ACTIVATIONS", "CNN", "MLP", "activation_fn", "orthogonal"]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish, "gelu": nn.gelu, "elu": nn.elu,
+}
+
+
+def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+    """Look up an activation by name (``tanh``, ``relu``, ``swish``, ``gelu``, ``elu``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def orthogonal(scale: float = float(np.sqrt(2))) -> nn.initializers.Initializer:
+    """Orthogonal kernel initialiser with gain ``scale`` (√2 hidden, 0.01 policy, 1 value)."""
+    return nn.initializers.orthogonal(scale)
+
+
+class MLP(nn.Module):
+    """Dense layers with orthogonal(√2) kernels and zero biases; flattens trailing obs axes."""
+
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = activation_fn(self.activation)
+        x = x.astype(jnp.float32)
+        for size in self.hidden_sizes:
+            x = act(nn.Dense(size, kernel_init=orthogonal(), bias_init=nn.initializers.zeros)(x))
+        return x
+
+
+class CNN(nn.Module):
+    """MinAtar torso: one 3×3 conv (16 channels, stride 1), flatten, then an MLP."""
+
+    channels: int = 16
+    hidden_sizes: Sequence[int] = (128,)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = activation_fn(self.activation)
+        x = x.astype(jnp.float32)
+        x = act(nn.Conv(self.channels, (3, 3), padding="VALID", kernel_init=orthogonal())(x))
+        x = x.reshape((*x.shape[:-3], -1))
+        return MLP(self.hidden_sizes, self.activation)(x)

@@ -1,0 +1,90 @@
+"""Shared on-policy machinery: env-batch reset, the rollout scan, minibatches, episode stats.
+
+Every agent collects experience through ``rollout`` and creates env states through
+``reset_envs``, so vectorisation (and later sharding) of the env axis lives in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+__all__ = ["Transition", "episode_return_metric", "reset_envs", "rollout", "shuffled_minibatches"]
+
+Policy = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+class Transition(struct.PyTreeNode):
+    """One batched step ``[num_envs, ...]``; a rollout stacks them to ``[num_steps, num_envs]``.
+
+    ``next_obs`` is ``info["final_obs"]``: the observation after the action, before any
+    auto-reset, so value targets bootstrap from the true last state of a truncated episode.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array
+    info: dict[str, jax.Array]
+    extras: dict[str, jax.Array]
+
+    @property
+    def done(self) -> jax.Array:
+        """``terminated | truncated``: where an episode ended (cuts traces)."""
+        return self.terminated | self.truncated
+
+
+def reset_envs(key: jax.Array, env: Any, env_params: Any, num_envs: int) -> tuple[jax.Array, Any]:
+    """Reset ``num_envs`` independent copies: ``(obs [num_envs, ...], states)``."""
+    return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+
+
+def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.Array,
+            policy: Policy, num_steps: int) -> tuple[Any, jax.Array, Transition]:
+    """Run ``policy`` for ``num_steps`` in the batched env: ``(env_state, obs, transitions)``.
+
+    ``policy(key, obs [num_envs, ...]) -> (actions, extras)``; ``extras`` (log-probs, values, …)
+    are stored in ``Transition.extras``. Transitions come back time-major ``[num_steps, num_envs]``.
+    """
+    num_envs = jax.tree.leaves(env_state)[0].shape[0]
+    batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def step(carry, step_key):
+        env_state, obs = carry
+        policy_key, env_key = jax.random.split(step_key)
+        action, extras = policy(policy_key, obs)
+        next_obs, env_state, reward, terminated, truncated, info = batched_step(
+            jax.random.split(env_key, num_envs), env_state, action, env_params)
+        info = dict(info)
+        final_obs = info.pop("final_obs")
+        transition = Transition(obs, action, reward, terminated, truncated, final_obs, info, extras)
+        return (env_state, next_obs), transition
+
+    (env_state, obs), transitions = jax.lax.scan(step, (env_state, obs),
+                                                 jax.random.split(key, num_steps))
+    return env_state, obs, transitions
+
+
+def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any:
+    """Flatten the two leading axes ``[T, N, ...] → [T·N, ...]``, shuffle, split into
+    ``[num_minibatches, T·N / num_minibatches, ...]`` (sizes must divide; checked by callers)."""
+    flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
+    size = jax.tree.leaves(flat)[0].shape[0]
+    permutation = jax.random.permutation(key, size)
+    return jax.tree.map(
+        lambda x: x[permutation].reshape((num_minibatches, -1, *x.shape[1:])), flat)
+
+
+def episode_return_metric(info: dict[str, jax.Array], previous: jax.Array) -> jax.Array:
+    """Mean return of the episodes that finished in ``info`` (from ``EpisodeStatistics``);
+    ``previous`` is carried forward when none finished (NaN before the first)."""
+    finished = info["episode_done"]
+    count = finished.sum()
+    total = jnp.where(finished, info["episode_return"], 0.0).sum()
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), previous)

@@ -1,0 +1,230 @@
+"""Tests for the ``jaxrl`` command line and ``jaxrl.runner``.
+
+The CLI runs in-process through ``jaxrl.cli.main`` (one subprocess test covers the installed
+console script). Runs are tiny — compilation dominates — and the two-seed run is shared by the
+tests that only read its output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxrl import runner
+from jaxrl.agents import ppo
+from jaxrl.cli import main
+
+# 2048 steps of 4 envs × 32 steps: 16 updates of 128 env steps each.
+TINY_RUN = ["--env", "CartPole-v1", "--total-timesteps", "2048", "--num-envs", "4",
+            "--num-steps", "32", "--no-progress"]
+TINY_UPDATES = 16
+TINY_BATCH = 128
+
+
+def read_metrics(path: Path) -> tuple[list[str], np.ndarray]:
+    """Header and rows of ``metrics.csv`` as float64 (``nan`` parses as NaN)."""
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    return rows[0], np.array(rows[1:], dtype=np.float64)
+
+
+def train(out: Path, *flags: str) -> int:
+    return main(["train", "ppo", *TINY_RUN, "--out", str(out), *flags])
+
+
+@pytest.fixture(scope="module")
+def two_seed_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert train(out, "--seeds", "2") == 0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# A successful run and what it records
+
+
+def test_train_writes_config_json(two_seed_run):
+    record = json.loads((two_seed_run / "config.json").read_text())
+    assert record["algo"] == "ppo"
+    assert record["env"] == "CartPole-v1"
+    assert record["seeds"] == [0, 1]
+    assert record["config"]["learning_rate"] == ppo.Config().learning_rate
+    assert record["config"]["total_timesteps"] == 2048
+    assert record["config"]["num_envs"] == 4
+    assert "jax" in record["versions"]
+
+
+def test_train_writes_one_metrics_row_per_seed_per_update(two_seed_run):
+    header, rows = read_metrics(two_seed_run / "metrics.csv")
+    assert header[:3] == ["step", "seed", "episode_return"]
+    assert rows.shape == (2 * TINY_UPDATES, len(header))
+    steps, seeds = rows[:, 0].astype(int), rows[:, 1].astype(int)
+    assert set(seeds) == {0, 1}
+    assert (steps % TINY_BATCH == 0).all()
+    for seed in (0, 1):
+        np.testing.assert_array_equal(steps[seeds == seed],
+                                      TINY_BATCH * np.arange(1, TINY_UPDATES + 1))
+
+
+def test_train_writes_plot_and_timings(two_seed_run):
+    png = (two_seed_run / "returns.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 1000
+    timings = json.loads((two_seed_run / "timings.json").read_text())
+    assert timings["seeds"] == 2
+    assert timings["total_env_steps_per_seed"] == 2048
+    assert timings["env_steps_per_second"] > 0
+
+
+def test_same_seed_gives_bitwise_identical_metrics(two_seed_run, tmp_path):
+    assert train(tmp_path / "again", "--seeds", "2") == 0
+    assert ((tmp_path / "again" / "metrics.csv").read_bytes()
+            == (two_seed_run / "metrics.csv").read_bytes())
+
+
+def test_seed_of_multi_seed_run_reproduces_alone(two_seed_run, tmp_path):
+    assert train(tmp_path / "alone", "--seed", "1", "--seeds", "1") == 0
+    _, alone = read_metrics(tmp_path / "alone" / "metrics.csv")
+    _, batched = read_metrics(two_seed_run / "metrics.csv")
+    batched = batched[batched[:, 1] == 1]
+    np.testing.assert_array_equal(alone[:, :2], batched[:, :2])
+    # vmapped matmuls may round differently, so the runs agree closely but not bitwise.
+    np.testing.assert_allclose(alone[:, 2], batched[:, 2], rtol=1e-4, equal_nan=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, non-zero exit, nothing written
+
+
+def assert_one_line_error(capsys, *fragments: str) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("jaxrl: error:")
+    assert "Traceback" not in err
+    assert err.strip().count("\n") == 0
+    for fragment in fragments:
+        assert fragment in err
+    return err
+
+
+def test_unknown_algorithm(capsys, tmp_path):
+    assert main(["train", "dqnn", *TINY_RUN, "--out", str(tmp_path / "run")]) != 0
+    assert_one_line_error(capsys, "'dqnn'", "ppo")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_env_suggests_the_close_id(capsys, tmp_path):
+    code = main(["train", "ppo", "--env", "CartPol-v1", "--out", str(tmp_path / "run"),
+                 "--no-progress"])
+    assert code != 0
+    assert_one_line_error(capsys, "CartPol-v1", "CartPole-v1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_num_minibatches_must_divide_batch(capsys, tmp_path):
+    code = train(tmp_path / "run", "--num-envs", "3", "--num-steps", "5",
+                 "--num-minibatches", "4")
+    assert code != 0
+    assert_one_line_error(capsys, "num_minibatches")
+    assert not (tmp_path / "run").exists()
+
+
+def test_negative_learning_rate(capsys, tmp_path):
+    assert train(tmp_path / "run", "--learning-rate", "-1") != 0
+    assert_one_line_error(capsys, "learning_rate")
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_directory_is_left_untouched(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text('{"algo": "earlier run"}\n')
+    (out / "metrics.csv").write_text("step,seed,episode_return\n128,0,9.5\n")
+    before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in out.iterdir()}
+    assert train(out) != 0
+    assert_one_line_error(capsys, "already holds a run")
+    after = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in out.iterdir()}
+    assert after == before
+
+
+def test_misspelled_flag_exits_with_usage_error():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "ppo", "--lerning-rate", "1e-3"])
+    assert exit_info.value.code == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Other commands
+
+
+def test_envs_lists_gymnax_and_brax_ids(capsys):
+    assert main(["envs"]) == 0
+    ids = capsys.readouterr().out.split()
+    assert "CartPole-v1" in ids
+    assert "brax/ant" in ids
+
+
+def test_train_help_lists_config_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "ppo", "--help"])
+    assert exit_info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "--learning-rate" in out
+    assert "--total-timesteps" in out
+
+
+def test_console_script_end_to_end(tmp_path):
+    script = shutil.which("jaxrl", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "jaxrl.cli"]
+    out = tmp_path / "run"
+    completed = subprocess.run(
+        [*command, "train", "ppo", "--env", "CartPole-v1", "--total-timesteps", "64",
+         "--num-envs", "2", "--num-steps", "8", "--num-minibatches", "1", "--update-epochs", "1",
+         "--hidden-sizes", "8", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr
+    summary = [line for line in completed.stdout.splitlines()
+               if line.startswith("final episode_return")]
+    assert len(summary) == 1
+    assert "steps/s" in summary[0]
+    _, rows = read_metrics(out / "metrics.csv")
+    assert rows.shape[0] == 64 // 16
+
+
+# ----------------------------------------------------------------------------------------------
+# runner: chunking
+
+
+def test_chunk_length_hand_values():
+    # ceil(num_updates / 50): about 50 progress-bar updates, never an empty chunk.
+    assert runner.chunk_length(976) == 20
+    assert runner.chunk_length(97) == 2
+    assert runner.chunk_length(1) == 1
+    assert runner.chunk_length(50) == 1
+    assert runner.chunk_length(51) == 2
+    assert runner.chunk_length(10, target_chunks=3) == 4
+
+
+def test_run_with_partial_last_chunk_records_every_update_once(tmp_path):
+    # 408 / (1 env × 8 steps) = 51 updates in chunks of 2: the 26th chunk runs one update.
+    config = ppo.Config(total_timesteps=408, num_envs=1, num_steps=8, num_minibatches=1,
+                        update_epochs=1, hidden_sizes=(8,))
+    assert config.num_updates == 51
+    assert runner.chunk_length(51) == 2
+    result = runner.run("ppo", "CartPole-v1", config, seed=5, seeds=2, out=tmp_path / "run",
+                        progress=False)
+    assert result.metrics["episode_return"].shape == (2, 51)
+    np.testing.assert_array_equal(result.steps, 8 * np.arange(1, 52))
+    # The surplus update of the last chunk is discarded, not applied.
+    np.testing.assert_array_equal(result.train_state.update_count, [51, 51])
+    _, rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert rows.shape[0] == 2 * 51
+    for seed in (5, 6):
+        np.testing.assert_array_equal(rows[rows[:, 1] == seed, 0], 8 * np.arange(1, 52))
+    assert json.loads((tmp_path / "run" / "timings.json").read_text())["chunk_updates"] == 2

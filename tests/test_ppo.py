@@ -1,0 +1,179 @@
+"""PPO: API contract, determinism, vmapped seeds and sweeps, probe environments, learning."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from probe_envs import (
+    ConstantRewardEnv,
+    ObservedSignEnv,
+    ProbeParams,
+    TargetActionEnv,
+    TerminalRewardEnv,
+)
+
+from jaxrl import envs
+from jaxrl.agents import ppo
+from jaxrl.models import make_actor_critic
+
+TINY = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
+                  num_minibatches=2, hidden_sizes=(16,))
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def _key_data(tree):
+    return jax.tree.map(
+        lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        else x, tree)
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return envs.make("CartPole-v1")
+
+
+def test_invalid_sizes_raise_clear_errors(cartpole):
+    env, params = cartpole
+    with pytest.raises(ValueError, match="num_minibatches"):
+        ppo.make_train(TINY.replace(num_envs=3, num_steps=5, num_minibatches=4), env, params)
+    with pytest.raises(ValueError, match="total_timesteps"):
+        ppo.make_train(TINY.replace(total_timesteps=10), env, params)
+    with pytest.raises(ValueError, match="learning_rate"):
+        ppo.check_config(TINY.replace(learning_rate=-1.0))
+    with pytest.raises(ValueError, match="gamma"):
+        ppo.check_config(TINY.replace(gamma=1.5))
+
+
+def test_metrics_have_one_entry_per_update(cartpole):
+    env, params = cartpole
+    state, metrics = jax.jit(ppo.make_train(TINY, env, params))(jax.random.key(0))
+    for name in ("episode_return", "loss", "policy_loss", "value_loss", "entropy", "approx_kl",
+                 "clip_fraction", "step"):
+        assert metrics[name].shape == (TINY.num_updates,), name
+    np.testing.assert_array_equal(metrics["step"], [64, 128])
+    assert int(state.update_count) == TINY.num_updates
+    assert np.isfinite(metrics["loss"]).all()
+
+
+def test_episode_return_is_nan_until_an_episode_finishes_then_carried():
+    env, params = ConstantRewardEnv(), ProbeParams(max_steps_in_episode=24)
+    config = TINY.replace(total_timesteps=4 * 4 * 8, num_steps=8)  # 4 updates of 8 steps
+    _, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0))
+    returns = np.asarray(metrics["episode_return"])
+    # Episodes last 24 steps: none ends in updates 1-2, all end on step 24 (update 3).
+    assert np.isnan(returns[:2]).all()
+    np.testing.assert_allclose(returns[2:], [24.0, 24.0])
+
+
+def test_same_key_gives_bitwise_identical_runs(cartpole):
+    env, params = cartpole
+    train = jax.jit(ppo.make_train(TINY, env, params))
+    first = train(jax.random.key(7))
+    second = train(jax.random.key(7))
+    assert _leaves_equal(_key_data(first), _key_data(second))
+    third = train(jax.random.key(8))
+    assert not np.array_equal(first[1]["loss"], third[1]["loss"])
+
+
+def test_legacy_uint32_keys_are_accepted(cartpole):
+    env, params = cartpole
+    train = jax.jit(ppo.make_train(TINY, env, params))
+    typed = train(jax.random.key(3))
+    legacy = train(jax.random.PRNGKey(3))
+    assert _leaves_equal(_key_data(typed), _key_data(legacy))
+
+
+def test_vmapped_seeds_match_single_runs(cartpole):
+    env, params = cartpole
+    train = ppo.make_train(TINY, env, params)
+    keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
+    _, batched = jax.jit(jax.vmap(train))(keys)
+    for i in range(2):
+        _, single = jax.jit(train)(keys[i])
+        for name in ("loss", "value_loss", "entropy"):
+            np.testing.assert_allclose(batched[name][i], single[name], rtol=1e-4, atol=1e-5)
+
+
+def test_learning_rate_sweep_in_one_call_matches_separate_runs(cartpole):
+    env, params = cartpole
+    configs = jax.tree.map(lambda *x: jnp.stack(x), TINY.replace(learning_rate=1e-3),
+                           TINY.replace(learning_rate=3e-4))
+    sweep = jax.jit(jax.vmap(lambda c, k: ppo.make_train(c, env, params)(k), in_axes=(0, None)))
+    _, swept = sweep(configs, jax.random.key(0))
+    for i, lr in enumerate((1e-3, 3e-4)):
+        _, single = jax.jit(ppo.make_train(TINY.replace(learning_rate=lr), env, params))(
+            jax.random.key(0))
+        np.testing.assert_allclose(swept["loss"][i], single["loss"], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(swept["loss"][0], swept["loss"][1])
+
+
+def test_agent_keys_are_never_reused(cartpole):
+    env, params = cartpole
+    with jax.debug_key_reuse(True):
+        jax.jit(ppo.make_train(TINY, env, params))(jax.random.key(0))
+
+
+def _value_of_zero_obs(env, params, config):
+    state, _ = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0))
+    network = make_actor_critic(env.observation_space(params), env.action_space(params),
+                                config.hidden_sizes, config.activation)
+    return float(network.apply(state.params, jnp.zeros((1,)), method="value"))
+
+
+VALUE_PROBE = ppo.Config(total_timesteps=200 * 8 * 16, num_envs=8, num_steps=16,
+                         update_epochs=4, num_minibatches=2, hidden_sizes=(16,),
+                         learning_rate=1e-2, anneal_lr=False, gamma=0.9, ent_coef=0.0,
+                         max_grad_norm=10.0)
+
+
+def test_truncation_bootstraps_from_final_observation():
+    # Reward 1 forever, time limit 5: the true value is 1 / (1 - 0.9) = 10. Treating the
+    # truncation as termination would give (1 - 0.9^k) / 0.1 averaged over k = 1..5, about 3.7.
+    value = _value_of_zero_obs(ConstantRewardEnv(), ProbeParams(max_steps_in_episode=5),
+                               VALUE_PROBE)
+    assert value == pytest.approx(10.0, rel=0.1)
+
+
+def test_termination_stops_bootstrapping():
+    value = _value_of_zero_obs(TerminalRewardEnv(), ProbeParams(max_steps_in_episode=5),
+                               VALUE_PROBE.replace(total_timesteps=50 * 8 * 16))
+    assert value == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("env_cls", [ObservedSignEnv, TargetActionEnv])
+def test_policy_learns_to_use_its_observation(env_cls):
+    env, params = env_cls(), ProbeParams(max_steps_in_episode=1)
+    config = ppo.Config(total_timesteps=60 * 16 * 8, num_envs=16, num_steps=8, update_epochs=4,
+                        num_minibatches=2, hidden_sizes=(16,), learning_rate=3e-3,
+                        anneal_lr=False)
+    _, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0))
+    final = float(np.mean(metrics["episode_return"][-5:]))
+    if env_cls is ObservedSignEnv:
+        assert final > 0.9
+    else:
+        assert final > -0.05
+
+
+def test_continuous_actions_run_with_normalisation():
+    env, params = envs.make("Pendulum-v1")
+    config = TINY.replace(normalize_obs=True, normalize_reward=True)
+    state, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0))
+    assert np.isfinite(metrics["loss"]).all()
+    assert float(state.obs_stats.count) > 100  # statistics were updated from the rollouts
+    assert float(state.return_stats.count) > 100
+    agent = ppo.make_agent(config, env, params)
+    action = agent.act(state, jnp.zeros((3,)), jax.random.key(1), True)
+    assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
+
+
+@pytest.mark.slow
+def test_default_config_solves_cartpole(cartpole):
+    env, params = cartpole
+    config = ppo.Config()
+    keys = jnp.stack([jax.random.key(s) for s in range(4)])
+    _, metrics = jax.jit(jax.vmap(ppo.make_train(config, env, params)))(keys)
+    final = float(np.mean(metrics["episode_return"][:, -5:]))
+    assert final >= 475, final
