@@ -32,24 +32,43 @@ class Config(struct.PyTreeNode):
     """PPO hyperparameters (CleanRL / PureJaxRL names). Static fields decide shapes."""
 
     total_timesteps: int = struct.field(pytree_node=False, default=500_000)
+    """environment steps per seed (rounded down to whole rollouts)"""
     num_envs: int = struct.field(pytree_node=False, default=4)
+    """parallel environments"""
     num_steps: int = struct.field(pytree_node=False, default=128)
-    update_epochs: int = struct.field(pytree_node=False, default=4)
+    """steps per environment per rollout"""
+    update_epochs: int = struct.field(pytree_node=False, default=10)
+    """passes over each rollout"""
     num_minibatches: int = struct.field(pytree_node=False, default=4)
+    """minibatches per epoch; must divide num_envs * num_steps"""
     hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
+    """hidden layer widths of the actor and critic MLPs"""
     activation: str = struct.field(pytree_node=False, default="tanh")
+    """tanh, relu, swish, gelu or elu"""
     anneal_lr: bool = struct.field(pytree_node=False, default=True)
+    """decay the learning rate linearly to 0"""
     norm_adv: bool = struct.field(pytree_node=False, default=True)
+    """normalise advantages per minibatch"""
     clip_vloss: bool = struct.field(pytree_node=False, default=False)
+    """clip the value loss around the old values (by clip_eps)"""
     normalize_obs: bool = struct.field(pytree_node=False, default=False)
+    """normalise observations with batch-level running statistics"""
     normalize_reward: bool = struct.field(pytree_node=False, default=False)
+    """scale rewards by the std of the discounted return"""
     learning_rate: float = 2.5e-4
+    """Adam step size (eps 1e-5)"""
     gamma: float = 0.99
+    """discount factor"""
     gae_lambda: float = 0.95
+    """GAE λ"""
     clip_eps: float = 0.2
+    """PPO ratio clip ε"""
     ent_coef: float = 0.01
+    """entropy bonus coefficient"""
     vf_coef: float = 0.5
+    """value loss coefficient"""
     max_grad_norm: float = 0.5
+    """global gradient-norm clip"""
 
     @property
     def batch_size(self) -> int:
