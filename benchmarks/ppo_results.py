@@ -29,9 +29,9 @@ CASES: dict[str, tuple[ppo.Config, dict]] = {
                                update_epochs=10, num_minibatches=8, normalize_obs=True,
                                normalize_reward=True, ent_coef=0.0, learning_rate=3e-4),
                     {}),
-    "brax/inverted_pendulum": (ppo.Config(total_timesteps=500_000, num_envs=32, num_steps=64,
-                                          update_epochs=4, num_minibatches=4,
-                                          normalize_obs=True, learning_rate=1e-3,
+    "brax/inverted_pendulum": (ppo.Config(total_timesteps=1_000_000, num_envs=32, num_steps=64,
+                                          update_epochs=10, num_minibatches=8,
+                                          normalize_obs=True, learning_rate=1e-3, gamma=0.97,
                                           ent_coef=0.0), {}),
 }
 

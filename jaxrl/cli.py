@@ -12,7 +12,7 @@ from typing import Annotated
 
 import tyro
 
-__all__ = ["RunOptions", "main"]
+__all__ = ["RunOptions", "main", "parse_sweep"]
 
 USAGE = """usage: jaxrl <command> ...
 
@@ -36,6 +36,26 @@ class RunOptions:
     """output directory (default: runs/<algo>-<env>-<time>)"""
     progress: bool = True
     """show the progress bar"""
+    sweep: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """FIELD=V1,V2,... (repeatable): train the grid of numeric Config values x seeds in one call"""
+
+
+def parse_sweep(specs: tuple[str, ...]) -> dict[str, list[float]]:
+    """``("learning-rate=1e-3,3e-4",)`` → ``{"learning_rate": [0.001, 0.0003]}``."""
+    sweep: dict[str, list[float]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        field = name.strip().lstrip("-").replace("-", "_")
+        if not sep or not field or not values.strip():
+            raise ValueError(f"--sweep {spec!r}: expected FIELD=V1,V2,... "
+                             "(e.g. --sweep learning-rate=1e-3,3e-4)")
+        if field in sweep:
+            raise ValueError(f"--sweep {field} given twice; list all its values in one flag")
+        try:
+            sweep[field] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--sweep {spec!r}: values must be numbers") from None
+    return sweep
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -62,19 +82,24 @@ def _train(argv: list[str]) -> int:
     parsed = tyro.cli(arguments, args=rest, prog=f"jaxrl train {algo}")
     options, config = parsed.run, parsed.config
 
-    from jaxrl.runner import default_out_dir, run
+    import numpy as np
+
+    from jaxrl.runner import default_out_dir, run, setting_label
 
     out = options.out if options.out is not None else default_out_dir(algo, options.env)
     try:
         result = run(algo, options.env, config, seed=options.seed, seeds=options.seeds, out=out,
-                     progress=options.progress)
+                     sweep=parse_sweep(options.sweep), progress=options.progress)
     except (ValueError, TypeError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return _fail("interrupted", code=130)
-    final = result.metrics["episode_return"][:, -1]
-    print(f"final episode_return {final.mean():.1f} ± {final.std():.1f} over {options.seeds} "
-          f"seed(s); {result.steps_per_second:,.0f} env steps/s "
+    final = result.metrics["episode_return"][:, -1].reshape(len(result.settings), options.seeds)
+    for setting, returns in zip(result.settings, final, strict=True):
+        label = f" [{setting_label(setting)}]" if setting else ""
+        print(f"final episode_return{label} {np.nanmean(returns):.1f} ± {np.nanstd(returns):.1f} "
+              f"over {options.seeds} seed(s)")
+    print(f"{result.steps_per_second:,.0f} env steps/s over all runs "
           f"(compile {result.compile_seconds:.1f} s, train {result.run_seconds:.1f} s)")
     print(f"results in {result.out}/ (config.json, metrics.csv, returns.png, timings.json)")
     return 0

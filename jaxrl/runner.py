@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import datetime as dt
 import importlib.metadata
+import itertools
 import json
 import math
 import os
@@ -33,7 +34,8 @@ import numpy as np
 from jaxrl import envs
 from jaxrl.agents import get_algorithm
 
-__all__ = ["RunResult", "chunk_length", "default_out_dir", "run", "seed_keys"]
+__all__ = ["RunResult", "chunk_length", "default_out_dir", "run", "seed_keys", "setting_label",
+           "sweep_settings"]
 
 VERSIONED_PACKAGES = ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax",
                       "brax", "numpy")
@@ -41,7 +43,7 @@ VERSIONED_PACKAGES = ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "distra
 
 @dataclasses.dataclass
 class RunResult:
-    """What ``run`` returns: final states (batched over seeds), metrics ``[seeds, updates]``."""
+    """What ``run`` returns: final states and metrics ``[settings * seeds, updates]``."""
 
     train_state: Any
     metrics: dict[str, np.ndarray]
@@ -49,11 +51,13 @@ class RunResult:
     out: Path | None
     compile_seconds: float
     run_seconds: float
+    settings: list[dict[str, float]] = dataclasses.field(default_factory=lambda: [{}])
 
     @property
     def steps_per_second(self) -> float:
-        seeds = next(iter(self.metrics.values())).shape[0]
-        return float(self.steps[-1]) * seeds / max(self.run_seconds, 1e-9)
+        """Environment steps per second summed over every run (settings × seeds)."""
+        runs = next(iter(self.metrics.values())).shape[0]
+        return float(self.steps[-1]) * runs / max(self.run_seconds, 1e-9)
 
 
 def seed_keys(seed: int, seeds: int) -> jax.Array:
@@ -137,23 +141,57 @@ def plot_returns(steps: np.ndarray, returns: np.ndarray, path: Path, title: str,
     plt.close(fig)
 
 
+def sweep_settings(config: Any, sweep: dict[str, list[float]] | None) -> list[dict[str, float]]:
+    """The grid of swept values, one dict per setting (``[{}]`` without a sweep).
+
+    Only numeric leaves can be swept: static fields decide shapes and would need a separate
+    compilation per value. Raises ``ValueError`` naming the sweepable fields otherwise.
+    """
+    if not sweep:
+        return [{}]
+    static = {f.name for f in dataclasses.fields(config) if not f.metadata.get("pytree_node", True)}
+    numeric = [f.name for f in dataclasses.fields(config) if f.name not in static]
+    for name, values in sweep.items():
+        if name not in numeric:
+            kind = "a static (shape-deciding) field" if name in static else "not a config field"
+            raise ValueError(f"cannot sweep {name!r}: {kind}; sweepable fields: "
+                             f"{', '.join(numeric)}")
+        if not values:
+            raise ValueError(f"--sweep {name} needs at least one value")
+    names = list(sweep)
+    return [dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*(sweep[n] for n in names))]
+
+
+def setting_label(setting: dict[str, float]) -> str:
+    """``"learning_rate=0.001, gamma=0.99"`` (empty for no sweep)."""
+    return ", ".join(f"{k}={v:g}" for k, v in setting.items())
+
+
 def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         out: str | Path | None = None, env_kwargs: dict[str, Any] | None = None,
-        progress: bool = True,
+        sweep: dict[str, list[float]] | None = None, progress: bool = True,
         on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> RunResult:
-    """Train ``algo`` on ``env_id`` for ``seeds`` seeds (vmapped) and record the run in ``out``.
+    """Train ``algo`` on ``env_id`` for every sweep setting × ``seeds`` seeds in one vmapped call.
 
-    Writes ``config.json``, ``metrics.csv`` (columns ``step, seed, episode_return`` then the other
-    metrics, one row per seed per update), ``timings.json`` and ``returns.png``. ``out=None``
-    writes nothing. Raises ``ValueError`` for bad input before anything is written.
+    ``sweep`` maps numeric Config fields to lists of values; the grid (every combination) is
+    crossed with the seeds, and each setting uses the same seed keys. Writes ``config.json``,
+    ``metrics.csv`` (``step, seed``, the swept fields, ``episode_return``, then the other metrics;
+    one row per setting per seed per update), ``timings.json`` and ``returns.png`` (one curve per
+    setting). ``out=None`` writes nothing. Bad input raises ``ValueError`` before anything is
+    written. Metrics come back as ``[settings * seeds, updates]`` arrays (setting-major).
     """
     module = get_algorithm(algo)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     env, env_params = envs.make(env_id, **(env_kwargs or {}))
+    settings = sweep_settings(config, sweep)
+    configs = [config.replace(**setting) for setting in settings]
     if hasattr(module, "check_config"):
-        module.check_config(config)
+        for setting_config in configs:
+            module.check_config(setting_config)
     agent = module.make_agent(config, env, env_params)
+    swept = list(settings[0])
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         if (out_dir / "config.json").exists():
@@ -163,20 +201,30 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         _write_json_atomic(out_dir / "config.json", {
             "algo": algo, "env": env_id, "env_kwargs": env_kwargs or {}, "seed": seed,
             "seeds": list(range(seed, seed + seeds)), "config": config_to_dict(config),
-            "seed_rule": "seed s trains from jax.random.key(s)",
+            "sweep": sweep or {}, "seed_rule": "seed s trains from jax.random.key(s)",
             "versions": _versions(), "git_revision": _git_revision(),
             "devices": [str(d) for d in jax.devices()],
         })
 
     chunk = chunk_length(agent.num_updates)
     num_chunks = -(-agent.num_updates // chunk)
+    # Run b = setting * seeds + seed_index; without a sweep the config is a closure constant.
+    batched_configs = None
+    if swept:
+        batched_configs = jax.tree.map(lambda *leaves: jnp.repeat(jnp.stack(leaves), seeds, 0),
+                                       *configs)
 
-    def run_chunk(states, num_active):
+    def agent_for(run_config):
+        return agent if run_config is None else module.make_agent(run_config, env, env_params)
+
+    def run_chunk(run_configs, states, num_active):
         # The last chunk may be partial: its surplus updates are computed and discarded, so
         # every chunk shares one compilation.
-        def one_seed(state):
+        def one_run(run_config, state):
+            update = agent_for(run_config).update
+
             def step(state, index):
-                new_state, metrics = agent.update(state)
+                new_state, metrics = update(state)
                 active = index < num_active
                 state = jax.tree.map(lambda new, old: jnp.where(active, new, old),
                                      new_state, state)
@@ -184,15 +232,21 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
 
             return jax.lax.scan(step, state, jnp.arange(chunk))
 
-        return jax.vmap(one_seed)(states)
+        return jax.vmap(one_run, in_axes=(0 if swept else None, 0))(run_configs, states)
 
-    keys = seed_keys(seed, seeds)
+    def init_runs(run_configs, keys):
+        return jax.vmap(lambda c, k: agent_for(c).init(k),
+                        in_axes=(0 if swept else None, 0))(run_configs, keys)
+
+    keys = jnp.tile(seed_keys(seed, seeds), len(settings))
     compile_start = time.perf_counter()
-    init_fn = jax.jit(jax.vmap(agent.init)).lower(keys).compile()
-    states = init_fn(keys)
-    chunk_fn = jax.jit(run_chunk, donate_argnums=0).lower(states, chunk).compile()
+    init_fn = jax.jit(init_runs).lower(batched_configs, keys).compile()
+    states = init_fn(batched_configs, keys)
+    chunk_fn = jax.jit(run_chunk, donate_argnums=1).lower(batched_configs, states, chunk).compile()
     compile_seconds = time.perf_counter() - compile_start
 
+    runs = len(settings) * seeds
+    run_labels = [(settings[b // seeds], seed + b % seeds) for b in range(runs)]
     steps = np.arange(1, agent.num_updates + 1, dtype=np.int64) * agent.steps_per_update
     total_steps = int(steps[-1])
     collected: list[dict[str, np.ndarray]] = []
@@ -221,17 +275,18 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
             for chunk_index in range(num_chunks):
                 first = chunk_index * chunk
                 active = min(chunk, agent.num_updates - first)
-                states, metrics = chunk_fn(states, active)
+                states, metrics = chunk_fn(batched_configs, states, active)
                 metrics = {k: np.asarray(v)[:, :active] for k, v in metrics.items()}
                 collected.append(metrics)
                 if writer is not None:
                     if chunk_index == 0:
                         others = sorted(k for k in metrics if k not in ("step", "episode_return"))
-                        writer.writerow(["step", "seed", "episode_return", *others])
+                        writer.writerow(["step", "seed", *swept, "episode_return", *others])
                     for offset in range(active):
-                        for seed_index in range(seeds):
-                            writer.writerow([int(steps[first + offset]), seed + seed_index,
-                                             *(_format(metrics[k][seed_index, offset])
+                        for b, (setting, run_seed) in enumerate(run_labels):
+                            writer.writerow([int(steps[first + offset]), run_seed,
+                                             *(_format(setting[k]) for k in swept),
+                                             *(_format(metrics[k][b, offset])
                                                for k in ("episode_return", *others))])
                     csv_file.flush()
                 done_steps = int(steps[first + active - 1])
@@ -240,7 +295,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
                     warnings.simplefilter("ignore", RuntimeWarning)
                     current = np.nanmean(metrics["episode_return"][:, -1])
                 bar.update(task, completed=done_steps,
-                           sps=f"{done_steps * seeds / max(elapsed, 1e-9):,.0f}",
+                           sps=f"{done_steps * runs / max(elapsed, 1e-9):,.0f}",
                            ret="-" if np.isnan(current) else f"{current:.1f}")
                 if on_chunk is not None:
                     on_chunk(chunk_index, metrics)
@@ -250,13 +305,15 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     jax.block_until_ready(states)
     run_seconds = time.perf_counter() - run_start
     metrics = {k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]}
-    result = RunResult(states, metrics, steps, out_dir, compile_seconds, run_seconds)
+    result = RunResult(states, metrics, steps, out_dir, compile_seconds, run_seconds, settings)
     if out_dir is not None:
         _write_json_atomic(out_dir / "timings.json", {
             "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-            "env_steps_per_second": result.steps_per_second, "seeds": seeds,
-            "total_env_steps_per_seed": total_steps, "chunk_updates": chunk,
+            "env_steps_per_second": result.steps_per_second, "runs": runs, "seeds": seeds,
+            "settings": len(settings), "total_env_steps_per_run": total_steps,
+            "chunk_updates": chunk,
         })
-        plot_returns(steps, metrics["episode_return"], out_dir / "returns.png",
-                     f"{algo} on {env_id}")
+        returns = metrics["episode_return"].reshape(len(settings), seeds, -1)
+        plot_returns(steps, returns, out_dir / "returns.png", f"{algo} on {env_id}",
+                     [setting_label(s) for s in settings] if swept else None)
     return result

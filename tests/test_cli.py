@@ -153,6 +153,17 @@ def test_existing_run_directory_is_left_untouched(capsys, tmp_path):
     assert after == before
 
 
+@pytest.mark.parametrize(("sweep", "fragment"), [
+    ("num-envs=2,4", "static"), ("learnin-rate=1e-3", "not a config field"),
+    ("learning-rate", "FIELD=V1,V2"), ("gamma=0.9,abc", "numbers"),
+    ("learning-rate=-1,1e-3", "learning_rate"),
+])
+def test_bad_sweep_is_rejected(capsys, tmp_path, sweep, fragment):
+    assert train(tmp_path / "run", "--sweep", sweep) != 0
+    assert_one_line_error(capsys, fragment)
+    assert not (tmp_path / "run").exists()
+
+
 def test_misspelled_flag_exits_with_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "ppo", "--lerning-rate", "1e-3"])
@@ -228,3 +239,29 @@ def test_run_with_partial_last_chunk_records_every_update_once(tmp_path):
     for seed in (5, 6):
         np.testing.assert_array_equal(rows[rows[:, 1] == seed, 0], 8 * np.arange(1, 52))
     assert json.loads((tmp_path / "run" / "timings.json").read_text())["chunk_updates"] == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps: the grid of numeric values x seeds in one compiled call
+
+
+def test_sweep_runs_the_grid_times_seeds_and_matches_separate_runs(tmp_path):
+    out = tmp_path / "sweep"
+    assert train(out, "--seeds", "2", "--sweep", "learning-rate=1e-3,3e-4",
+                 "--sweep", "gamma=0.9,0.99") == 0
+    header, rows = read_metrics(out / "metrics.csv")
+    assert header[:5] == ["step", "seed", "learning_rate", "gamma", "episode_return"]
+    assert rows.shape[0] == TINY_UPDATES * 4 * 2
+    settings = {(lr, g) for lr, g in rows[:, 2:4]}
+    assert settings == {(1e-3, 0.9), (1e-3, 0.99), (3e-4, 0.9), (3e-4, 0.99)}
+    record = json.loads((out / "config.json").read_text())
+    assert record["sweep"] == {"learning_rate": [1e-3, 3e-4], "gamma": [0.9, 0.99]}
+    assert (out / "returns.png").stat().st_size > 0
+    # One setting of the grid equals a plain run with that config (vmapped rounding aside).
+    single = tmp_path / "single"
+    assert train(single, "--seeds", "2", "--learning-rate", "3e-4", "--gamma", "0.9") == 0
+    _, plain = read_metrics(single / "metrics.csv")
+    loss_column = header.index("loss")
+    chosen = rows[(rows[:, 2] == 3e-4) & (rows[:, 3] == 0.9)]
+    np.testing.assert_allclose(chosen[:, loss_column], plain[:, loss_column - 2],
+                               rtol=1e-4, atol=1e-5)

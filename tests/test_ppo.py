@@ -169,8 +169,8 @@ def test_continuous_actions_run_with_normalisation():
     config = TINY.replace(normalize_obs=True, normalize_reward=True)
     state, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0))
     assert np.isfinite(metrics["loss"]).all()
-    assert float(state.obs_stats.count) > 100  # statistics were updated from the rollouts
-    assert float(state.return_stats.count) > 100
+    assert float(state.rollout.obs_stats.count) > 100  # statistics were updated from the rollouts
+    assert float(state.rollout.return_stats.count) > 100
     agent = ppo.make_agent(config, env, params)
     action = agent.act(state, jnp.zeros((3,)), jax.random.key(1), True)
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-__all__ = ["Agent", "Metrics", "as_typed_key", "train_from_agent"]
+__all__ = ["Agent", "Metrics", "as_typed_key", "check_ranges", "train_from_agent"]
 
 Metrics = dict[str, jax.Array]
 
@@ -61,3 +61,25 @@ def train_from_agent(agent: Agent) -> Callable[[jax.Array], tuple[Any, Metrics]]
         return jax.lax.scan(step, state, None, length=agent.num_updates)
 
     return train
+
+
+def check_ranges(config: Any, **ranges: str) -> None:
+    """Check concrete numeric fields: ``check_ranges(c, gamma="[0, 1]", learning_rate="> 0")``.
+
+    A range is ``"> 0"``, ``">= 0"`` or a closed interval ``"[a, b]"``. Raises ``ValueError``
+    naming the field, the allowed range and the value.
+    """
+    for name, allowed in ranges.items():
+        value = float(getattr(config, name))
+        if allowed == "> 0":
+            ok = value > 0
+        elif allowed == ">= 0":
+            ok = value >= 0
+        elif allowed.startswith("["):
+            low, high = (float(v) for v in allowed.strip("[]").split(","))
+            ok = low <= value <= high
+        else:
+            raise ValueError(f"unknown range {allowed!r}")
+        if not ok:
+            where = f"in {allowed}" if allowed.startswith("[") else allowed
+            raise ValueError(f"{name} must be {where}, got {value:g}")

@@ -19,11 +19,9 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, as_typed_key, train_from_agent
-from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted_return_trace
-from jaxrl.envs.spaces import Box, Discrete
-from jaxrl.models import make_actor_critic
-from jaxrl.rollout import episode_return_metric, reset_envs, rollout, shuffled_minibatches
+from jaxrl.agents import on_policy
+from jaxrl.agents.base import Agent, Metrics, as_typed_key, check_ranges, train_from_agent
+from jaxrl.rollout import shuffled_minibatches
 
 __all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
 
@@ -88,29 +86,21 @@ class TrainState(struct.PyTreeNode):
 
     params: Any
     opt_state: Any
-    env_state: Any
-    obs: jax.Array
-    obs_stats: RunningMeanStd
-    return_stats: RunningMeanStd
-    return_trace: jax.Array
+    rollout: on_policy.RolloutState
     key: jax.Array
     update_count: jax.Array
-    last_episode_return: jax.Array
 
 
 def validate(config: Config) -> None:
     """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    for name in ("num_envs", "num_steps", "update_epochs", "num_minibatches"):
+    on_policy.validate_rollout(config)
+    for name in ("update_epochs", "num_minibatches"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.batch_size % config.num_minibatches:
         raise ValueError(
             f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = {config.batch_size} "
             f"is not divisible by num_minibatches = {config.num_minibatches}; change one of them")
-    if config.num_updates < 1:
-        raise ValueError(
-            f"total_timesteps = {config.total_timesteps} is smaller than one rollout "
-            f"(num_envs * num_steps = {config.batch_size}); raise total_timesteps")
 
 
 def check_config(config: Config) -> None:
@@ -120,31 +110,15 @@ def check_config(config: Config) -> None:
     is a separate call for configs that hold plain numbers.
     """
     validate(config)
-    checks = {
-        "learning_rate": config.learning_rate > 0, "gamma": 0 <= config.gamma <= 1,
-        "gae_lambda": 0 <= config.gae_lambda <= 1, "clip_eps": config.clip_eps > 0,
-        "ent_coef": config.ent_coef >= 0, "vf_coef": config.vf_coef >= 0,
-        "max_grad_norm": config.max_grad_norm > 0,
-    }
-    allowed = {"learning_rate": "> 0", "gamma": "in [0, 1]", "gae_lambda": "in [0, 1]",
-               "clip_eps": "> 0", "ent_coef": ">= 0", "vf_coef": ">= 0", "max_grad_norm": "> 0"}
-    for name, ok in checks.items():
-        if not ok:
-            raise ValueError(f"{name} must be {allowed[name]}, got {getattr(config, name)}")
+    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", gae_lambda="[0, 1]",
+                 clip_eps="> 0", ent_coef=">= 0", vf_coef=">= 0", max_grad_norm="> 0")
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
     """Build PPO's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
     validate(config)
-    action_space = env.action_space(env_params)
-    observation_space = env.observation_space(env_params)
-    if not isinstance(action_space, Discrete | Box):
-        raise TypeError(f"PPO supports Discrete and Box action spaces, got {action_space}")
-    if isinstance(action_space, Box):
-        env = ClipAction(env)
-    env = EpisodeStatistics(env)
-    network = make_actor_critic(observation_space, action_space, config.hidden_sizes,
-                                config.activation)
+    parts = on_policy.setup(config, env, env_params, "PPO")
+    network = parts.network
     num_updates = config.num_updates
     steps_per_epoch = config.num_minibatches * config.update_epochs
 
@@ -157,21 +131,13 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                             optax.adam(learning_rate, eps=1e-5))
 
-    def normalize(stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
-        return stats.normalize(obs) if config.normalize_obs else obs
-
     def init(key: jax.Array) -> TrainState:
         key = as_typed_key(key)
         key, init_key, reset_key = jax.random.split(key, 3)
-        obs, env_state = reset_envs(reset_key, env, env_params, config.num_envs)
-        params = network.init(init_key, obs[:1])
-        return TrainState(
-            params=params, opt_state=optimizer.init(params), env_state=env_state, obs=obs,
-            obs_stats=RunningMeanStd.create(observation_space.shape),
-            return_stats=RunningMeanStd.create(),
-            return_trace=jnp.zeros((config.num_envs,), jnp.float32), key=key,
-            update_count=jnp.zeros((), jnp.int32),
-            last_episode_return=jnp.full((), jnp.nan, jnp.float32))
+        rollout_state = on_policy.init_rollout(reset_key, config, parts, env_params)
+        params = network.init(init_key, rollout_state.obs[:1])
+        return TrainState(params=params, opt_state=optimizer.init(params), rollout=rollout_state,
+                          key=key, update_count=jnp.zeros((), jnp.int32))
 
     def loss_fn(params, minibatch):
         dist, values = network.apply(params, minibatch["obs"])
@@ -202,56 +168,33 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
 
     def update(state: TrainState) -> tuple[TrainState, Metrics]:
         key, rollout_key, epochs_key = jax.random.split(state.key, 3)
-
-        def policy(key, obs):
-            dist, value = network.apply(state.params, normalize(state.obs_stats, obs))
-            action, log_prob = dist.sample_and_log_prob(seed=key)
-            return action, {"log_prob": log_prob, "value": value}
-
-        env_state, obs, traj = rollout(rollout_key, env, env_params, state.env_state, state.obs,
-                                       policy, config.num_steps)
-        obs_batch = normalize(state.obs_stats, traj.obs)
-        next_values = network.apply(state.params, normalize(state.obs_stats, traj.next_obs),
-                                    method="value")
-        rewards, return_trace, return_stats = traj.reward, state.return_trace, state.return_stats
-        if config.normalize_reward:
-            trace, return_trace = discounted_return_trace(rewards, traj.done, config.gamma,
-                                                          return_trace)
-            return_stats = return_stats.update(trace)
-            rewards = return_stats.scale(rewards)
-        discounts = config.gamma * (1.0 - traj.terminated)
-        advantages = losses.gae(rewards, traj.extras["value"], next_values, discounts, traj.done,
-                                config.gae_lambda)
-        batch = {"obs": obs_batch, "action": traj.action, "log_prob": traj.extras["log_prob"],
-                 "value": traj.extras["value"], "advantages": advantages,
-                 "targets": advantages + traj.extras["value"]}
+        rollout_state, batch = on_policy.collect(rollout_key, state.rollout, config, parts,
+                                                 env_params, state.params)
+        advantages = losses.gae(batch.reward, batch.value, batch.next_value,
+                                batch.discounts(config.gamma), batch.done, config.gae_lambda)
+        samples = {"obs": batch.obs, "action": batch.action, "log_prob": batch.log_prob,
+                   "value": batch.value, "advantages": advantages,
+                   "targets": advantages + batch.value}
 
         def epoch(carry, epoch_key):
-            minibatches = shuffled_minibatches(epoch_key, batch, config.num_minibatches)
+            minibatches = shuffled_minibatches(epoch_key, samples, config.num_minibatches)
             return jax.lax.scan(gradient_step, carry, minibatches)
 
         (params, opt_state), stats = jax.lax.scan(
             epoch, (state.params, state.opt_state),
             jax.random.split(epochs_key, config.update_epochs))
-        obs_stats = state.obs_stats.update(traj.obs) if config.normalize_obs else state.obs_stats
-        episode_return = episode_return_metric(traj.info, state.last_episode_return)
         update_count = state.update_count + 1
         metrics = jax.tree.map(jnp.mean, stats)
-        metrics["episode_return"] = episode_return
+        metrics["episode_return"] = rollout_state.last_episode_return
         metrics["step"] = update_count * config.batch_size
-        new_state = TrainState(
-            params=params, opt_state=opt_state, env_state=env_state, obs=obs,
-            obs_stats=obs_stats, return_stats=return_stats, return_trace=return_trace, key=key,
-            update_count=update_count, last_episode_return=episode_return)
-        return new_state, metrics
+        return TrainState(params=params, opt_state=opt_state, rollout=rollout_state, key=key,
+                          update_count=update_count), metrics
+
+    act_with = on_policy.make_act(config, parts)
 
     def act(state: TrainState, obs: jax.Array, key: jax.Array,
             deterministic: bool = False) -> jax.Array:
-        dist = network.apply(state.params, normalize(state.obs_stats, obs), method="policy")
-        action = dist.mode() if deterministic else dist.sample(seed=key)
-        if isinstance(action_space, Box):
-            action = jnp.clip(action, action_space.low, action_space.high)
-        return action
+        return act_with(state.params, state.rollout, obs, key, deterministic)
 
     return Agent(init=init, update=update, act=act, num_updates=num_updates,
                  steps_per_update=config.batch_size)
