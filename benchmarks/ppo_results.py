@@ -27,12 +27,12 @@ CASES: dict[str, tuple[ppo.Config, dict]] = {
     "CartPole-v1": (ppo.Config(), {}),
     "Pendulum-v1": (ppo.Config(total_timesteps=1_000_000, num_envs=16, num_steps=128,
                                update_epochs=10, num_minibatches=8, normalize_obs=True,
-                               normalize_reward=True, ent_coef=0.0, learning_rate=3e-4),
-                    {}),
-    "brax/inverted_pendulum": (ppo.Config(total_timesteps=1_000_000, num_envs=32, num_steps=64,
-                                          update_epochs=10, num_minibatches=8,
-                                          normalize_obs=True, learning_rate=1e-3, gamma=0.97,
-                                          ent_coef=0.0), {}),
+                               normalize_reward=True, learning_rate=3e-4, gamma=0.99,
+                               gae_lambda=0.95), {}),
+    "brax/inverted_pendulum": (ppo.Config(total_timesteps=1_000_000, num_envs=64, num_steps=32,
+                                          update_epochs=10, num_minibatches=16,
+                                          normalize_obs=True, learning_rate=3e-4, gamma=0.99,
+                                          gae_lambda=0.95), {}),
 }
 
 

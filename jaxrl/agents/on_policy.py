@@ -26,9 +26,10 @@ from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.models import make_actor_critic
 from jaxrl.rollout import episode_return_metric, reset_envs, rollout, shuffled_minibatches
 
-__all__ = ["Batch", "OnPolicySetup", "RolloutState", "TrainState", "actor_critic_loss", "collect",
-           "gradient_epochs", "init_rollout", "make_act", "make_gradient_agent", "make_optimizer",
-           "setup", "validate_rollout"]
+__all__ = ["ACTOR_MODULES", "Batch", "OnPolicySetup", "RolloutState", "TrainState",
+           "actor_critic_loss", "collect", "gradient_epochs", "init_rollout", "make_act",
+           "make_gradient_agent", "make_optimizer", "merge_actor_critic", "setup",
+           "split_actor_critic", "validate_rollout"]
 
 
 class RolloutState(struct.PyTreeNode):
@@ -185,17 +186,6 @@ def merge_actor_critic(actor: Any, critic: Any) -> Any:
     return {"params": {**actor["params"], **critic["params"]}}
 
 
-def minibatch_epochs(key: jax.Array, carry: Any, samples: Any, step: Any, num_epochs: int,
-                     num_minibatches: int) -> tuple[Any, Any]:
-    """``num_epochs`` passes of ``step(carry, minibatch) -> (carry, stats)`` over freshly
-    shuffled minibatches of ``samples`` (time-major ``[T, N, ...]``); stats ``[epochs, mbs]``."""
-
-    def epoch(carry, epoch_key):
-        return jax.lax.scan(step, carry, shuffled_minibatches(epoch_key, samples, num_minibatches))
-
-    return jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
-
-
 # The pieces below are shared by the agents that improve the policy by plain gradient steps on a
 # loss (A2C, REINFORCE; PPO's epoch loop is ``gradient_epochs``). NPG / TRPO step differently.
 
@@ -271,7 +261,7 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
         params, opt_state = carry
         grads, stats = jax.grad(loss_fn, has_aux=True)(params, minibatch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        stats = {**stats, "grad_norm": optax.global_norm(grads)}
+        stats = {**stats, "grad_norm": optax.tree.norm(grads)}
         return (optax.apply_updates(params, updates), opt_state), stats
 
     def epoch(carry, epoch_key):

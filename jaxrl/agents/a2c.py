@@ -1,0 +1,158 @@
+"""Synchronous advantage actor-critic (A2C; Mnih et al., 2016, without the asynchrony).
+
+Course notes (CS 285, §6 "Actor-Critic Algorithms": "From evaluation to actor-critic",
+Algorithm 2 "Batch Actor-Critic" and Algorithm 3 "Online Actor-Critic"; "Critics as baselines"
+for n-step returns and GAE)::
+
+    ∇J(θ) ≈ 1/N Σ_i ∇ log π(a_i|s_i) Â(s_i, a_i),   V_φ fitted to the targets Â + V_φ(s)
+
+Implemented: the batch actor-critic over ``num_envs`` parallel envs and ``num_steps``-step
+windows, with advantages from GAE (``gae_lambda``; λ = 1 is the Monte-Carlo return bootstrapped
+at the window's end) or from n-step returns ``Â = G^n_t - V(s_t)`` (``n_steps_return``); one
+gradient step per rollout (or ``num_minibatches``) on ``-log π · Â + c_v ½(V - G)² - c_e H``,
+RMSprop (SB3's A2C) or Adam, global-norm clipping, linear learning-rate annealing.
+``online=True`` is the one-step online actor-critic (Algorithm 3 without replay): every env step
+is an update on the TD error ``δ = r + γ (1 - terminated) V(s') - V(s)``, actor loss
+``-log π(a|s) · δ``, critic ``½ δ²``. Time-limit truncation bootstraps from ``V(final_obs)``;
+only termination stops bootstrapping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax import struct
+
+from jaxrl import losses
+from jaxrl.agents import on_policy
+from jaxrl.agents.base import Agent, check_ranges, train_from_agent
+
+__all__ = ["Config", "TrainState", "advantages_and_targets", "check_config", "make_agent",
+           "make_train", "validate"]
+
+TrainState = on_policy.TrainState
+
+
+class Config(struct.PyTreeNode):
+    """A2C hyperparameters (CleanRL / SB3 names). Static fields decide shapes."""
+
+    total_timesteps: int = struct.field(pytree_node=False, default=500_000)
+    """environment steps per seed (rounded down to whole rollouts)"""
+    num_envs: int = struct.field(pytree_node=False, default=8)
+    """parallel environments"""
+    num_steps: int = struct.field(pytree_node=False, default=5)
+    """steps per environment per rollout (1 with online)"""
+    num_minibatches: int = struct.field(pytree_node=False, default=1)
+    """gradient steps per rollout, each on a shuffled part; must divide num_envs * num_steps"""
+    n_steps_return: int = struct.field(pytree_node=False, default=0)
+    """n of the n-step return targets; 0 uses GAE"""
+    online: bool = struct.field(pytree_node=False, default=False)
+    """one-step online actor-critic on TD(0) errors; needs num_steps = 1"""
+    optimizer: str = struct.field(pytree_node=False, default="rmsprop")
+    """rmsprop (decay 0.99, eps 1e-5) or adam (eps 1e-5)"""
+    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
+    """hidden layer widths of the actor and critic MLPs"""
+    activation: str = struct.field(pytree_node=False, default="tanh")
+    """tanh, relu, swish, gelu or elu"""
+    anneal_lr: bool = struct.field(pytree_node=False, default=True)
+    """decay the learning rate linearly to 0"""
+    normalize_obs: bool = struct.field(pytree_node=False, default=False)
+    """normalise observations with batch-level running statistics"""
+    normalize_reward: bool = struct.field(pytree_node=False, default=False)
+    """scale rewards by the std of the discounted return"""
+    learning_rate: float = 7e-4
+    """optimizer step size"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 1.0
+    """GAE λ (1: Monte-Carlo within the window; unused with n_steps_return or online)"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip"""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+
+def validate(config: Config) -> None:
+    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
+    on_policy.validate_rollout(config)
+    if config.num_minibatches < 1:
+        raise ValueError(f"num_minibatches must be >= 1, got {config.num_minibatches}")
+    if config.batch_size % config.num_minibatches:
+        raise ValueError(
+            f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = {config.batch_size} "
+            f"is not divisible by num_minibatches = {config.num_minibatches}; change one of them")
+    if config.n_steps_return < 0:
+        raise ValueError(f"n_steps_return must be >= 0 (0 uses GAE), got {config.n_steps_return}")
+    if config.online and (config.num_steps != 1 or config.n_steps_return):
+        raise ValueError(
+            f"online actor-critic updates after every env step on TD(0) errors: set num_steps=1 "
+            f"and n_steps_return=0, got num_steps={config.num_steps}, "
+            f"n_steps_return={config.n_steps_return}")
+    if config.optimizer not in ("rmsprop", "adam"):
+        raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {config.optimizer!r}")
+
+
+def check_config(config: Config) -> None:
+    """Range checks of the numeric hyperparameters of one concrete config (CLI / ``runner.run``).
+
+    ``make_agent`` never reads numeric fields in Python (they may be traced in a sweep).
+    """
+    validate(config)
+    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", gae_lambda="[0, 1]",
+                 ent_coef=">= 0", vf_coef=">= 0", max_grad_norm="> 0")
+
+
+def advantages_and_targets(batch: on_policy.Batch, config: Config) -> tuple[jax.Array, jax.Array]:
+    """``(Â_t, G_t)``: advantages for the actor and regression targets ``G_t = Â_t + V(s_t)``.
+
+    online: ``Â_t = δ_t = r_t + γ_t V(s_{t+1}) - V(s_t)``; ``n_steps_return = n > 0``:
+    ``G_t = G^n_t`` (``losses.n_step_returns``), ``Â_t = G_t - V(s_t)``; otherwise GAE(γ, λ).
+    ``γ_t = γ (1 - terminated_t)``; ``V(s_{t+1})`` is ``V(final_obs)`` where an episode ended.
+    """
+    discounts = batch.discounts(config.gamma)
+    if config.online:
+        advantages = losses.td_errors(batch.reward, batch.value, batch.next_value, discounts)
+        return advantages, advantages + batch.value
+    if config.n_steps_return:
+        targets = losses.n_step_returns(batch.reward, batch.next_value, discounts, batch.done,
+                                        config.n_steps_return)
+        return targets - batch.value, targets
+    advantages = losses.gae(batch.reward, batch.value, batch.next_value, discounts, batch.done,
+                            config.gae_lambda)
+    return advantages, advantages + batch.value
+
+
+def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
+    """Build A2C's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.base``)."""
+    validate(config)
+    parts = on_policy.setup(config, env, env_params, "A2C")
+    optimizer = on_policy.make_optimizer(config, config.num_updates, config.num_minibatches,
+                                         config.optimizer)
+
+    def loss_fn(params: Any, samples: on_policy.Samples):
+        return on_policy.actor_critic_loss(parts.network, params, samples, config.vf_coef,
+                                           config.ent_coef)
+
+    return on_policy.make_gradient_agent(
+        config, parts, env_params, optimizer, loss_fn,
+        lambda batch: advantages_and_targets(batch, config),
+        num_minibatches=config.num_minibatches)
+
+
+def make_train(config: Config, env: Any, env_params: Any):
+    """``train(key) -> (TrainState, metrics)``: the whole A2C run as one pure function.
+
+    Every metric has a leading ``[num_updates]`` axis (``[seeds, num_updates]`` under vmap).
+    """
+    return train_from_agent(make_agent(config, env, env_params))
