@@ -140,6 +140,9 @@ def test_invalid_sizes_raise_clear_errors(cartpole):
         reinforce.make_train(TINY.replace(update_epochs=0), env, params)
     with pytest.raises(ValueError, match="num_steps"):
         reinforce.make_train(TINY.replace(num_steps=0), env, params)
+    with pytest.raises(ValueError, match="normalize_returns"):
+        reinforce.make_train(TINY.replace(num_envs=1, num_steps=1, total_timesteps=1), env,
+                             params)
 
 
 def test_check_config_rejects_out_of_range_values():

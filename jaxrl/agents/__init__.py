@@ -2,12 +2,13 @@
 
 from types import ModuleType
 
-from jaxrl.agents import ppo
+from jaxrl.agents import a2c, ppo, reinforce
 from jaxrl.agents.base import Agent, as_typed_key, train_from_agent
 
-__all__ = ["ALGORITHMS", "Agent", "as_typed_key", "get_algorithm", "ppo", "train_from_agent"]
+__all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "get_algorithm", "ppo", "reinforce",
+           "train_from_agent"]
 
-ALGORITHMS: dict[str, ModuleType] = {"ppo": ppo}
+ALGORITHMS: dict[str, ModuleType] = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo}
 
 
 def get_algorithm(name: str) -> ModuleType:

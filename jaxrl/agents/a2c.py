@@ -35,7 +35,12 @@ TrainState = on_policy.TrainState
 
 
 class Config(struct.PyTreeNode):
-    """A2C hyperparameters (CleanRL / SB3 names). Static fields decide shapes."""
+    """A2C hyperparameters (CleanRL / SB3 names). Static fields decide shapes.
+
+    Defaults are rl-zoo's CartPole A2C (8 envs × 5 steps, RMSprop lr 7e-4, λ = 1, no entropy
+    bonus) plus linear lr annealing: they solve CartPole-v1 in 500k steps (return 500 on the 12
+    seeds we tried).
+    """
 
     total_timesteps: int = struct.field(pytree_node=False, default=500_000)
     """environment steps per seed (rounded down to whole rollouts)"""

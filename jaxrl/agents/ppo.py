@@ -11,19 +11,18 @@ observation / reward normalisation for continuous control. Time-limit truncation
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import optax
 from flax import struct
 
 from jaxrl import losses
 from jaxrl.agents import on_policy
-from jaxrl.agents.base import Agent, Metrics, as_typed_key, check_ranges, train_from_agent
-from jaxrl.rollout import shuffled_minibatches
+from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
 
-__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
+__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "ppo_loss",
+           "validate"]
 
 
 class Config(struct.PyTreeNode):
@@ -86,14 +85,7 @@ class Config(struct.PyTreeNode):
         return self.total_timesteps // self.batch_size
 
 
-class TrainState(struct.PyTreeNode):
-    """Everything a PPO run needs to continue: checkpoint this and training resumes exactly."""
-
-    params: Any
-    opt_state: Any
-    rollout: on_policy.RolloutState
-    key: jax.Array
-    update_count: jax.Array
+TrainState = on_policy.TrainState
 
 
 def validate(config: Config) -> None:
@@ -119,90 +111,43 @@ def check_config(config: Config) -> None:
                  clip_eps="> 0", ent_coef=">= 0", vf_coef=">= 0", max_grad_norm="> 0")
 
 
+def ppo_loss(network: Any, config: Config, params: Any,
+             minibatch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
+    """``L = -L^CLIP + c_v · L^V - c_e · H`` on one minibatch, advantages normalised within it."""
+    dist, values = network.apply(params, minibatch["obs"])
+    log_probs = dist.log_prob(minibatch["action"])
+    advantages = minibatch["advantages"]
+    if config.norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_loss = losses.ppo_clip_loss(log_probs, minibatch["log_prob"], advantages,
+                                       config.clip_eps)
+    value_loss = losses.value_loss(
+        values, minibatch["targets"], minibatch["value"] if config.clip_vloss else None,
+        config.clip_eps if config.clip_vloss else None)
+    entropy = dist.entropy().mean()
+    total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+    return total, {
+        "loss": total, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+        "approx_kl": losses.approx_kl(log_probs, minibatch["log_prob"]),
+        "clip_fraction": losses.clip_fraction(log_probs, minibatch["log_prob"], config.clip_eps),
+    }
+
+
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
     """Build PPO's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
     validate(config)
     parts = on_policy.setup(config, env, env_params, "PPO")
-    network = parts.network
-    num_updates = config.num_updates
-    steps_per_epoch = config.num_minibatches * config.update_epochs
+    optimizer = on_policy.make_optimizer(config, config.num_updates,
+                                         config.update_epochs * config.num_minibatches)
 
-    def learning_rate(count: jax.Array) -> jax.Array:
-        if not config.anneal_lr:
-            return jnp.asarray(config.learning_rate, jnp.float32)
-        fraction = 1.0 - (count // steps_per_epoch) / num_updates
-        return config.learning_rate * fraction
-
-    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                            optax.adam(learning_rate, eps=1e-5))
-
-    def init(key: jax.Array) -> TrainState:
-        key = as_typed_key(key)
-        key, init_key, reset_key = jax.random.split(key, 3)
-        rollout_state = on_policy.init_rollout(reset_key, config, parts, env_params)
-        params = network.init(init_key, rollout_state.obs[:1])
-        return TrainState(params=params, opt_state=optimizer.init(params), rollout=rollout_state,
-                          key=key, update_count=jnp.zeros((), jnp.int32))
-
-    def loss_fn(params, minibatch):
-        dist, values = network.apply(params, minibatch["obs"])
-        log_probs = dist.log_prob(minibatch["action"])
-        advantages = minibatch["advantages"]
-        if config.norm_adv:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = losses.ppo_clip_loss(log_probs, minibatch["log_prob"], advantages,
-                                           config.clip_eps)
-        value_loss = losses.value_loss(
-            values, minibatch["targets"], minibatch["value"] if config.clip_vloss else None,
-            config.clip_eps if config.clip_vloss else None)
-        entropy = dist.entropy().mean()
-        total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-        return total, {
-            "loss": total, "policy_loss": policy_loss, "value_loss": value_loss,
-            "entropy": entropy,
-            "approx_kl": losses.approx_kl(log_probs, minibatch["log_prob"]),
-            "clip_fraction": losses.clip_fraction(log_probs, minibatch["log_prob"],
-                                                  config.clip_eps),
-        }
-
-    def gradient_step(carry, minibatch):
-        params, opt_state = carry
-        grads, stats = jax.grad(loss_fn, has_aux=True)(params, minibatch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), stats
-
-    def update(state: TrainState) -> tuple[TrainState, Metrics]:
-        key, rollout_key, epochs_key = jax.random.split(state.key, 3)
-        rollout_state, batch = on_policy.collect(rollout_key, state.rollout, config, parts,
-                                                 env_params, state.params)
+    def estimate(batch: on_policy.Batch) -> tuple[jax.Array, jax.Array]:
         advantages = losses.gae(batch.reward, batch.value, batch.next_value,
                                 batch.discounts(config.gamma), batch.done, config.gae_lambda)
-        samples = {"obs": batch.obs, "action": batch.action, "log_prob": batch.log_prob,
-                   "value": batch.value, "advantages": advantages,
-                   "targets": advantages + batch.value}
+        return advantages, advantages + batch.value
 
-        def epoch(carry, epoch_key):
-            minibatches = shuffled_minibatches(epoch_key, samples, config.num_minibatches)
-            return jax.lax.scan(gradient_step, carry, minibatches)
-
-        (params, opt_state), stats = jax.lax.scan(
-            epoch, (state.params, state.opt_state),
-            jax.random.split(epochs_key, config.update_epochs))
-        update_count = state.update_count + 1
-        metrics = jax.tree.map(jnp.mean, stats)
-        metrics["episode_return"] = rollout_state.last_episode_return
-        metrics["step"] = update_count * config.batch_size
-        return TrainState(params=params, opt_state=opt_state, rollout=rollout_state, key=key,
-                          update_count=update_count), metrics
-
-    act_with = on_policy.make_act(config, parts)
-
-    def act(state: TrainState, obs: jax.Array, key: jax.Array,
-            deterministic: bool = False) -> jax.Array:
-        return act_with(state.params, state.rollout, obs, key, deterministic)
-
-    return Agent(init=init, update=update, act=act, num_updates=num_updates,
-                 steps_per_update=config.batch_size)
+    return on_policy.make_gradient_agent(
+        config, parts, env_params, optimizer, partial(ppo_loss, parts.network, config), estimate,
+        config.update_epochs, config.num_minibatches)
 
 
 def make_train(config: Config, env: Any, env_params: Any):
