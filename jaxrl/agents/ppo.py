@@ -30,7 +30,7 @@ class Config(struct.PyTreeNode):
 
     Defaults are rl-zoo's classic-control settings (8 envs × 32 steps, 20 full-batch epochs,
     γ 0.98, λ 0.8, lr 1e-3 annealed, no entropy bonus): they solve CartPole-v1 on every seed we
-    tried. For continuous control see ``benchmarks/ppo_results.py`` (normalisation, more envs).
+    tried. For continuous control see ``benchmarks/learning.py`` (normalisation, more envs).
     """
 
     total_timesteps: int = struct.field(pytree_node=False, default=500_000)
