@@ -59,9 +59,9 @@ def test_fisher_vector_product_equals_dense_kl_hessian(action_space):
     def mean_kl(flat):
         return jnp.mean(old.kl_divergence(policy(flat)))
 
-    hessian = jax.hessian(mean_kl)(params)
+    hessian = jax.jit(jax.hessian(mean_kl))(params)
     vector = jax.random.normal(jax.random.key(3), params.shape)
-    product = ng.fisher_vector_product(mean_kl, params, damping=0.1)(vector)
+    product = jax.jit(lambda v: ng.fisher_vector_product(mean_kl, params, damping=0.1)(v))(vector)
     np.testing.assert_allclose(product, hessian @ vector + 0.1 * vector, rtol=1e-4, atol=1e-5)
 
 

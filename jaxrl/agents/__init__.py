@@ -2,13 +2,15 @@
 
 from types import ModuleType
 
-from jaxrl.agents import a2c, ppo, reinforce
+from jaxrl.agents import a2c, npg, ppo, reinforce, trpo
 from jaxrl.agents.base import Agent, as_typed_key, train_from_agent
 
-__all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "get_algorithm", "ppo", "reinforce",
-           "train_from_agent"]
+__all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "get_algorithm", "npg", "ppo",
+           "reinforce", "train_from_agent", "trpo"]
 
-ALGORITHMS: dict[str, ModuleType] = {"reinforce": reinforce, "a2c": a2c, "ppo": ppo}
+ALGORITHMS: dict[str, ModuleType] = {
+    "reinforce": reinforce, "a2c": a2c, "npg": npg, "trpo": trpo, "ppo": ppo,
+}
 
 
 def get_algorithm(name: str) -> ModuleType:

@@ -9,11 +9,11 @@ is the policy gradient ``g``) and the Fisher matrix ``F`` (the Hessian of the me
 
 maximises the linearised surrogate inside the quadratic trust region ``½ Δθᵀ F Δθ ≤ δ``
 (δ = ``max_kl``); ``step_size > 0`` takes a fixed ``α`` instead. ``s`` comes from
-``cg_iters`` conjugate-gradient iterations on Fisher-vector products with damping ``F + λI``
-(``jaxrl.natural_gradient``); no dense Fisher is formed. One update:
+``cg_iters`` conjugate-gradient iterations on damped Fisher-vector products ``(F + c I) v``,
+``c = cg_damping`` (``jaxrl.natural_gradient``); no dense Fisher is formed. One update:
 
 1. roll out ``π_θ`` (``on_policy.collect``); ``Â = GAE(γ, λ)``, normalised over the batch;
-2. ``g = ∇L``, ``s = CG(F + λI, g)``, full step ``sqrt(2δ / sᵀFs) s``;
+2. ``g = ∇L``, ``s = CG(F + cI, g)``, full step ``sqrt(2δ / sᵀ(F + cI)s) s``;
 3. the *step rule*: NPG takes the step as is; TRPO (``jaxrl.agents.trpo``) backtracks;
 4. fit ``V`` separately: ``value_epochs`` passes of Adam minibatch regression on ``Â + V_old``.
 
@@ -40,26 +40,27 @@ from jaxrl.agents import on_policy
 from jaxrl.agents.base import Agent, Metrics, as_typed_key, check_ranges, train_from_agent
 
 __all__ = ["RANGES", "Config", "Evaluate", "NaturalGradientConfig", "StepRule", "TrainState",
-           "check_config",
-           "make_agent", "make_natural_gradient_agent", "make_train", "natural_step", "validate"]
+           "check_config", "make_agent", "make_natural_gradient_agent", "make_train",
+           "natural_step", "validate"]
 
 Evaluate = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+"""``evaluate(θ') = (L(θ') - L(θ), mean KL(π_θ ‖ π_θ'))`` on the current batch."""
 
 
 class NaturalGradientConfig(struct.PyTreeNode):
     """Hyperparameters NPG and TRPO share. Static fields decide shapes."""
 
-    total_timesteps: int = struct.field(pytree_node=False, default=500_000)
+    total_timesteps: int = struct.field(pytree_node=False, default=200_000)
     """environment steps per seed (rounded down to whole rollouts)"""
     num_envs: int = struct.field(pytree_node=False, default=8)
     """parallel environments"""
-    num_steps: int = struct.field(pytree_node=False, default=256)
+    num_steps: int = struct.field(pytree_node=False, default=512)
     """steps per environment per rollout"""
     cg_iters: int = struct.field(pytree_node=False, default=10)
     """conjugate-gradient iterations for s = F⁻¹g"""
     value_epochs: int = struct.field(pytree_node=False, default=5)
     """passes of value-function regression over each rollout"""
-    num_minibatches: int = struct.field(pytree_node=False, default=4)
+    num_minibatches: int = struct.field(pytree_node=False, default=16)
     """value-regression minibatches per pass; must divide num_envs * num_steps"""
     hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
     """hidden layer widths of the actor and critic MLPs"""
@@ -71,14 +72,14 @@ class NaturalGradientConfig(struct.PyTreeNode):
     """scale rewards by the std of the discounted return"""
     gamma: float = 0.99
     """discount factor"""
-    gae_lambda: float = 0.95
+    gae_lambda: float = 0.98
     """GAE λ"""
     max_kl: float = 0.01
     """trust-region size δ: bound on the mean KL(π_old ‖ π_new) of a policy step"""
     cg_damping: float = 0.1
-    """damping λ added to the Fisher matrix (F + λI)"""
-    vf_learning_rate: float = 1e-3
-    """Adam step size of the value-function regression"""
+    """damping c added to the Fisher matrix: CG solves (F + c I) s = g"""
+    vf_learning_rate: float = 3e-3
+    """Adam step size (eps 1e-5) of the value-function regression"""
 
     @property
     def batch_size(self) -> int:
@@ -108,8 +109,8 @@ class TrainState(struct.PyTreeNode):
 
 
 StepRule = Callable[[Any, jax.Array, jax.Array, jax.Array, Evaluate], ng.StepResult]
-"""``rule(config, θ, s, full_step, evaluate) -> StepResult``: how far along ``s`` to go.
-``full_step`` is the max-KL step; ``evaluate(θ') = (L(θ') - L(θ), mean KL(π_θ ‖ π_θ'))``."""
+"""``rule(config, θ, s, full_step, evaluate) -> StepResult``: how far along ``s`` to go
+(``full_step`` is the max-KL step ``sqrt(2δ / sᵀFs) s``)."""
 
 RANGES = {"gamma": "[0, 1]", "gae_lambda": "[0, 1]", "max_kl": "> 0", "cg_damping": ">= 0",
           "vf_learning_rate": "> 0"}
@@ -194,7 +195,8 @@ def make_natural_gradient_agent(config: NaturalGradientConfig, env: Any, env_par
             "backtracks": result.num_backtracks.astype(jnp.float32),
             "entropy": jnp.mean(old_policy.entropy())}
 
-    def value_loss(critic_params: Any, minibatch: on_policy.Samples) -> tuple[jax.Array, Metrics]:
+    def value_loss(critic_params: Any,
+                   minibatch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
         values = network.apply(critic_params, minibatch["obs"], method="value")
         loss = losses.value_loss(values, minibatch["targets"])
         return loss, {"value_loss": loss}
@@ -235,7 +237,8 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
     return make_natural_gradient_agent(config, env, env_params, natural_step, "NPG")
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any,
+               env_params: Any) -> Callable[[jax.Array], tuple[TrainState, Metrics]]:
     """``train(key) -> (TrainState, metrics)``: the whole NPG run as one pure function.
 
     Every metric has a leading ``[num_updates]`` axis (``[seeds, num_updates]`` under vmap).

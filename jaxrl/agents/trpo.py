@@ -16,6 +16,7 @@ function, the metrics — is NPG's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -23,7 +24,7 @@ from flax import struct
 
 from jaxrl import natural_gradient as ng
 from jaxrl.agents import npg
-from jaxrl.agents.base import Agent, check_ranges, train_from_agent
+from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
 
 __all__ = ["Config", "TrainState", "check_config", "line_search_step", "make_agent", "make_train",
            "validate"]
@@ -66,7 +67,8 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
     return npg.make_natural_gradient_agent(config, env, env_params, line_search_step, "TRPO")
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any,
+               env_params: Any) -> Callable[[jax.Array], tuple[TrainState, Metrics]]:
     """``train(key) -> (TrainState, metrics)``: the whole TRPO run as one pure function.
 
     Every metric has a leading ``[num_updates]`` axis (``[seeds, num_updates]`` under vmap).
