@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import key_data, leaves_equal
 from probe_envs import ConstantRewardEnv, ObservedSignEnv, ProbeParams
 
 from jaxrl import envs
@@ -13,17 +14,6 @@ from jaxrl.models import make_actor_critic
 # n-step targets and two minibatches, so the compiled API tests cover those paths too.
 TINY = a2c.Config(total_timesteps=2 * 4 * 8, num_envs=4, num_steps=8, num_minibatches=2,
                   n_steps_return=3, hidden_sizes=(16,))
-
-
-def _leaves_equal(a, b) -> bool:
-    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    return all(np.array_equal(x, y, equal_nan=True) for x, y in pairs)
-
-
-def _key_data(tree):
-    return jax.tree.map(
-        lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-        else x, tree)
 
 
 def _stack(*trees):
@@ -182,7 +172,7 @@ def test_metrics_have_one_entry_per_update(run):
 def test_same_key_gives_bitwise_identical_runs(run):
     first = run(TINY, jax.random.key(7))
     second = run(TINY, jax.random.key(7))
-    assert _leaves_equal(_key_data(first), _key_data(second))
+    assert leaves_equal(key_data(first), key_data(second))
     assert not np.array_equal(first[1]["loss"], run(TINY, jax.random.key(8))[1]["loss"])
 
 

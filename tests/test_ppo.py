@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import key_data, leaves_equal
 from probe_envs import (
     ConstantRewardEnv,
     ObservedSignEnv,
@@ -18,17 +19,6 @@ from jaxrl.models import make_actor_critic
 
 TINY = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
                   num_minibatches=2, hidden_sizes=(16,))
-
-
-def _leaves_equal(a, b) -> bool:
-    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    return all(np.array_equal(x, y) for x, y in pairs)
-
-
-def _key_data(tree):
-    return jax.tree.map(
-        lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-        else x, tree)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +64,7 @@ def test_same_key_gives_bitwise_identical_runs(cartpole):
     train = jax.jit(ppo.make_train(TINY, env, params))
     first = train(jax.random.key(7))
     second = train(jax.random.key(7))
-    assert _leaves_equal(_key_data(first), _key_data(second))
+    assert leaves_equal(key_data(first), key_data(second))
     third = train(jax.random.key(8))
     assert not np.array_equal(first[1]["loss"], third[1]["loss"])
 
@@ -84,7 +74,7 @@ def test_legacy_uint32_keys_are_accepted(cartpole):
     train = jax.jit(ppo.make_train(TINY, env, params))
     typed = train(jax.random.key(3))
     legacy = train(jax.random.PRNGKey(3))
-    assert _leaves_equal(_key_data(typed), _key_data(legacy))
+    assert leaves_equal(key_data(typed), key_data(legacy))
 
 
 def test_vmapped_seeds_match_single_runs(cartpole):

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import key_data, leaves_equal
 from probe_envs import ObservedSignEnv, ProbeParams
 
 from jaxrl import envs
@@ -13,17 +14,6 @@ from jaxrl.models import make_actor_critic
 SIZES = {"total_timesteps": 2 * 4 * 16, "num_envs": 4, "num_steps": 16, "value_epochs": 2,
          "num_minibatches": 2, "hidden_sizes": (16,)}
 TINY = trpo.Config(**SIZES)
-
-
-def _leaves_equal(a, b) -> bool:
-    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    return all(np.array_equal(x, y) for x, y in pairs)
-
-
-def _key_data(tree):
-    return jax.tree.map(
-        lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-        else x, tree)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +76,7 @@ def test_trpo_metrics_have_one_entry_per_update_and_respect_the_trust_region(tin
 def test_same_key_gives_bitwise_identical_runs(tiny_train):
     first = tiny_train(jax.random.key(7))
     second = tiny_train(jax.random.key(7))
-    assert _leaves_equal(_key_data(first), _key_data(second))
+    assert leaves_equal(key_data(first), key_data(second))
     third = tiny_train(jax.random.key(8))
     assert not np.array_equal(first[1]["value_loss"], third[1]["value_loss"])
 
@@ -127,7 +117,7 @@ def test_actor_and_critic_params_split_and_merge():
     variables = network.init(jax.random.key(0), obs)
     actor, critic = on_policy.split_actor_critic(variables)
     assert set(actor["params"]) == set(on_policy.ACTOR_MODULES)
-    assert _leaves_equal(on_policy.merge_actor_critic(actor, critic), variables)
+    assert leaves_equal(on_policy.merge_actor_critic(actor, critic), variables)
     dist, value = network.apply(variables, obs)
     np.testing.assert_array_equal(network.apply(actor, obs, method="policy").logits, dist.logits)
     np.testing.assert_array_equal(network.apply(critic, obs, method="value"), value)

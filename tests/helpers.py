@@ -1,0 +1,17 @@
+"""Assertions shared by the agent tests."""
+
+import jax
+import numpy as np
+
+
+def key_data(tree):
+    """Replace typed PRNG keys by their raw data so trees can be compared leaf by leaf."""
+    return jax.tree.map(
+        lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        else x, tree)
+
+
+def leaves_equal(a, b) -> bool:
+    """Bitwise equality of two pytrees of arrays (typed keys compared by their data)."""
+    pairs = zip(jax.tree.leaves(key_data(a)), jax.tree.leaves(key_data(b)), strict=True)
+    return all(np.array_equal(x, y) for x, y in pairs)
