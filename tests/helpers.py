@@ -12,6 +12,8 @@ def key_data(tree):
 
 
 def leaves_equal(a, b) -> bool:
-    """Bitwise equality of two pytrees of arrays (typed keys compared by their data)."""
+    """Bitwise equality of two pytrees of arrays (typed keys compared by their data; NaN equals
+    NaN, as in the episode-return metric before the first finished episode)."""
     pairs = zip(jax.tree.leaves(key_data(a)), jax.tree.leaves(key_data(b)), strict=True)
-    return all(np.array_equal(x, y) for x, y in pairs)
+    return all(np.array_equal(x, y, equal_nan=np.issubdtype(np.asarray(x).dtype, np.inexact))
+               for x, y in pairs)
