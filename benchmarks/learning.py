@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from jaxrl import envs
-from jaxrl.agents import ALGORITHMS, ppo
+from jaxrl.agents import ALGORITHMS, ppo, trpo
 
 # (algorithm, env id) -> (config, env kwargs); None means the algorithm's default Config.
 CASES: dict[tuple[str, str], tuple[object | None, dict]] = {
@@ -30,6 +30,9 @@ CASES: dict[tuple[str, str], tuple[object | None, dict]] = {
         ppo.Config(total_timesteps=1_000_000, num_envs=16, num_steps=128, update_epochs=10,
                    num_minibatches=8, normalize_obs=True, normalize_reward=True,
                    learning_rate=3e-4, gamma=0.99, gae_lambda=0.95), {}),
+    ("trpo", "Pendulum-v1"): (
+        trpo.Config(total_timesteps=1_000_000, num_envs=16, num_steps=256, normalize_obs=True,
+                    normalize_reward=True, gae_lambda=0.95, max_kl=0.02), {}),
     ("ppo", "brax/inverted_pendulum"): (
         ppo.Config(total_timesteps=1_000_000, num_envs=64, num_steps=32, update_epochs=10,
                    num_minibatches=16, normalize_obs=True, learning_rate=3e-4, gamma=0.99,

@@ -91,12 +91,6 @@ class Config(struct.PyTreeNode):
 def validate(config: Config) -> None:
     """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
     on_policy.validate_rollout(config)
-    if config.num_minibatches < 1:
-        raise ValueError(f"num_minibatches must be >= 1, got {config.num_minibatches}")
-    if config.batch_size % config.num_minibatches:
-        raise ValueError(
-            f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = {config.batch_size} "
-            f"is not divisible by num_minibatches = {config.num_minibatches}; change one of them")
     if config.n_steps_return < 0:
         raise ValueError(f"n_steps_return must be >= 0 (0 uses GAE), got {config.n_steps_return}")
     if config.online and (config.num_steps != 1 or config.n_steps_return):

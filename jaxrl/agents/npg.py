@@ -119,14 +119,7 @@ RANGES = {"gamma": "[0, 1]", "gae_lambda": "[0, 1]", "max_kl": "> 0", "cg_dampin
 
 def validate(config: NaturalGradientConfig) -> None:
     """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    on_policy.validate_rollout(config)
-    for name in ("cg_iters", "value_epochs", "num_minibatches"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.batch_size % config.num_minibatches:
-        raise ValueError(
-            f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = {config.batch_size} "
-            f"is not divisible by num_minibatches = {config.num_minibatches}; change one of them")
+    on_policy.validate_rollout(config, "cg_iters", "value_epochs")
 
 
 def check_config(config: Config) -> None:

@@ -75,9 +75,13 @@ class OnPolicySetup(NamedTuple):
     action_space: Space
 
 
-def validate_rollout(config: Any) -> None:
-    """Static checks shared by on-policy configs; ``ValueError`` saying what to change."""
-    for name in ("num_envs", "num_steps"):
+def validate_rollout(config: Any, *positive: str) -> None:
+    """Static checks shared by on-policy configs; ``ValueError`` saying what to change.
+
+    ``num_envs``, ``num_steps`` and every field named in ``positive`` must be >= 1; one rollout
+    must fit in ``total_timesteps``; a ``num_minibatches`` field must divide the rollout.
+    """
+    for name in ("num_envs", "num_steps", *positive):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     batch_size = config.num_envs * config.num_steps
@@ -85,6 +89,13 @@ def validate_rollout(config: Any) -> None:
         raise ValueError(
             f"total_timesteps = {config.total_timesteps} is smaller than one rollout "
             f"(num_envs * num_steps = {batch_size}); raise total_timesteps")
+    num_minibatches = getattr(config, "num_minibatches", 1)
+    if num_minibatches < 1:
+        raise ValueError(f"num_minibatches must be >= 1, got {num_minibatches}")
+    if batch_size % num_minibatches:
+        raise ValueError(
+            f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = {batch_size} "
+            f"is not divisible by num_minibatches = {num_minibatches}; change one of them")
 
 
 def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent") -> OnPolicySetup:
