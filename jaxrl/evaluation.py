@@ -1,0 +1,56 @@
+"""Evaluation rollouts shared by every agent: the return of a (usually deterministic) policy.
+
+``evaluate`` runs ``num_envs`` fresh environments for ``num_steps`` steps inside jit and
+averages the return of the first episode each env finishes; an env that finishes no episode in
+the window does not count (the result is NaN if none finishes). Off-policy and offline agents
+report it as ``eval_return`` / ``episode_return``; ``jaxrl eval`` uses it for saved runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl.envs import EpisodeStatistics
+from jaxrl.rollout import reset_envs
+
+__all__ = ["episode_returns", "evaluate"]
+
+ObsPolicy = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def episode_returns(key: jax.Array, env: Any, env_params: Any, policy: ObsPolicy,
+                    num_envs: int, num_steps: int) -> tuple[jax.Array, jax.Array]:
+    """``(returns [num_envs], finished [num_envs])``: the undiscounted return of the first
+    episode each of ``num_envs`` envs finishes within ``num_steps`` steps of
+    ``policy(key, obs [num_envs, ...]) -> actions``; ``finished`` is False where none ended."""
+    env = EpisodeStatistics(env)
+    reset_key, run_key = jax.random.split(key)
+    obs, env_state = reset_envs(reset_key, env, env_params, num_envs)
+    batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def step(carry, step_key):
+        env_state, obs, returns, finished = carry
+        policy_key, env_key = jax.random.split(step_key)
+        action = policy(policy_key, obs)
+        obs, env_state, _, _, _, info = batched_step(jax.random.split(env_key, num_envs),
+                                                     env_state, action, env_params)
+        first = info["episode_done"] & ~finished
+        returns = jnp.where(first, info["episode_return"], returns)
+        return (env_state, obs, returns, finished | info["episode_done"]), None
+
+    init = (env_state, obs, jnp.zeros((num_envs,), jnp.float32), jnp.zeros((num_envs,), bool))
+    (_, _, returns, finished), _ = jax.lax.scan(step, init, jax.random.split(run_key, num_steps))
+    return returns, finished
+
+
+def evaluate(key: jax.Array, env: Any, env_params: Any, policy: ObsPolicy, num_envs: int,
+             num_steps: int) -> jax.Array:
+    """Mean first-episode return over the envs that finished one (NaN if none did)."""
+    returns, finished = episode_returns(key, env, env_params, policy, num_envs, num_steps)
+    count = finished.sum()
+    return jnp.where(count > 0, jnp.where(finished, returns, 0.0).sum() / jnp.maximum(count, 1),
+                     jnp.nan)
