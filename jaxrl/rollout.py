@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl.parallel import constrain_env_axis
+
 __all__ = ["Transition", "episode_return_metric", "reset_envs", "rollout", "shuffled_minibatches"]
 
 Policy = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
@@ -41,8 +43,14 @@ class Transition(struct.PyTreeNode):
 
 
 def reset_envs(key: jax.Array, env: Any, env_params: Any, num_envs: int) -> tuple[jax.Array, Any]:
-    """Reset ``num_envs`` independent copies: ``(obs [num_envs, ...], states)``."""
-    return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+    """Reset ``num_envs`` independent copies: ``(obs [num_envs, ...], states)``.
+
+    When a single run spans several devices, the env axis is sharded over them here
+    (``parallel.constrain_env_axis``) and XLA carries that sharding through the rollout.
+    """
+    obs, states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs),
+                                                         env_params)
+    return constrain_env_axis((obs, states))
 
 
 def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.Array,

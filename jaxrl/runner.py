@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import envs
+from jaxrl import envs, parallel
 from jaxrl.agents import get_algorithm
 
 __all__ = ["RunResult", "chunk_length", "default_out_dir", "run", "seed_keys", "setting_label",
@@ -171,7 +171,8 @@ def setting_label(setting: dict[str, float]) -> str:
 def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         out: str | Path | None = None, env_kwargs: dict[str, Any] | None = None,
         sweep: dict[str, list[float]] | None = None, progress: bool = True,
-        on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> RunResult:
+        on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+        devices: int | str = 1) -> RunResult:
     """Train ``algo`` on ``env_id`` for every sweep setting × ``seeds`` seeds in one vmapped call.
 
     ``sweep`` maps numeric Config fields to lists of values; the grid (every combination) is
@@ -180,6 +181,8 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     one row per setting per seed per update), ``timings.json`` and ``returns.png`` (one curve per
     setting). ``out=None`` writes nothing. Bad input raises ``ValueError`` before anything is
     written. Metrics come back as ``[settings * seeds, updates]`` arrays (setting-major).
+    ``devices`` (``"all"`` or a count) shards the runs, or a single run's envs, over a device
+    mesh (``jaxrl.parallel``); in a multi-host run only process 0 writes files.
     """
     module = get_algorithm(algo)
     if seeds < 1:
@@ -192,7 +195,10 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
             module.check_config(setting_config)
     agent = module.make_agent(config, env, env_params)
     swept = list(settings[0])
-    out_dir = Path(out) if out is not None else None
+    placement = parallel.Placement.create(devices, runs=len(settings) * seeds, seeds=seeds,
+                                          settings=len(settings),
+                                          num_envs=getattr(config, "num_envs", None))
+    out_dir = Path(out) if out is not None and parallel.is_main_process() else None
     if out_dir is not None:
         if (out_dir / "config.json").exists():
             raise ValueError(f"output directory {out_dir} already holds a run; "
@@ -203,7 +209,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
             "seeds": list(range(seed, seed + seeds)), "config": config_to_dict(config),
             "sweep": sweep or {}, "seed_rule": "seed s trains from jax.random.key(s)",
             "versions": _versions(), "git_revision": _git_revision(),
-            "devices": [str(d) for d in jax.devices()],
+            "devices": placement.describe(),
         })
 
     chunk = chunk_length(agent.num_updates)
@@ -238,16 +244,18 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         return jax.vmap(lambda c, k: agent_for(c).init(k),
                         in_axes=(0 if swept else None, 0))(run_configs, keys)
 
-    keys = jnp.tile(seed_keys(seed, seeds), len(settings))
+    keys, batched_configs = placement.shard((jnp.tile(seed_keys(seed, seeds), len(settings)),
+                                             batched_configs))
     compile_start = time.perf_counter()
-    init_fn = jax.jit(init_runs).lower(batched_configs, keys).compile()
+    init_fn = placement.compile(init_runs, batched_configs, keys)
     states = init_fn(batched_configs, keys)
-    chunk_fn = jax.jit(run_chunk, donate_argnums=1).lower(batched_configs, states, chunk).compile()
+    chunk_fn = placement.compile(run_chunk, batched_configs, states, chunk, donate_argnums=1)
     compile_seconds = time.perf_counter() - compile_start
 
     runs = len(settings) * seeds
     run_labels = [(settings[b // seeds], seed + b % seeds) for b in range(runs)]
-    steps = np.arange(1, agent.num_updates + 1, dtype=np.int64) * agent.steps_per_update
+    steps = (agent.initial_steps
+             + np.arange(1, agent.num_updates + 1, dtype=np.int64) * agent.steps_per_update)
     total_steps = int(steps[-1])
     collected: list[dict[str, np.ndarray]] = []
     csv_file = writer = None
@@ -276,7 +284,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
                 first = chunk_index * chunk
                 active = min(chunk, agent.num_updates - first)
                 states, metrics = chunk_fn(batched_configs, states, active)
-                metrics = {k: np.asarray(v)[:, :active] for k, v in metrics.items()}
+                metrics = {k: v[:, :active] for k, v in placement.fetch(metrics).items()}
                 collected.append(metrics)
                 if writer is not None:
                     if chunk_index == 0:
