@@ -38,6 +38,14 @@ class RunOptions:
     """show the progress bar"""
     sweep: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """FIELD=V1,V2,... (repeatable): train the grid of numeric Config values x seeds in one call"""
+    devices: str = "1"
+    """'all' or a count: shard the runs (settings x seeds; a single run: its envs) over devices"""
+    coordinator: str | None = None
+    """multi-host: host:port of process 0 (or JAX_COORDINATOR_ADDRESS); starts jax.distributed"""
+    num_processes: int | None = None
+    """multi-host: number of processes (or JAX_NUM_PROCESSES)"""
+    process_id: int | None = None
+    """multi-host: this process's id, 0 writes the files (or JAX_PROCESS_ID)"""
 
 
 def parse_sweep(specs: tuple[str, ...]) -> dict[str, list[float]]:
@@ -84,12 +92,15 @@ def _train(argv: list[str]) -> int:
 
     import numpy as np
 
+    from jaxrl.parallel import initialize_distributed
     from jaxrl.runner import default_out_dir, run, setting_label
 
     out = options.out if options.out is not None else default_out_dir(algo, options.env)
     try:
+        initialize_distributed(options.coordinator, options.num_processes, options.process_id)
         result = run(algo, options.env, config, seed=options.seed, seeds=options.seeds, out=out,
-                     sweep=parse_sweep(options.sweep), progress=options.progress)
+                     sweep=parse_sweep(options.sweep), progress=options.progress,
+                     devices=options.devices)
     except (ValueError, TypeError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
@@ -101,7 +112,8 @@ def _train(argv: list[str]) -> int:
               f"over {options.seeds} seed(s)")
     print(f"{result.steps_per_second:,.0f} env steps/s over all runs "
           f"(compile {result.compile_seconds:.1f} s, train {result.run_seconds:.1f} s)")
-    print(f"results in {result.out}/ (config.json, metrics.csv, returns.png, timings.json)")
+    if result.out is not None:  # None on every process but 0 of a multi-host run
+        print(f"results in {result.out}/ (config.json, metrics.csv, returns.png, timings.json)")
     return 0
 
 
