@@ -22,6 +22,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import importlib.metadata
 import io
 import itertools
@@ -48,9 +49,10 @@ from jaxrl import checkpoint, envs, parallel
 from jaxrl.agents import get_algorithm
 
 __all__ = ["KEEP_CHECKPOINTS", "NAN_ALLOWED_METRICS", "RUN_IDENTITY", "RunInterrupted",
-           "RunResult", "RunSpec", "TrainingDiverged", "chunk_length", "default_checkpoint_every",
-           "default_out_dir", "env_steps", "latest_checkpoint", "params_finite", "read_run",
-           "resume_run", "run", "seed_keys", "setting_label", "sweep_settings"]
+           "RunResult", "RunSpec", "TrainingDiverged", "agent_factory", "chunk_length",
+           "default_checkpoint_every", "default_out_dir", "env_steps", "latest_checkpoint",
+           "params_finite", "read_run", "resume_run", "run", "seed_keys", "setting_label",
+           "sweep_settings"]
 
 VERSIONED_PACKAGES = ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax",
                       "brax", "numpy")
@@ -230,6 +232,7 @@ class RunSpec:
     sweep: dict[str, list[float]]
     checkpoint_every: int | None
     devices: int
+    dataset: str | None = None
 
 
 def env_steps(updates: int, steps_per_update: int, initial_steps: int = 0) -> int:
@@ -237,6 +240,23 @@ def env_steps(updates: int, steps_per_update: int, initial_steps: int = 0) -> in
     steps_per_update``, a Python int on the host (device counters are int32 without x64 and
     would wrap past 2^31 steps)."""
     return int(initial_steps) + int(updates) * int(steps_per_update)
+
+
+def agent_factory(module: Any, env_id: str, env: Any, env_params: Any,
+                  dataset: str | Path | None = None) -> Callable[..., Any]:
+    """``module.make_agent``; for offline algorithms (``OFFLINE = True``) with the dataset file
+    loaded, checked against the env and bound as ``dataset=``."""
+    if not getattr(module, "OFFLINE", False):
+        if dataset is not None:
+            raise ValueError("--dataset is for offline algorithms (bc, ...); drop it")
+        return module.make_agent
+    from jaxrl import datasets
+
+    if dataset is None:
+        raise ValueError("this algorithm learns from a dataset: pass --dataset FILE.npz (make "
+                         "one with `jaxrl dataset --env ENV --policy expert --steps N --out F`)")
+    loaded = datasets.load(dataset, env, env_params, env_id)
+    return functools.partial(module.make_agent, dataset=loaded)
 
 
 def default_checkpoint_every(total_steps: int) -> int:
@@ -261,7 +281,8 @@ def read_run(out: str | Path) -> RunSpec:
                        seed=record["seeds"][0], seeds=len(record["seeds"]),
                        sweep=record.get("sweep", {}),
                        checkpoint_every=record.get("checkpoint_every"),
-                       devices=devices.get("count", 1) if isinstance(devices, dict) else 1)
+                       devices=devices.get("count", 1) if isinstance(devices, dict) else 1,
+                       dataset=record.get("dataset"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError,
             TypeError, ValueError) as error:
         raise checkpoint.CheckpointError(f"{path} is corrupt ({type(error).__name__}: "
@@ -453,7 +474,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         sweep: dict[str, list[float]] | None = None, progress: bool = True,
         on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
         devices: int | str = 1, checkpoint_every: int | None = None,
-        resume: bool = False) -> RunResult:
+        resume: bool = False, dataset: str | Path | None = None) -> RunResult:
     """Train ``algo`` on ``env_id`` for every sweep setting × ``seeds`` seeds in one vmapped call.
 
     ``sweep`` maps numeric Config fields to lists of values; the grid (every combination) is
@@ -489,7 +510,8 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     if hasattr(module, "check_config"):
         for setting_config in configs:
             module.check_config(setting_config)
-    agent = module.make_agent(config, env, env_params)
+    make_agent = agent_factory(module, env_id, env, env_params, dataset)
+    agent = make_agent(config, env, env_params)
     swept = list(settings[0])
     placement = parallel.Placement.create(devices, runs=len(settings) * seeds, seeds=seeds,
                                           settings=len(settings),
@@ -504,6 +526,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         "sweep": sweep or {}, "seed_rule": "seed s trains from jax.random.key(s)",
         "checkpoint_every": every, "versions": _versions(), "git_revision": _git_revision(),
         "devices": placement.describe(),
+        **({"dataset": str(Path(dataset).resolve())} if dataset is not None else {}),
     }
     resume_from = None
     if resume:
@@ -526,7 +549,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
                                        *configs)
 
     def agent_for(run_config):
-        return agent if run_config is None else module.make_agent(run_config, env, env_params)
+        return agent if run_config is None else make_agent(run_config, env, env_params)
 
     def run_chunk(run_configs, states, num_active):
         # The last chunk may be partial: its surplus updates are computed and discarded, so
@@ -689,4 +712,4 @@ def resume_run(out: str | Path, *, progress: bool = True,
     return run(spec.algo, spec.env_id, spec.config, seed=spec.seed, seeds=spec.seeds, out=out,
                env_kwargs=spec.env_kwargs, sweep=spec.sweep or None, progress=progress,
                on_chunk=on_chunk, devices=spec.devices if devices is None else devices,
-               checkpoint_every=spec.checkpoint_every, resume=True)
+               checkpoint_every=spec.checkpoint_every, resume=True, dataset=spec.dataset)
