@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
-__all__ = ["EvalOptions", "RunOptions", "main", "parse_sweep"]
+__all__ = ["DatasetOptions", "EvalOptions", "OpeOptions", "RunOptions", "main", "parse_sweep"]
 
 USAGE = """usage: jaxrl <command> ...
 
@@ -24,6 +24,10 @@ commands:
   eval DIR [--episodes N]
                          mean ± std return of a saved run's policies
   envs                   list the environment ids
+  dataset --env ENV --policy expert|medium|random|mixed --steps N --out FILE.npz
+                         generate an offline dataset (jaxrl dataset --help)
+  ope --dataset FILE.npz [--target expert|medium|random | --policy-run DIR]
+                         off-policy estimates of a policy's value beside its true value
 """
 
 
@@ -56,6 +60,8 @@ class RunOptions:
     """multi-host: number of processes (or JAX_NUM_PROCESSES)"""
     process_id: int | None = None
     """multi-host: this process's id, 0 writes the files (or JAX_PROCESS_ID)"""
+    dataset: str | None = None
+    """FILE.npz for offline algorithms (bc, ...); make one with `jaxrl dataset`"""
 
 
 def parse_sweep(specs: tuple[str, ...]) -> dict[str, list[float]]:
@@ -111,7 +117,8 @@ def _train(argv: list[str]) -> int:
         initialize_distributed(options.coordinator, options.num_processes, options.process_id)
         return run(algo, options.env, config, seed=options.seed, seeds=options.seeds, out=out,
                    sweep=parse_sweep(options.sweep), progress=options.progress,
-                   devices=options.devices, checkpoint_every=options.checkpoint_every)
+                   devices=options.devices, checkpoint_every=options.checkpoint_every,
+                   dataset=options.dataset)
 
     return _report(start)
 
@@ -211,6 +218,120 @@ def _eval(argv: list[str]) -> int:
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetOptions:
+    """``jaxrl dataset``: roll out a behaviour policy and save an offline dataset (the behaviour
+    kinds and their log-probabilities are defined in ``jaxrl.datasets``)."""
+
+    out: str
+    """the .npz file to write"""
+    env: str = "CartPole-v1"
+    """environment id"""
+    policy: Literal["expert", "medium", "random", "mixed"] = "expert"
+    """behaviour: trained expert, partially trained (medium), uniform random, or thirds of each"""
+    steps: int = 100_000
+    """transitions to collect (rounded up to a multiple of --num-envs)"""
+    expert_algo: str = "ppo"
+    """algorithm trained as the expert (jaxrl train --help lists them)"""
+    expert_steps: int | None = None
+    """env steps of expert training (default: the algorithm's total_timesteps)"""
+    expert_run: str | None = None
+    """use the newest checkpoint of this `jaxrl train` run directory as the expert"""
+    noise: float | None = None
+    """epsilon (discrete) or Gaussian std as a fraction of the half-range (continuous) around the
+    expert's greedy action; default: the agent's own stochastic policy where it has one, else 0.1"""
+    medium_fraction: float = 0.25
+    """medium = the expert algorithm trained for this fraction of --expert-steps"""
+    num_envs: int = 12
+    """parallel collecting envs"""
+    seed: int = 0
+    """seed of expert training and collection"""
+
+
+def _dataset(argv: list[str]) -> int:
+    options = tyro.cli(DatasetOptions, args=argv, prog="jaxrl dataset")
+
+    import numpy as np
+
+    from jaxrl import datasets
+
+    try:
+        dataset = datasets.generate(
+            options.env, options.policy, options.steps, expert_algo=options.expert_algo,
+            expert_steps=options.expert_steps, expert_run=options.expert_run,
+            noise=options.noise, medium_fraction=options.medium_fraction,
+            num_envs=options.num_envs, seed=options.seed)
+        path = datasets.save(options.out, dataset)
+    except (ValueError, TypeError) as error:
+        return _fail(str(error))
+    returns = dataset.episode_returns()
+    print(f"wrote {path}: {len(dataset)} transitions, {len(returns)} episodes (segments), "
+          f"mean return {np.mean(returns):.1f}")
+    for kind, value in dataset.metadata["reference_returns"].items():
+        print(f"  {kind} policy return {value:.1f}")
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OpeOptions:
+    """``jaxrl ope``: estimate a target policy's value from a dataset (OIS, PDIS, WIS, FQE)."""
+
+    dataset: str
+    """the .npz dataset (its metadata names the env)"""
+    target: Literal["expert", "medium", "random"] = "expert"
+    """target policy, built like `jaxrl dataset`'s behaviours (ignored with --policy-run)"""
+    policy_run: str | None = None
+    """use the newest checkpoint of this `jaxrl train` run directory as the target"""
+    target_algo: str = "ppo"
+    """algorithm trained as the target (expert / medium)"""
+    target_steps: int | None = None
+    """env steps of target training (default: the algorithm's total_timesteps)"""
+    target_noise: float | None = None
+    """as `jaxrl dataset --noise`, for the target policy"""
+    gamma: float = 0.99
+    """discount of the estimated value"""
+    rollout_envs: int = 64
+    """episodes that measure the true value"""
+    fqe_iterations: int = 50
+    """fitted-Q iterations (each regresses onto the previous Q)"""
+    fqe_steps: int = 200
+    """gradient steps per fitted-Q iteration"""
+    seed: int = 0
+    """seed of target training, FQE and the rollouts"""
+
+
+def _ope(argv: list[str]) -> int:
+    options = tyro.cli(OpeOptions, args=argv, prog="jaxrl ope")
+
+    import jax
+
+    from jaxrl import datasets, envs, ope
+
+    try:
+        dataset = datasets.load(options.dataset)
+        env_id = dataset.metadata.get("env")
+        if env_id is None:
+            raise ValueError(f"{options.dataset} has no env in its metadata")
+        env, env_params = envs.make(env_id, **dataset.metadata.get("env_kwargs", {}))
+        datasets.validate(dataset, env, env_params)
+        kind = "expert" if options.policy_run is not None else options.target
+        target, description, _ = datasets.behaviour_of(
+            kind, env_id, env, env_params, expert_algo=options.target_algo,
+            expert_steps=options.target_steps, expert_run=options.policy_run,
+            noise=options.target_noise, seed=options.seed)
+        estimates = ope.report(jax.random.key(options.seed), dataset, env, env_params, target,
+                               options.gamma, options.rollout_envs,
+                               num_iterations=options.fqe_iterations,
+                               steps_per_iteration=options.fqe_steps)
+    except (ValueError, TypeError) as error:
+        return _fail(str(error))
+    print(f"target: {options.policy_run or kind} ({description}); gamma {options.gamma:g}; "
+          f"{len(dataset)} transitions of {dataset.metadata.get('policy', '?')} data on {env_id}")
+    for name, value in estimates.items():
+        print(f"  {name:16s} {value:12.3f}")
+    return 0
+
+
 def _envs() -> int:
     from jaxrl.envs import list_envs
 
@@ -231,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         return _envs()
     if command == "eval":
         return _eval(rest)
+    if command == "dataset":
+        return _dataset(rest)
+    if command == "ope":
+        return _ope(rest)
     return _fail(f"unknown command {command!r}\n{USAGE}")
 
 

@@ -60,9 +60,10 @@ from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
 from jaxrl.rollout import reset_envs, rollout
 
-__all__ = ["ARRAY_KEYS", "POLICY_KINDS", "SCRIPTED_EXPERTS", "Dataset", "PolicyFn", "Transitions",
-           "agent_policy", "collect", "episode_bounds", "generate", "load", "noisy_policy",
-           "random_policy", "save", "scripted_expert", "train_expert", "validate"]
+__all__ = ["ARRAY_KEYS", "EXPERT_CONFIGS", "POLICY_KINDS", "SCRIPTED_EXPERTS", "Dataset",
+           "PolicyFn", "Transitions", "agent_policy", "behaviour_of", "collect", "episode_bounds",
+           "generate", "load", "noisy_policy", "random_policy", "save", "scripted_expert",
+           "train_expert", "validate"]
 
 ARRAY_KEYS = ("observations", "actions", "rewards", "next_observations", "terminated",
               "truncated", "log_probs")
@@ -348,6 +349,38 @@ EXPERT_CONFIGS: dict[tuple[str, str], dict[str, Any]] = {
 """Known-good overrides of an algorithm's default Config per env (``benchmarks/learning.py``)."""
 
 
+def behaviour_of(kind: str, env_id: str, env: Any, env_params: Any, *, expert_algo: str = "ppo",
+                 expert_steps: int | None = None, expert_run: str | None = None,
+                 noise: float | None = None, medium_fraction: float = 0.25, seed: int = 0,
+                 env_kwargs: dict[str, Any] | None = None) -> tuple[PolicyFn, str, dict]:
+    """``(policy, description, provenance)`` of behaviour ``kind`` in ``random, medium, expert``.
+
+    ``expert`` loads the newest checkpoint of ``expert_run`` (a ``jaxrl train`` run directory,
+    via ``jaxrl.policy.load_policy``) when given, else trains ``expert_algo`` for
+    ``expert_steps``; ``medium`` trains it for ``medium_fraction`` of those steps.
+    """
+    from jaxrl.agents import get_algorithm
+
+    if kind == "random":
+        return random_policy(env.action_space(env_params)), "uniform over the action space", {}
+    if kind == "expert" and expert_run is not None:
+        from jaxrl.policy import load_policy
+
+        loaded = load_policy(expert_run)
+        if loaded.env_id != env_id:
+            raise ValueError(f"--expert-run {expert_run} was trained on {loaded.env_id!r}, "
+                             f"not {env_id!r}")
+        policy, description = agent_policy(get_algorithm(loaded.algo), loaded.config, env,
+                                           env_params, loaded.params, noise)
+        return policy, description, {"run": str(expert_run), "algo": loaded.algo,
+                                     "seed": loaded.seed, "updates": loaded.updates}
+    full = expert_steps or get_algorithm(expert_algo).Config().total_timesteps
+    steps = full if kind == "expert" else max(1, int(full * medium_fraction))
+    module, config, state = train_expert(expert_algo, env_id, steps, seed, env_kwargs)
+    policy, description = agent_policy(module, config, env, env_params, state, noise)
+    return policy, description, {"algo": expert_algo, "env_steps": steps, "seed": seed}
+
+
 def train_expert(algo: str, env_id: str, steps: int | None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None) -> tuple[Any, Any, Any]:
     """Train ``algo`` on ``env_id`` for ``steps`` env steps (default: the Config's) through
@@ -416,9 +449,9 @@ def _mean_return(key: jax.Array, env: Any, env_params: Any, policy: PolicyFn,
 
 
 def generate(env_id: str, policy: str, steps: int, *, expert_algo: str = "ppo",
-             expert_steps: int | None = None, noise: float | None = None,
-             medium_fraction: float = 0.25, num_envs: int = 12, seed: int = 0,
-             env_kwargs: dict[str, Any] | None = None) -> Dataset:
+             expert_steps: int | None = None, expert_run: str | None = None,
+             noise: float | None = None, medium_fraction: float = 0.25, num_envs: int = 12,
+             seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> Dataset:
     """Collect at least ``steps`` transitions of behaviour ``policy`` (see the module docstring).
 
     ``steps`` is rounded up to a multiple of ``num_envs``. The metadata records the behaviour,
@@ -435,22 +468,19 @@ def generate(env_id: str, policy: str, steps: int, *, expert_algo: str = "ppo",
         raise ValueError(f"medium_fraction must be in (0, 1], got {medium_fraction}")
     if noise is not None and not 0 <= noise <= 1:
         raise ValueError(f"--noise must be in [0, 1], got {noise}")
-    from jaxrl.agents import get_algorithm
-
     env, env_params = envs.make(env_id, **(env_kwargs or {}))
     action_space = env.action_space(env_params)
     key = jax.random.key(seed)
-    behaviours: dict[str, tuple[PolicyFn, str]] = {
-        "random": (random_policy(action_space), "uniform over the action space")}
+    behaviours: dict[str, tuple[PolicyFn, str]] = {}
     training: dict[str, Any] = {}
-    needed = {"expert": ["expert"], "medium": ["medium"], "random": [],
-              "mixed": ["medium", "expert"]}[policy]
+    needed = {"expert": ["random", "expert"], "medium": ["random", "medium"], "random": ["random"],
+              "mixed": ["random", "medium", "expert"]}[policy]
     for kind in needed:
-        full = expert_steps or get_algorithm(expert_algo).Config().total_timesteps
-        train_steps = full if kind == "expert" else max(1, int(full * medium_fraction))
-        module, config, state = train_expert(expert_algo, env_id, train_steps, seed, env_kwargs)
-        behaviours[kind] = agent_policy(module, config, env, env_params, state, noise)
-        training[kind] = {"algo": expert_algo, "env_steps": train_steps, "seed": seed}
+        fn, description, training[kind] = behaviour_of(
+            kind, env_id, env, env_params, expert_algo=expert_algo, expert_steps=expert_steps,
+            expert_run=expert_run, noise=noise, medium_fraction=medium_fraction, seed=seed,
+            env_kwargs=env_kwargs)
+        behaviours[kind] = (fn, description)
     components = ["random", "medium", "expert"] if policy == "mixed" else [policy]
     steps_per_env = math.ceil(steps / num_envs)
     collect_key, *eval_keys = jax.random.split(key, 1 + len(behaviours))

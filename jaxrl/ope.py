@@ -36,7 +36,8 @@ from jaxrl.models import MLP
 from jaxrl.rollout import reset_envs, rollout
 
 __all__ = ["Episodes", "TargetPolicy", "discounted_returns", "episodes", "fitted_q_evaluation",
-           "log_ratios", "ordinary_is", "per_decision_is", "rollout_value", "weighted_is"]
+           "log_ratios", "ordinary_is", "per_decision_is", "report", "rollout_value",
+           "target_log_probs", "weighted_is"]
 
 TargetPolicy = Callable[[jax.Array], distrax.Distribution]
 """Batched observations → the target policy's action distribution."""
@@ -74,8 +75,8 @@ def episodes(dataset: Dataset) -> Episodes:
 
 def log_ratios(target_log_prob: jax.Array, behaviour_log_prob: jax.Array,
                mask: jax.Array) -> jax.Array:
-    """``log ρ_t = (log π(a_t|s_t) - log π_b(a_t|s_t)) · mask_t`` (0 on padding: ``ρ = 1``)."""
-    return (target_log_prob - behaviour_log_prob) * mask
+    """``log ρ_t = log π(a_t|s_t) - log π_b(a_t|s_t)`` on real steps, 0 on padding (``ρ = 1``)."""
+    return jnp.where(mask > 0, target_log_prob - behaviour_log_prob, 0.0)
 
 
 def discounted_returns(rewards: jax.Array, mask: jax.Array, gamma: float | jax.Array) -> jax.Array:
@@ -103,12 +104,17 @@ def per_decision_is(target_log_prob: jax.Array, behaviour_log_prob: jax.Array,
 
 def weighted_is(target_log_prob: jax.Array, behaviour_log_prob: jax.Array, rewards: jax.Array,
                 mask: jax.Array, gamma: float | jax.Array) -> jax.Array:
-    """``V_WIS = Σ_i w_i G_i / Σ_i w_i``, ``w_i = Π_t ρ_it`` (0 when every weight is 0)."""
+    """``V_WIS = Σ_i w_i G_i / Σ_i w_i``, ``w_i = Π_t ρ_it`` (0 when every weight is 0).
+
+    Computed as ``Σ_i softmax(log w)_i G_i``, so long episodes whose weights overflow
+    ``exp`` still give a finite estimate.
+    """
     _check_shapes(target_log_prob, behaviour_log_prob, rewards, mask)
-    weights = jnp.exp(log_ratios(target_log_prob, behaviour_log_prob, mask).sum(-1))
-    total = weights.sum()
-    weighted = (weights * discounted_returns(rewards, mask, gamma)).sum()
-    return jnp.where(total > 0, weighted / jnp.where(total > 0, total, 1.0), 0.0)
+    log_weights = log_ratios(target_log_prob, behaviour_log_prob, mask).sum(-1)
+    any_weight = jnp.isfinite(log_weights.max())
+    normalized = jax.nn.softmax(jnp.where(any_weight, log_weights, 0.0))
+    return jnp.where(any_weight, (normalized * discounted_returns(rewards, mask, gamma)).sum(),
+                     0.0)
 
 
 def _check_shapes(*arrays: jax.Array) -> None:
@@ -217,3 +223,38 @@ def rollout_value(key: jax.Array, env: Any, env_params: Any, target: TargetPolic
     before_end = (jnp.cumsum(done, 0) - done) == 0  # steps up to and including the first end
     discounts = gamma ** jnp.arange(num_steps, dtype=jnp.float32)[:, None]
     return (traj.reward * before_end * discounts).sum(0).mean()
+
+
+def target_log_probs(target: TargetPolicy, data: Episodes) -> jax.Array:
+    """``log π(a_t|s_t)`` of the target on every step of padded episodes: ``[E, T]``."""
+    num, horizon = data.mask.shape
+    obs = data.obs.reshape((num * horizon, *data.obs.shape[2:]))
+    actions = data.action.reshape((num * horizon, *data.action.shape[2:]))
+    return target(obs).log_prob(actions).reshape((num, horizon))
+
+
+def report(key: jax.Array, dataset: Dataset, env: Any, env_params: Any, target: TargetPolicy,
+           gamma: float, rollout_envs: int = 64, **fqe_options: Any) -> dict[str, float]:
+    """Every estimator of ``J(π)`` from ``dataset`` beside the true value by rollouts:
+    ``{"ordinary_is", "per_decision_is", "weighted_is", "fqe", "true_value", "behaviour_value"}``
+    (``behaviour_value``: the dataset's own mean discounted episode return). The true value uses
+    ``rollout_envs`` episodes of at most ``max_steps_in_episode`` steps; the dataset's episodes
+    include segments cut by the end of collection, which the IS estimators treat as episodes."""
+    if not 0 <= gamma <= 1:
+        raise ValueError(f"--gamma must be in [0, 1], got {gamma}")
+    data = episodes(dataset)
+    target_log_prob = jax.jit(target_log_probs, static_argnums=0)(target, data)
+    inputs = (target_log_prob, data.behaviour_log_prob, data.reward, data.mask, gamma)
+    fqe_key, rollout_key = jax.random.split(key)
+    window = int(getattr(env_params, "max_steps_in_episode", 1000))
+    transitions = dataset.transitions()
+    return {
+        "ordinary_is": float(ordinary_is(*inputs)),
+        "per_decision_is": float(per_decision_is(*inputs)),
+        "weighted_is": float(weighted_is(*inputs)),
+        "fqe": float(fitted_q_evaluation(fqe_key, transitions, target, data.obs[:, 0],
+                                         env.action_space(env_params), gamma, **fqe_options)),
+        "true_value": float(jax.jit(lambda k: rollout_value(
+            k, env, env_params, target, gamma, rollout_envs, window))(rollout_key)),
+        "behaviour_value": float(discounted_returns(data.reward, data.mask, gamma).mean()),
+    }
