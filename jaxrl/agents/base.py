@@ -40,6 +40,9 @@ class Agent(NamedTuple):
     act: Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
     num_updates: int
     steps_per_update: int
+    initial_steps: int = 0
+    """env steps taken by ``init`` (an off-policy agent's random warm-up): after update ``k``
+    (1-based) the run has taken ``initial_steps + k · steps_per_update`` env steps."""
 
 
 def as_typed_key(key: jax.Array) -> jax.Array:

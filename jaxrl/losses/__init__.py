@@ -8,6 +8,13 @@ from jaxrl.losses.policy import (
     ppo_clip_loss,
     value_loss,
 )
+from jaxrl.losses.q import (
+    bellman_target,
+    double_q_next_value,
+    n_step_transition,
+    sac_alpha_loss,
+    soft_value,
+)
 from jaxrl.losses.returns import (
     discounted_returns,
     gae,
@@ -17,6 +24,8 @@ from jaxrl.losses.returns import (
 )
 
 __all__ = [
-    "approx_kl", "clip_fraction", "discounted_returns", "entropy_loss", "gae", "lambda_returns",
-    "n_step_returns", "policy_gradient_loss", "ppo_clip_loss", "td_errors", "value_loss",
+    "approx_kl", "bellman_target", "clip_fraction", "discounted_returns", "double_q_next_value",
+    "entropy_loss", "gae", "lambda_returns", "n_step_returns", "n_step_transition",
+    "policy_gradient_loss", "ppo_clip_loss", "sac_alpha_loss", "soft_value", "td_errors",
+    "value_loss",
 ]
