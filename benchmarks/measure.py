@@ -1,0 +1,175 @@
+"""Measurements shared by every benchmark runner: jaxrl's (``run.py``) and the peers'.
+
+Imports only the standard library, numpy and jax, so the peer runners can load it inside their
+own virtualenvs (rejax, sbx). One case runs in one fresh process; the runner ends by printing
+``BENCH_ROW {json}``, which ``run.py`` reads back.
+
+- ``compile_and_run``: lower + compile seconds, then run seconds up to ``block_until_ready``.
+- ``matmul_flops``: dense matmul FLOPs of a function, walking its jaxpr and multiplying every
+  ``scan`` body by its length. XLA's ``cost_analysis`` counts a loop body once, and one PPO
+  update holds three nested scans (rollout steps, epochs, minibatches), so it undercounts by
+  orders of magnitude; the jaxpr count is exact for ``dot_general`` / convolutions.
+- ``peak_host_mib`` (``ru_maxrss`` of this process), ``device_memory`` (where the backend
+  reports it), ``machine`` (CPU model, cores, load average, jax version and backend).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.extend.core
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["ROW_PREFIX", "compile_and_run", "cpu_model", "device_memory", "emit",
+           "matmul_flops", "machine", "measure_matmul_peak", "nanmean", "peak_host_mib"]
+
+ROW_PREFIX = "BENCH_ROW "
+
+
+def cpu_model() -> str:
+    """The ``model name`` line of ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, load average now, jax version, backend and devices."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg": list(os.getloadavg()),
+            "jax": jax.__version__, "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()], "python": platform.python_version()}
+
+
+def peak_host_mib() -> float:
+    """Peak resident memory of this process in MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_memory() -> dict[str, float] | None:
+    """Peak / in-use bytes of device 0 in MiB where the backend reports them (GPU); None on CPU."""
+    stats = jax.devices()[0].memory_stats()
+    if not stats:
+        return None
+    keys = ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")
+    return {k.replace("bytes", "mib"): stats[k] / 2**20 for k in keys if k in stats}
+
+
+def compile_and_run(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float, Any]:
+    """``(output, compile_seconds, run_seconds, jaxpr)`` of ``jax.jit(fn)(*args)``.
+
+    Compile seconds cover tracing, lowering and XLA compilation; run seconds cover one call of
+    the compiled executable until every output is ready (``block_until_ready``).
+    """
+    start = time.perf_counter()
+    traced = jax.jit(fn).trace(*args)
+    compiled = traced.lower().compile()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    output = jax.block_until_ready(compiled(*args))
+    run_seconds = time.perf_counter() - start
+    return output, compile_seconds, run_seconds, traced.jaxpr
+
+
+def _dot_flops(eqn: Any) -> int:
+    (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+    lhs_shape = eqn.invars[0].aval.shape
+    contracted = math.prod(lhs_shape[d] for d in lhs_contract)
+    return 2 * math.prod(eqn.outvars[0].aval.shape) * contracted
+
+
+def _conv_flops(eqn: Any) -> int:
+    # 2 · outputs · (kernel window · input features per group); the kernel is [O, I/g, *window]
+    # in the canonical layout, whatever the dimension numbers, so its size / O is that product.
+    kernel = eqn.invars[1].aval.shape
+    out_features = kernel[eqn.params["dimension_numbers"].rhs_spec[0]]
+    return 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(kernel) // out_features
+
+
+def _sub_jaxprs(value: Any) -> list[Any]:
+    if isinstance(value, jax.extend.core.ClosedJaxpr):
+        return [value.jaxpr]
+    if isinstance(value, jax.extend.core.Jaxpr):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [j for item in value for j in _sub_jaxprs(item)]
+    return []
+
+
+def _jaxpr_flops(jaxpr: Any, counts: dict[str, int]) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            total += _dot_flops(eqn)
+        elif name == "conv_general_dilated":
+            total += _conv_flops(eqn)
+        elif name == "cond":
+            total += max(_jaxpr_flops(b.jaxpr, counts) for b in eqn.params["branches"])
+        elif name == "scan":
+            total += eqn.params["length"] * _jaxpr_flops(eqn.params["jaxpr"].jaxpr, counts)
+        else:
+            if name == "while":
+                counts["while_loops"] += 1
+            for value in eqn.params.values():
+                total += sum(_jaxpr_flops(sub, counts) for sub in _sub_jaxprs(value))
+    return total
+
+
+def matmul_flops(jaxpr: Any) -> tuple[int, int]:
+    """``(flops, while_loops)``: matmul FLOPs of a (closed) jaxpr with every ``scan`` body
+    counted ``length`` times, and the number of ``while`` loops met (their bodies, whose trip
+    count is unknown, are counted once).
+
+    ``dot_general``: ``2 · |output| · ∏ contracted lhs dims``; ``conv_general_dilated``:
+    ``2 · |output| · kernel window · input features per group``; a ``cond`` counts its most
+    expensive branch. Elementwise work is left out: the figure is compared with dense matmul
+    throughput.
+    """
+    counts = {"while_loops": 0}
+    inner = jaxpr.jaxpr if isinstance(jaxpr, jax.extend.core.ClosedJaxpr) else jaxpr
+    return _jaxpr_flops(inner, counts), counts["while_loops"]
+
+
+def measure_matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    """Dense float32 matmul FLOP/s of this machine: the best of ``repeats`` timed
+    ``[size, size] @ [size, size]`` products (``2 · size³`` FLOPs each)."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    product = jax.jit(jnp.dot)
+    jax.block_until_ready(product(a, b))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(product(a, b))
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def nanmean(values: Any) -> float | None:
+    """Mean of the finite entries (None when there are none: no episode finished)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def emit(row: dict[str, Any]) -> None:
+    """Add peak host / device memory and the load average now; print the row for ``run.py``."""
+    row = {**row, "peak_host_mib": round(peak_host_mib(), 1), "device_memory": device_memory(),
+           "loadavg_end": list(os.getloadavg())}
+    sys.stdout.write(ROW_PREFIX + json.dumps(row, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,499 @@
+"""Speed, memory and returns of jaxrl beside rejax and sbx, on one machine, in one run.
+
+    python benchmarks/run.py --suite smoke --out benchmarks/results/smoke_cpu.json
+    python benchmarks/run.py --suite full --out benchmarks/results/full_gpu.json   # a GPU box
+    python benchmarks/run.py --suite smoke --only ppo/CartPole-v1                  # a subset
+
+Every case (framework, algorithm, env, seeds, config) runs in a fresh subprocess, so its peak
+host memory (``ru_maxrss``) is its own: jaxrl's cases in this interpreter, a peer's in the
+peer's virtualenv, built on first use by ``benchmarks/peers/venvs.py`` and cached. A row holds
+compile seconds (trace + lower + XLA compile), run seconds (one call to
+``block_until_ready``), env steps/s and gradient updates/s (all seeds together), peak host and
+device memory, the final return, the matmul FLOPs of the run and the achieved fraction of this
+machine's dense-matmul FLOP/s, and the machine (CPU, cores, load average at start and end, jax
+version and backend). A case that cannot run (a peer venv that does not build, an algorithm
+jaxrl does not have yet) becomes a row with ``status`` ``skipped`` or ``error`` and the reason;
+the run goes on.
+
+Writes ``--out`` (JSON: machine, targets, rows), ``<out>.md`` (the table and the targets) and
+``<out>_scaling.png`` (seeds vs. run time and env steps/s). Targets are reported, never
+asserted: shared machines are too noisy for timed assertions.
+
+- ``smoke`` (a few minutes on a 2-core CPU, plus about a minute to build the rejax venv the
+  first time): dense-matmul reference; env-only random-policy CartPole at PPO's batch; PPO
+  CartPole-v1 (4 envs × 128 steps, 4 epochs × 4 minibatches) for 1, 4, 16, 64 vmapped seeds in
+  jaxrl and 1 and 64 seeds in rejax with identical hyperparameters.
+- ``full`` (a GPU): the same PPO at 500k steps per seed for 1 … 256 seeds (1024 on a GPU), DQN
+  CartPole and SAC / TD3 Pendulum against rejax and sbx, PPO on MinAtar Breakout and Brax ant
+  with their env-only references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "peers"))
+
+import measure  # noqa: E402
+import venvs  # noqa: E402
+
+__all__ = ["CASES", "Case", "derive", "main", "markdown", "run_case", "run_jaxrl_case",
+           "suite_cases", "targets"]
+
+CASE_TIMEOUT_S = 1800
+OFF_POLICY = ("dqn", "sac", "td3")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmark: ``framework`` is ``jaxrl``, a peer (``rejax``, ``sbx``) or ``reference``
+    (``algo`` ``matmul``: dense-matmul FLOP/s; ``env_only``: random-policy env steps/s at the
+    config's ``num_envs × num_steps`` batch and ``total_timesteps``). ``config`` uses jaxrl's
+    Config field names; peers translate them (see their runners)."""
+
+    framework: str
+    algo: str
+    env: str
+    seeds: int
+    config: dict[str, Any]
+    gymnasium_env: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.framework}/{self.algo}/{self.env}/{self.seeds}"
+
+
+def ppo_cartpole(total_timesteps: int) -> dict[str, Any]:
+    """The PPO configuration both jaxrl and rejax run: rejax's semantics (no annealing, value
+    clipping, advantage normalisation), tanh on both sides (rejax's default is swish)."""
+    return {"total_timesteps": total_timesteps, "num_envs": 4, "num_steps": 128,
+            "update_epochs": 4, "num_minibatches": 4, "gamma": 0.99, "gae_lambda": 0.95,
+            "learning_rate": 2.5e-4, "clip_eps": 0.2, "ent_coef": 0.01, "vf_coef": 0.5,
+            "max_grad_norm": 0.5, "activation": "tanh", "hidden_sizes": [64, 64],
+            "anneal_lr": False, "clip_vloss": True, "norm_adv": True}
+
+
+# Off-policy: one gradient step per env step at batch 256; jaxrl's periodic evaluation is off
+# (rejax's is switched off too), and one logging interval is 10k steps.
+DQN_CARTPOLE = {"total_timesteps": 101_000, "num_envs": 1, "buffer_size": 10_000,
+                "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
+                "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,
+                "learning_rate": 2.5e-4, "gamma": 0.99, "tau": 1.0,
+                "target_network_frequency": 500, "start_e": 1.0, "end_e": 0.05,
+                "exploration_fraction": 0.5, "hidden_sizes": [64, 64], "activation": "relu"}
+SAC_PENDULUM = {"total_timesteps": 31_000, "num_envs": 1, "buffer_size": 31_000,
+                "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
+                "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,
+                "learning_rate": 1e-3, "gamma": 0.99, "tau": 0.005,
+                "hidden_sizes": [64, 64], "activation": "relu"}
+TD3_PENDULUM = {**SAC_PENDULUM, "policy_frequency": 2, "policy_noise": 0.2, "noise_clip": 0.5}
+PPO_MINATAR = {"total_timesteps": 1_000_000, "num_envs": 64, "num_steps": 128,
+               "update_epochs": 4, "num_minibatches": 8, "gamma": 0.99, "gae_lambda": 0.95,
+               "learning_rate": 5e-4, "ent_coef": 0.01}
+PPO_BRAX = {"total_timesteps": 1_000_000, "num_envs": 256, "num_steps": 32,
+            "update_epochs": 4, "num_minibatches": 8, "gamma": 0.99, "gae_lambda": 0.95,
+            "learning_rate": 3e-4, "normalize_obs": True}
+
+
+def _ppo_scaling(total_timesteps: int, seeds: list[int], rejax_seeds: list[int]) -> list[Case]:
+    config = ppo_cartpole(total_timesteps)
+    return ([Case("reference", "env_only", "CartPole-v1", 1, config)]
+            + [Case("jaxrl", "ppo", "CartPole-v1", n, config) for n in seeds]
+            + [Case("rejax", "ppo", "CartPole-v1", n, config) for n in rejax_seeds])
+
+
+def _off_policy(algo: str, env: str, config: dict[str, Any], gymnasium_env: str) -> list[Case]:
+    return [Case(framework, algo, env, 1, config, gymnasium_env)
+            for framework in ("jaxrl", "rejax", "sbx")]
+
+
+MATMUL = Case("reference", "matmul", "-", 1, {})
+CASES: dict[str, list[Case]] = {
+    "smoke": [MATMUL, *_ppo_scaling(65_536, [1, 4, 16, 64], [1, 64])],
+    "full": [
+        MATMUL,
+        *_ppo_scaling(500_352, [1, 4, 16, 64, 256], [1, 4, 16, 64, 256]),
+        *_off_policy("dqn", "CartPole-v1", DQN_CARTPOLE, "CartPole-v1"),
+        *_off_policy("sac", "Pendulum-v1", SAC_PENDULUM, "Pendulum-v1"),
+        *_off_policy("td3", "Pendulum-v1", TD3_PENDULUM, "Pendulum-v1"),
+        Case("reference", "env_only", "Breakout-MinAtar", 1, PPO_MINATAR),
+        Case("jaxrl", "ppo", "Breakout-MinAtar", 4, PPO_MINATAR),
+        Case("reference", "env_only", "brax/ant", 1, PPO_BRAX),
+        Case("jaxrl", "ppo", "brax/ant", 1, PPO_BRAX),
+    ],
+}
+GPU_EXTRA_SEEDS = [1024]
+
+
+def suite_cases(suite: str, backend: str = "cpu") -> list[Case]:
+    """The cases of ``suite``; on a GPU the full suite adds 1024-seed PPO runs."""
+    if suite not in CASES:
+        raise ValueError(f"unknown suite {suite!r}; choose one of: {', '.join(CASES)}")
+    cases = list(CASES[suite])
+    if suite == "full" and backend != "cpu":
+        config = ppo_cartpole(500_352)
+        cases += [Case(f, "ppo", "CartPole-v1", n, config)
+                  for f in ("jaxrl", "rejax") for n in GPU_EXTRA_SEEDS]
+    return cases
+
+
+# --- the jaxrl side (runs in the case's subprocess) ---------------------------------------------
+
+
+def _config(module: Any, config: dict[str, Any]) -> Any:
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ValueError(f"{module.__name__}.Config has no field(s) {', '.join(unknown)}")
+    return module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
+def gradient_steps_per_seed(config: Any, num_updates: int) -> int | None:
+    """Gradient steps of one seed's run: ``num_updates · update_epochs · num_minibatches`` for
+    epoch-based agents, ``num_updates · iterations_per_update · updates_per_step`` for the
+    off-policy ones (``jaxrl.agents.off_policy``); None for agents with neither."""
+    if hasattr(config, "update_epochs"):
+        return num_updates * config.update_epochs * getattr(config, "num_minibatches", 1)
+    if hasattr(config, "updates_per_step"):
+        return num_updates * config.iterations_per_update * config.updates_per_step
+    return None
+
+
+def _env_only(case: Case) -> dict[str, Any]:
+    import jax
+
+    from jaxrl import envs
+    from jaxrl.rollout import reset_envs, rollout
+
+    env, env_params = envs.make(case.env)
+    num_envs, num_steps = case.config["num_envs"], case.config.get("num_steps", 1)
+    chunks = case.config["total_timesteps"] // (num_envs * num_steps)
+    space = env.action_space(env_params)
+
+    def random_policy(key: jax.Array, obs: jax.Array) -> tuple[jax.Array, dict]:
+        return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0])), {}
+
+    def run(key: jax.Array) -> jax.Array:
+        reset_key, key = jax.random.split(key)
+        obs, env_state = reset_envs(reset_key, env, env_params, num_envs)
+
+        def chunk(carry, chunk_key):
+            env_state, obs, traj = rollout(chunk_key, env, env_params, *carry, random_policy,
+                                           num_steps)
+            return (env_state, obs), traj.reward.sum()
+
+        _, rewards = jax.lax.scan(chunk, (env_state, obs), jax.random.split(key, chunks))
+        return rewards.sum()
+
+    keys = jax.random.split(jax.random.key(0), case.seeds)
+    _, compile_s, run_s, _ = measure.compile_and_run(jax.vmap(run), keys)
+    return {"compile_s": compile_s, "run_s": run_s,
+            "env_steps_per_seed": chunks * num_envs * num_steps}
+
+
+def run_jaxrl_case(case: Case) -> dict[str, Any]:
+    """Measure one ``jaxrl`` or ``reference`` case in this process (see ``Case``)."""
+    import jax
+    import numpy as np
+
+    row: dict[str, Any] = {"machine": measure.machine()}
+    if case.algo == "matmul":
+        return {**row, "matmul_peak_flops_per_s": measure.measure_matmul_peak()}
+    if case.algo == "env_only":
+        return {**row, **_env_only(case)}
+    from jaxrl import envs
+    from jaxrl.agents import ALGORITHMS
+
+    if case.algo not in ALGORITHMS:
+        return {**row, "status": "skipped",
+                "note": f"jaxrl has no {case.algo!r} yet (have: {', '.join(ALGORITHMS)})"}
+    module = ALGORITHMS[case.algo]
+    config = _config(module, case.config)
+    env, env_params = envs.make(case.env)
+    agent = module.make_agent(config, env, env_params)
+    keys = jax.numpy.stack([jax.random.key(s) for s in range(case.seeds)])
+    (_, metrics), compile_s, run_s, jaxpr = measure.compile_and_run(
+        jax.vmap(module.make_train(config, env, env_params)), keys)
+    flops, while_loops = measure.matmul_flops(jaxpr)
+    returns = np.asarray(metrics["episode_return"])[:, -1]
+    return {**row, "compile_s": compile_s, "run_s": run_s,
+            "env_steps_per_seed": (getattr(agent, "initial_steps", 0)
+                                   + agent.num_updates * agent.steps_per_update),
+            "updates_per_seed": agent.num_updates,
+            "gradient_steps_per_seed": gradient_steps_per_seed(config, agent.num_updates),
+            "matmul_flops": flops, "while_loops": while_loops,
+            "final_return": measure.nanmean(returns),
+            "return_kind": "training: last episode_return metric, mean over seeds",
+            "versions": {"jax": jax.__version__}}
+
+
+# --- the orchestrator ---------------------------------------------------------------------------
+
+
+def _tail(text: str, lines: int = 4) -> str:
+    kept = [line for line in text.splitlines()
+            if line.strip() and not line.startswith("WARNING: Location")]
+    return " | ".join(kept[-lines:])
+
+
+def run_case(case: Case, python: str, script: Path, timeout: float = CASE_TIMEOUT_S
+             ) -> dict[str, Any]:
+    """Run ``case`` as ``python script '<case json>'`` and return the ``BENCH_ROW`` it prints,
+    or an ``error`` row with the reason (exit status and stderr tail, or the timeout)."""
+    payload = json.dumps(dataclasses.asdict(case))
+    start = time.perf_counter()
+    try:
+        result = subprocess.run([python, str(script), "--case", payload], capture_output=True,
+                                text=True, timeout=timeout, check=False, cwd=HERE.parent)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "note": f"timed out after {timeout:.0f} s"}
+    wall_s = time.perf_counter() - start
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith(measure.ROW_PREFIX):
+            row = json.loads(line[len(measure.ROW_PREFIX):])
+            return {"status": "ok", **row, "wall_s": wall_s}
+    return {"status": "error", "wall_s": wall_s,
+            "note": f"exit {result.returncode}: {_tail(result.stderr + result.stdout)}"}
+
+
+def derive(row: dict[str, Any], matmul_peak: float | None) -> dict[str, Any]:
+    """Add throughput fields: ``env_steps_per_s = env_steps_per_seed · seeds / run_s``,
+    ``updates_per_s = gradient_steps_per_seed · seeds / run_s``, ``matmul_flops_per_s =
+    matmul_flops / run_s`` and its fraction of the machine's dense-matmul FLOP/s."""
+    run_s, seeds = row.get("run_s"), row["seeds"]
+    if not run_s:
+        return row
+    derived = {}
+    if row.get("env_steps_per_seed"):
+        derived["env_steps_per_s"] = row["env_steps_per_seed"] * seeds / run_s
+    if row.get("gradient_steps_per_seed"):
+        derived["updates_per_s"] = row["gradient_steps_per_seed"] * seeds / run_s
+    if row.get("matmul_flops"):
+        derived["matmul_flops_per_s"] = row["matmul_flops"] / run_s
+        derived["matmul_flops_per_env_step"] = row["matmul_flops"] / (
+            row["env_steps_per_seed"] * seeds)
+        if matmul_peak:
+            derived["matmul_peak_fraction"] = derived["matmul_flops_per_s"] / matmul_peak
+    return {**row, **derived}
+
+
+def _pairs(rows: list[dict[str, Any]], peer: str) -> list[tuple[dict, dict]]:
+    def key(row):
+        return row["algo"], row["env"], row["seeds"], json.dumps(row["config"], sort_keys=True)
+
+    ours = {key(r): r for r in rows if r["framework"] == "jaxrl" and r["status"] == "ok"}
+    return [(ours[key(r)], r) for r in rows
+            if r["framework"] == peer and r["status"] == "ok" and key(r) in ours]
+
+
+def _target(name: str, ratio: float | None, goal: float, at_least: bool, where: str
+            ) -> dict[str, Any]:
+    if ratio is None or not math.isfinite(ratio):
+        return {"target": name, "where": where, "ratio": None, "result": "n/a"}
+    passed = ratio >= goal if at_least else ratio <= goal
+    return {"target": name, "where": where, "ratio": ratio, "goal": goal,
+            "result": "PASS" if passed else "MISS"}
+
+
+def targets(rows: list[dict[str, Any]], backend: str) -> list[dict[str, Any]]:
+    """The issue's targets as ratios with PASS / MISS (n/a where a row is missing)."""
+    results = []
+    for peer in ("rejax", "sbx"):
+        for ours, theirs in _pairs(rows, peer):
+            where = f"{ours['algo']} {ours['env']} {ours['seeds']} seed(s) vs {peer}"
+            if ours["algo"] == "ppo":
+                results.append(_target("PPO env steps/s ≥ 1.5× peer",
+                                       ours["env_steps_per_s"] / theirs["env_steps_per_s"],
+                                       1.5, True, where))
+            if ours["algo"] in OFF_POLICY:
+                ratio = (ours["updates_per_s"] / theirs["updates_per_s"]
+                         if ours.get("updates_per_s") and theirs.get("updates_per_s") else None)
+                results.append(_target("off-policy updates/s ≥ 2× peer", ratio, 2.0, True,
+                                       where))
+            if ours.get("compile_s") and theirs.get("compile_s"):
+                results.append(_target("compile s ≤ peer", ours["compile_s"]
+                                       / theirs["compile_s"], 1.0, False, where))
+    scaling = {r["seeds"]: r for r in rows if r["framework"] == "jaxrl" and r["algo"] == "ppo"
+               and r["env"] == "CartPole-v1" and r["status"] == "ok"}
+    one, many = scaling.get(1), scaling.get(64)
+    if backend == "cpu":
+        ratio = many["env_steps_per_s"] / one["env_steps_per_s"] if one and many else None
+        results.append(_target("64 seeds keep per-sample throughput (SPS 64 / SPS 1 ≥ 1)",
+                               ratio, 1.0, True, "jaxrl ppo CartPole-v1"))
+    else:
+        ratio = many["run_s"] / one["run_s"] if one and many else None
+        results.append(_target("64 seeds cost ≤ 2× one seed (run s 64 / run s 1)", ratio, 2.0,
+                               False, "jaxrl ppo CartPole-v1"))
+    return results
+
+
+def _fmt(value: Any, spec: str = ",.0f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
+    """The rows and targets as Markdown tables."""
+    lines = ["| framework | algo | env | seeds | status | compile s | run s | env steps/s "
+             "| updates/s | peak host MiB | device MiB | final return | matmul FLOP/s (% peak) "
+             "| load avg start→end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        load = (f"{r['machine']['loadavg'][0]:.1f}→{r['loadavg_end'][0]:.1f}"
+                if r.get("machine") and r.get("loadavg_end") else "—")
+        flops = "—"
+        if r.get("matmul_flops_per_s"):
+            flops = f"{r['matmul_flops_per_s'] / 1e9:.2f} G"
+            if r.get("matmul_peak_fraction"):
+                flops += f" ({100 * r['matmul_peak_fraction']:.1f}%)"
+        elif r.get("matmul_peak_flops_per_s"):
+            flops = f"peak {r['matmul_peak_flops_per_s'] / 1e9:.1f} G"
+        device = (r.get("device_memory") or {}).get("peak_mib_in_use")
+        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('note', '')}"
+        lines.append(
+            f"| {r['framework']} | {r['algo']} | {r['env']} | {r['seeds']} | {status} "
+            f"| {_fmt(r.get('compile_s'), '.1f')} | {_fmt(r.get('run_s'), '.2f')} "
+            f"| {_fmt(r.get('env_steps_per_s'))} | {_fmt(r.get('updates_per_s'))} "
+            f"| {_fmt(r.get('peak_host_mib'))} | {_fmt(device)} "
+            f"| {_fmt(r.get('final_return'), '.1f')} | {flops} | {load} |")
+    lines += ["", "| target | where | ratio | result |", "|---|---|---|---|"]
+    lines += [f"| {g['target']} | {g['where']} | {_fmt(g['ratio'], '.2f')} | {g['result']} |"
+              for g in goals]
+    return "\n".join(lines) + "\n"
+
+
+def plot_scaling(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Seeds vs. run seconds and env steps/s of PPO CartPole-v1 per framework; False if fewer
+    than two seed counts ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {}
+    for r in rows:
+        if r["algo"] == "ppo" and r["env"] == "CartPole-v1" and r["status"] == "ok":
+            series.setdefault(r["framework"], []).append(r)
+    if max((len(s) for s in series.values()), default=0) < 2:
+        return False
+    fig, (ax_time, ax_sps) = plt.subplots(1, 2, figsize=(10, 4))
+    for framework, points in sorted(series.items()):
+        points.sort(key=lambda r: r["seeds"])
+        seeds = [r["seeds"] for r in points]
+        ax_time.plot(seeds, [r["run_s"] for r in points], "o-", label=framework)
+        ax_sps.plot(seeds, [r["env_steps_per_s"] for r in points], "o-", label=framework)
+    steps = points[0]["env_steps_per_seed"]
+    for ax, label in ((ax_time, "run seconds"), (ax_sps, "env steps/s (all seeds)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("seeds (vmapped, one call)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"PPO CartPole-v1, {steps:,} env steps per seed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _announce(row: dict[str, Any]) -> None:
+    details = row.get("note") or ""
+    if row["status"] == "ok":
+        details = ", ".join(part for part in (
+            f"compile {row['compile_s']:.1f} s" if row.get("compile_s") else "",
+            f"run {row['run_s']:.2f} s" if row.get("run_s") else "",
+            f"{row['env_steps_per_s']:,.0f} steps/s" if row.get("env_steps_per_s") else "",
+            f"{row['updates_per_s']:,.0f} updates/s" if row.get("updates_per_s") else "",
+            f"return {row['final_return']:.1f}" if row.get("final_return") is not None else "",
+            f"peak {row['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s"
+            if row.get("matmul_peak_flops_per_s") else "") if part)
+    print(f"{row['framework']}/{row['algo']}/{row['env']}/{row['seeds']}: {row['status']} "
+          f"{details}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a suite (or, with ``--case``, one jaxrl case in this process: the subprocess side)."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=list(CASES), default="smoke")
+    parser.add_argument("--out", type=Path, help="result JSON (default: "
+                        "benchmarks/results/<suite>_<backend>.json)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run cases whose name framework/algo/env/seeds contains this "
+                             "(repeatable)")
+    parser.add_argument("--total-timesteps", type=int,
+                        help="override every case's env steps per seed (quick harness checks)")
+    parser.add_argument("--timeout", type=float, default=CASE_TIMEOUT_S,
+                        help="seconds per case")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        case = Case(**json.loads(args.case))
+        measure.emit({"status": "ok", **run_jaxrl_case(case)})
+        return 0
+
+    machine = run_case(MATMUL, sys.executable, Path(__file__), args.timeout)
+    backend = (machine.get("machine") or {}).get("backend", "cpu")
+    cases = [c for c in suite_cases(args.suite, backend)
+             if not args.only or any(part in c.name for part in args.only)]
+    if args.total_timesteps:
+        steps = {"total_timesteps": args.total_timesteps}
+        cases = [dataclasses.replace(c, config={**c.config, **steps})
+                 if "total_timesteps" in c.config else c for c in cases]
+    if MATMUL not in cases:
+        cases.insert(0, MATMUL)
+    rows, peers = [], {}
+    started = time.perf_counter()
+    for case in cases:
+        base = {**dataclasses.asdict(case), "suite": args.suite}
+        if case == MATMUL:
+            row = machine
+        elif case.framework in ("jaxrl", "reference"):
+            row = run_case(case, sys.executable, Path(__file__), args.timeout)
+        else:
+            if case.framework not in peers:
+                try:
+                    python, build_s = venvs.ensure_venv(case.framework)
+                    peers[case.framework] = (str(python), build_s, None)
+                except venvs.PeerUnavailable as error:
+                    peers[case.framework] = (None, None, str(error))
+            python, build_s, error = peers[case.framework]
+            row = ({"status": "error", "note": error} if error else
+                   run_case(case, python, venvs.runner_script(case.framework), args.timeout))
+            row["venv_build_s"] = build_s
+        row = derive({**base, **row}, machine.get("matmul_peak_flops_per_s"))
+        _announce(row)
+        rows.append(row)
+    goals = targets(rows, backend)
+    out = args.out or HERE / "results" / f"{args.suite}_{backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "suite": args.suite, "machine": machine.get("machine"),
+        "loadavg_note": "os.getloadavg() at each case's start (machine.loadavg) and end "
+                        "(loadavg_end); a load above the core count means the timings are "
+                        "pessimistic",
+        "total_wall_s": time.perf_counter() - started, "targets": goals, "rows": rows,
+    }, indent=2, default=str) + "\n")
+    table = markdown(rows, goals)
+    out.with_suffix(".md").write_text(table)
+    print("\n" + table)
+    plot = out.with_name(out.stem + "_scaling.png")
+    if plot_scaling(rows, plot):
+        print(f"wrote {plot}")
+    print(f"wrote {out} and {out.with_suffix('.md')} "
+          f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
