@@ -1,0 +1,186 @@
+"""Datasets: generation layout, behaviour log-probs, save/load round trip, every loader error, CLI."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl import datasets, envs
+from jaxrl.cli import main
+from jaxrl.envs import Box, Discrete
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return envs.make("CartPole-v1")
+
+
+@pytest.fixture(scope="module")
+def random_cartpole():
+    return datasets.generate("CartPole-v1", "random", 200, num_envs=4, seed=3)
+
+
+def small_dataset(**overrides) -> datasets.Dataset:
+    """Three CartPole transitions: one episode of 2 steps (terminated) and a cut segment."""
+    obs = np.arange(12, dtype=np.float32).reshape(3, 4) / 100
+    fields = dict(observations=obs, actions=np.array([0, 1, 1], np.int32),
+                  rewards=np.ones(3, np.float32), next_observations=obs + 0.01,
+                  terminated=np.array([False, True, False]),
+                  truncated=np.array([False, False, True]),
+                  log_probs=np.full(3, np.log(0.5), np.float32),
+                  metadata={"env": "CartPole-v1", "policy": "random"})
+    fields.update(overrides)
+    return datasets.Dataset(**fields)
+
+
+def test_generated_random_dataset_layout(random_cartpole, cartpole):
+    data = random_cartpole
+    assert len(data) == 200  # 4 envs × 50 steps
+    assert data.observations.shape == data.next_observations.shape == (200, 4)
+    np.testing.assert_allclose(data.log_probs, np.log(0.5), rtol=1e-6)  # uniform over 2 actions
+    done = data.terminated | data.truncated
+    assert done.reshape(4, 50)[:, -1].all()  # every env's segment ends an episode
+    # env-major: within an episode the next observation is the next row's observation
+    inside = ~done[:-1]
+    np.testing.assert_array_equal(data.next_observations[:-1][inside], data.observations[1:][inside])
+    assert data.metadata["env"] == "CartPole-v1" and data.metadata["policy"] == "random"
+    assert data.metadata["steps"] == 200
+    datasets.validate(data, *cartpole, env_id="CartPole-v1")
+
+
+def test_episode_bounds_and_returns():
+    starts, ends = datasets.episode_bounds(np.array([False, True, False, False]))
+    np.testing.assert_array_equal(starts, [0, 2])
+    np.testing.assert_array_equal(ends, [1, 3])  # the table's end closes the last episode
+    np.testing.assert_array_equal(small_dataset().episode_returns(), [2.0, 1.0])
+
+
+def test_round_trip_is_exact_and_atomic(tmp_path, cartpole):
+    original = small_dataset()
+    path = datasets.save(tmp_path / "sub" / "data.npz", original)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["data.npz"]  # no temporary left
+    loaded = datasets.load(path, *cartpole, env_id="CartPole-v1")
+    for key in datasets.ARRAY_KEYS:
+        np.testing.assert_array_equal(getattr(loaded, key), getattr(original, key))
+        assert getattr(loaded, key).dtype == getattr(original, key).dtype
+    assert loaded.metadata == original.metadata
+
+
+def test_epsilon_greedy_log_probs_are_hand_worked():
+    policy = datasets.noisy_policy(lambda obs: jnp.zeros(obs.shape[0], jnp.int32), Discrete(4),
+                                   0.2)
+    dist = policy(jnp.zeros((1, 3)))
+    # π_b(greedy) = 0.8 + 0.2 / 4 = 0.85, every other action 0.05
+    np.testing.assert_allclose(jnp.exp(dist.log_prob(jnp.array([0]))), [0.85], rtol=1e-6)
+    np.testing.assert_allclose(jnp.exp(dist.log_prob(jnp.array([3]))), [0.05], rtol=1e-6)
+
+
+def test_gaussian_behaviour_log_probs_stay_finite_at_the_bounds():
+    # The expert pushes at the bound +2 of Pendulum; half the samples are clipped to it.
+    space = Box(-2.0, 2.0, (1,))
+    policy = datasets.noisy_policy(lambda obs: jnp.full((obs.shape[0], 1), 2.0), space, 0.1)
+    dist = policy(jnp.zeros((1000, 3)))
+    samples, log_probs = dist.sample_and_log_prob(seed=jax.random.key(0))
+    assert np.isfinite(np.asarray(log_probs)).all()
+    assert (np.asarray(samples) > 2.0).mean() > 0.4  # many would be clipped when executed
+    # density of N(2, 0.2²) before clipping: log N(x) = -½((x-2)/0.2)² - log(0.2 √(2π))
+    expected = -0.5 * ((samples[:, 0] - 2.0) / 0.2) ** 2 - np.log(0.2 * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(log_probs, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="noise must be > 0"):
+        datasets.noisy_policy(lambda obs: obs, space, 0.0)
+
+
+def test_random_continuous_dataset_stores_clipped_actions_and_uniform_log_probs():
+    data = datasets.generate("Pendulum-v1", "random", 40, num_envs=2)
+    assert data.actions.shape == (40, 1) and data.actions.dtype == np.float32
+    assert (np.abs(data.actions) <= 2.0).all()
+    np.testing.assert_allclose(data.log_probs, -np.log(4.0), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Every loader error names the key and the problem
+
+
+def _saved(tmp_path, **arrays) -> str:
+    base = {key: getattr(small_dataset(), key) for key in datasets.ARRAY_KEYS}
+    base["metadata"] = np.array(json.dumps({"env": "CartPole-v1"}))
+    base.update(arrays)
+    path = tmp_path / "bad.npz"
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return str(path)
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"log_probs": None}, "lacks key.*log_probs"),
+    ({"metadata": None}, "lacks key.*metadata"),
+    ({"metadata": np.array("{not json")}, "'metadata': is not a JSON string"),
+    ({"actions": np.array([0, 1], np.int32)}, "'actions': has 2 entries, rewards has 3"),
+    ({"rewards": np.ones((3, 1), np.float32)}, r"'rewards': must be a non-empty vector"),
+    ({"terminated": np.zeros((3, 2), bool)}, r"'terminated': must have shape \[N\]"),
+    ({"next_observations": np.zeros((3, 5), np.float32)}, "'next_observations': shape"),
+    ({"truncated": np.zeros(3, np.float32)}, "'truncated': must be bool"),
+    ({"observations": np.zeros((3, 4), np.int32)}, "'observations': must be floating"),
+    ({"actions": np.array(["a", "b", "c"])}, "'actions': must be integer"),
+    ({"rewards": np.array([1.0, np.nan, 1.0], np.float32)}, "'rewards': holds a non-finite.*1"),
+    ({"log_probs": np.array([0.0, 0.0, -np.inf], np.float32)}, "'log_probs': holds a non-finite"),
+    ({"observations": np.zeros((3, 3), np.float32),
+      "next_observations": np.zeros((3, 3), np.float32)}, "'observations': shape per transition"),
+    ({"actions": np.array([0, 2, 1], np.int32)}, r"'actions': values must lie in \[0, 2\)"),
+    ({"actions": np.zeros((3, 1), np.float32)}, "'actions': the env has discrete actions"),
+])
+def test_loader_errors_name_the_key(tmp_path, cartpole, arrays, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.load(_saved(tmp_path, **arrays), *cartpole)
+
+
+def test_loader_errors_for_files_and_envs(tmp_path, cartpole):
+    with pytest.raises(ValueError, match="no dataset file.*jaxrl dataset"):
+        datasets.load(tmp_path / "missing.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        datasets.load(garbage)
+    with pytest.raises(ValueError, match="collected on 'CartPole-v1', not 'Acrobot-v1'"):
+        datasets.load(_saved(tmp_path), *cartpole, env_id="Acrobot-v1")
+    pendulum = envs.make("Pendulum-v1")
+    continuous = dataclasses.replace(small_dataset(), observations=np.zeros((3, 3), np.float32),
+                                     next_observations=np.zeros((3, 3), np.float32),
+                                     actions=np.array([[0.0], [2.5], [0.0]], np.float32))
+    with pytest.raises(ValueError, match="'actions': values must lie within the action bounds"):
+        datasets.validate(continuous, *pendulum)
+
+
+def test_generate_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="--policy must be one of"):
+        datasets.generate("CartPole-v1", "perfect", 10)
+    with pytest.raises(ValueError, match="mixed needs --num-envs >= 3"):
+        datasets.generate("CartPole-v1", "mixed", 10, num_envs=2)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_dataset_trains_an_expert_and_writes_a_valid_file(tmp_path, capsys, cartpole):
+    out = tmp_path / "expert.npz"
+    code = main(["dataset", "--env", "CartPole-v1", "--policy", "expert", "--steps", "64",
+                 "--expert-steps", "512", "--num-envs", "4", "--out", str(out)])
+    assert code == 0
+    assert f"wrote {out}: 64 transitions" in capsys.readouterr().out
+    data = datasets.load(out, *cartpole, env_id="CartPole-v1")
+    assert data.metadata["policy"] == "expert"
+    assert data.metadata["training"]["expert"] == {"algo": "ppo", "env_steps": 512, "seed": 0}
+    assert data.metadata["behaviour"]["expert"] == "the agent's own stochastic policy"
+    assert set(data.metadata["reference_returns"]) == {"random", "expert"}
+    assert (data.log_probs < 0).all() and (data.log_probs > np.log(0.5) - 1).all()
+
+
+def test_cli_dataset_reports_bad_input(tmp_path, capsys):
+    code = main(["dataset", "--env", "CartPole-v1", "--policy", "mixed", "--steps", "10",
+                 "--num-envs", "2", "--out", str(tmp_path / "x.npz")])
+    assert code == 2
+    assert "mixed needs --num-envs >= 3" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
