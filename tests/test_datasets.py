@@ -1,4 +1,4 @@
-"""Datasets: generation layout, behaviour log-probs, save/load round trip, every loader error, CLI."""
+"""Datasets: layout, behaviour log-probs, save/load round trip, every loader error, CLI."""
 
 import dataclasses
 import json
@@ -45,7 +45,8 @@ def test_generated_random_dataset_layout(random_cartpole, cartpole):
     assert done.reshape(4, 50)[:, -1].all()  # every env's segment ends an episode
     # env-major: within an episode the next observation is the next row's observation
     inside = ~done[:-1]
-    np.testing.assert_array_equal(data.next_observations[:-1][inside], data.observations[1:][inside])
+    np.testing.assert_array_equal(data.next_observations[:-1][inside],
+                                  data.observations[1:][inside])
     assert data.metadata["env"] == "CartPole-v1" and data.metadata["policy"] == "random"
     assert data.metadata["steps"] == 200
     datasets.validate(data, *cartpole, env_id="CartPole-v1")
