@@ -91,12 +91,14 @@ DQN_CARTPOLE = {"total_timesteps": 101_000, "num_envs": 1, "buffer_size": 10_000
                 "learning_rate": 2.5e-4, "gamma": 0.99, "tau": 1.0,
                 "target_network_frequency": 500, "start_e": 1.0, "end_e": 0.05,
                 "exploration_fraction": 0.5, "hidden_sizes": [64, 64], "activation": "relu"}
-SAC_PENDULUM = {"total_timesteps": 31_000, "num_envs": 1, "buffer_size": 31_000,
-                "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
-                "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,
-                "learning_rate": 1e-3, "gamma": 0.99, "tau": 0.005,
-                "hidden_sizes": [64, 64], "activation": "relu"}
-TD3_PENDULUM = {**SAC_PENDULUM, "policy_frequency": 2, "policy_noise": 0.2, "noise_clip": 0.5}
+OFF_POLICY_PENDULUM = {"total_timesteps": 31_000, "num_envs": 1, "buffer_size": 31_000,
+                       "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
+                       "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,
+                       "gamma": 0.99, "tau": 0.005, "hidden_sizes": [64, 64],
+                       "activation": "relu"}
+SAC_PENDULUM = {**OFF_POLICY_PENDULUM, "policy_lr": 1e-3, "q_lr": 1e-3, "policy_frequency": 1}
+TD3_PENDULUM = {**OFF_POLICY_PENDULUM, "learning_rate": 1e-3, "policy_frequency": 2,
+                "policy_noise": 0.2, "noise_clip": 0.5, "exploration_noise": 0.1}
 PPO_MINATAR = {"total_timesteps": 1_000_000, "num_envs": 64, "num_steps": 128,
                "update_epochs": 4, "num_minibatches": 8, "gamma": 0.99, "gae_lambda": 0.95,
                "learning_rate": 5e-4, "ent_coef": 0.01}

@@ -17,7 +17,8 @@ refuses settings that rejax cannot express, so both sides train the same configu
   updates_per_step / train_frequency``. DQN: ``learning_starts → fill_buffer``,
   ``tau → polyak = 1 - tau``, ``target_network_frequency → target_update_freq``,
   ``start_e / end_e → eps_start / eps_end``.
-- SAC / TD3: ``learning_starts → fill_buffer``, ``tau → polyak``; TD3's ``policy_frequency →
+- SAC / TD3: ``learning_starts → fill_buffer``, ``tau → polyak``; SAC's ``policy_lr = q_lr →
+  learning_rate`` (rejax has one rate and updates the actor every step); TD3's ``policy_frequency →
   policy_delay``, ``policy_noise / noise_clip → target_noise / target_noise_clip``.
 
 Training runs with a no-op evaluation callback (rejax evaluates 128 episodes every
@@ -53,6 +54,15 @@ LOGGING = ("log_frequency", "eval_episodes")
 REQUIRED = {"ppo": {"anneal_lr": False, "clip_vloss": True, "norm_adv": True}}
 
 
+def single_learning_rate(config: dict[str, Any]) -> float:
+    """jaxrl SAC's ``policy_lr`` and ``q_lr`` as the peer's one ``learning_rate`` (must agree)."""
+    policy_lr, q_lr = config.pop("policy_lr"), config.pop("q_lr")
+    if policy_lr != q_lr:
+        raise ValueError(f"the peer has one learning rate: set policy_lr = q_lr (got {policy_lr}"
+                         f" and {q_lr})")
+    return policy_lr
+
+
 def translate(algo: str, config: dict[str, Any]) -> dict[str, Any]:
     """rejax keyword arguments for a jaxrl-named ``config``; ``ValueError`` where rejax differs."""
     if algo not in RENAMES:
@@ -72,6 +82,10 @@ def translate(algo: str, config: dict[str, Any]) -> dict[str, Any]:
         config["hidden_layer_sizes"] = hidden_sizes
     networks = ({"actor_kwargs": network, "critic_kwargs": dict(network)} if algo == "td3"
                 else {"agent_kwargs": network})
+    if algo == "sac":
+        config["learning_rate"] = single_learning_rate(config)
+        if config.pop("policy_frequency", 1) != 1:
+            raise ValueError("rejax sac updates the actor every step: set policy_frequency=1")
     if "tau" in config:
         config["polyak"] = 1.0 - config.pop("tau")
     for name in LOGGING:

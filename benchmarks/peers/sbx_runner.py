@@ -8,8 +8,9 @@ it in Python and jitting only the gradient steps; seeds run one after another. T
 ``target_network_frequency → target_update_interval``, ``start_e / end_e →
 exploration_initial_eps / exploration_final_eps``, ``policy_frequency → policy_delay``,
 ``policy_noise / noise_clip → target_policy_noise / target_noise_clip``, ``hidden_sizes`` /
-``activation`` → ``policy_kwargs``; ``updates_per_step`` becomes ``gradient_steps`` per
-``train_freq`` env steps. Only ``num_envs = 1`` is supported.
+``activation`` → ``policy_kwargs``, SAC's ``policy_lr = q_lr → learning_rate``;
+``updates_per_step`` becomes ``gradient_steps`` per ``train_freq`` env steps. Only
+``num_envs = 1`` is supported.
 
 Compile seconds: a throw-away model learns ``learning_starts + 2 · train_freq`` steps first,
 which jit-compiles sbx's class-level update functions (the cache is shared by later models in
@@ -53,6 +54,12 @@ def translate(algo: str, config: dict[str, Any]) -> tuple[dict[str, Any], int]:
         config.pop(name, None)
     policy_kwargs = {"net_arch": list(config.pop("hidden_sizes", (64, 64))),
                      "activation_fn": getattr(nn, config.pop("activation", "relu"))}
+    if "policy_lr" in config:
+        policy_lr, q_lr = config.pop("policy_lr"), config.pop("q_lr")
+        if policy_lr != q_lr:
+            raise ValueError(f"sbx has one learning rate: set policy_lr = q_lr (got {policy_lr} "
+                             f"and {q_lr})")
+        config["learning_rate"] = policy_lr
     kwargs = {RENAMES.get(name, name): value for name, value in config.items()}
     return {**kwargs, "policy_kwargs": policy_kwargs}, total
 

@@ -1,0 +1,132 @@
+"""The benchmark harness (``benchmarks/run.py``) on microscopic cases, so it cannot rot silently.
+
+Only jaxrl's side runs here (no peer venvs); timings are never asserted, only that every row
+field is there and consistent. The FLOP counter is checked against hand counts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load("benchmarks_run", BENCHMARKS / "run.py")
+measure = sys.modules["measure"]
+
+TINY_PPO = {"total_timesteps": 256, "num_envs": 4, "num_steps": 16, "update_epochs": 2,
+            "num_minibatches": 2, "hidden_sizes": [8], "activation": "tanh"}
+
+
+def test_matmul_flops_counts_every_scan_iteration_and_the_dearer_cond_branch():
+    def f(x, w):
+        def body(carry, _):
+            return jnp.tanh(carry @ w), None
+
+        carry, _ = jax.lax.scan(body, x, None, length=7)
+        return jax.lax.cond(carry.sum() > 0, lambda: carry @ w, lambda: carry)
+
+    x, w = jnp.ones((8, 16)), jnp.ones((16, 16))
+    _, _, _, jaxpr = measure.compile_and_run(f, x, w)
+    one_dot = 2 * 8 * 16 * 16  # 2 · |output [8, 16]| · contracted 16
+    assert measure.matmul_flops(jaxpr) == (8 * one_dot, 0)  # 7 scan iterations + the cond
+    # XLA's cost analysis counts the scan body once: why the harness walks the jaxpr instead.
+    xla = jax.jit(f).lower(x, w).compile().cost_analysis()["flops"]
+    assert xla < 3 * one_dot
+
+
+def test_matmul_flops_of_a_convolution_matches_xla():
+    image, kernel = jnp.ones((2, 10, 10, 4)), jnp.ones((3, 3, 4, 5))
+
+    def conv(image, kernel):
+        return jax.lax.conv_general_dilated(image, kernel, (1, 1), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    _, _, _, jaxpr = measure.compile_and_run(conv, image, kernel)
+    expected = 2 * (2 * 8 * 8 * 5) * (3 * 3 * 4)  # 2 · |output| · window · input features
+    assert measure.matmul_flops(jaxpr) == (expected, 0)
+    assert jax.jit(conv).lower(image, kernel).compile().cost_analysis()["flops"] == expected
+
+
+def test_jaxrl_case_row_has_every_field_and_consistent_throughput():
+    case = harness.Case("jaxrl", "ppo", "CartPole-v1", 2, TINY_PPO)
+    row = harness.run_jaxrl_case(case)
+    updates = 256 // (4 * 16)
+    assert row["env_steps_per_seed"] == 256
+    assert row["updates_per_seed"] == updates
+    assert row["gradient_steps_per_seed"] == updates * 2 * 2
+    assert row["compile_s"] > 0 and row["run_s"] > 0
+    assert row["matmul_flops"] > 0 and row["while_loops"] == 0
+    assert row["final_return"] is None or math.isfinite(row["final_return"])
+    assert set(row["machine"]) >= {"cpu", "cores", "loadavg", "jax", "backend"}
+    derived = harness.derive({**row, "seeds": 2}, matmul_peak=1e9)
+    assert derived["env_steps_per_s"] == pytest.approx(256 * 2 / row["run_s"])
+    assert derived["updates_per_s"] == pytest.approx(updates * 4 * 2 / row["run_s"])
+    assert derived["matmul_peak_fraction"] == pytest.approx(
+        row["matmul_flops"] / row["run_s"] / 1e9)
+
+
+def test_env_only_reference_counts_whole_rollouts():
+    config = {"total_timesteps": 100, "num_envs": 4, "num_steps": 8}
+    row = harness.run_jaxrl_case(harness.Case("reference", "env_only", "CartPole-v1", 1, config))
+    assert row["env_steps_per_seed"] == 3 * 4 * 8  # whole rollouts of 32 steps within 100
+    assert row["run_s"] > 0
+
+
+def test_off_policy_gradient_steps_follow_the_config():
+    from jaxrl.agents import dqn
+
+    config = dqn.Config(train_frequency=4, updates_per_step=2, log_frequency=64)
+    # 64 / (4 · 1 env) = 16 training phases per update, 2 gradient steps each.
+    assert harness.gradient_steps_per_seed(config, num_updates=10) == 10 * 16 * 2
+
+
+def test_unknown_algorithm_is_a_skipped_row():
+    row = harness.run_jaxrl_case(harness.Case("jaxrl", "nope", "CartPole-v1", 1, {}))
+    assert row["status"] == "skipped" and "no 'nope'" in row["note"]
+
+
+def test_a_failing_case_becomes_an_error_row(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text("import sys\nsys.exit('peer exploded')\n")
+    case = harness.Case("rejax", "ppo", "CartPole-v1", 1, {})
+    row = harness.run_case(case, sys.executable, script, timeout=60)
+    assert row["status"] == "error"
+    assert row["note"] == "exit 1: peer exploded"
+
+
+def test_targets_report_ratios_pass_miss_and_missing_rows():
+    def row(framework, seeds, sps, compile_s, run_s=1.0):
+        return {"framework": framework, "algo": "ppo", "env": "CartPole-v1", "seeds": seeds,
+                "config": TINY_PPO, "status": "ok", "env_steps_per_s": sps,
+                "compile_s": compile_s, "run_s": run_s}
+
+    rows = [row("jaxrl", 1, 300.0, 10.0), row("rejax", 1, 100.0, 5.0),
+            row("jaxrl", 64, 240.0, 12.0)]
+    goals = {g["target"]: g for g in harness.targets(rows, backend="cpu")}
+    assert goals["PPO env steps/s ≥ 1.5× peer"]["ratio"] == pytest.approx(3.0)
+    assert goals["PPO env steps/s ≥ 1.5× peer"]["result"] == "PASS"
+    assert goals["compile s ≤ peer"]["ratio"] == pytest.approx(2.0)
+    assert goals["compile s ≤ peer"]["result"] == "MISS"
+    scaling = goals["64 seeds keep per-sample throughput (SPS 64 / SPS 1 ≥ 1)"]
+    assert scaling["ratio"] == pytest.approx(0.8) and scaling["result"] == "MISS"
+    table = harness.markdown([{**r, "machine": None} for r in rows], list(goals.values()))
+    assert "| PPO env steps/s ≥ 1.5× peer | ppo CartPole-v1 1 seed(s) vs rejax | 3.00 | PASS |" \
+        in table
+    gpu = harness.targets(rows[:2], backend="gpu")
+    assert gpu[-1]["result"] == "n/a"  # no 64-seed row to compare
