@@ -99,11 +99,21 @@ def _sharding_envs(mesh: Mesh | None) -> Iterator[None]:
 
 def constrain_env_axis(tree: Any) -> Any:
     """Shard the leading (env) axis of every leaf over the mesh when a single run spans several
-    devices (the envs layout, while ``Placement.compile`` traces); the identity otherwise."""
+    devices (the envs layout, while ``Placement.compile`` traces); the identity otherwise.
+
+    Leaves whose leading axis does not divide over the devices (an evaluation batch of another
+    size) are left to XLA.
+    """
     if _env_mesh is None:
         return tree
     sharding = NamedSharding(_env_mesh, PartitionSpec(AXIS))
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+    def constrain(x: jax.Array) -> jax.Array:
+        if x.ndim == 0 or x.shape[0] % _env_mesh.size:
+            return x
+        return jax.lax.with_sharding_constraint(x, sharding)
+
+    return jax.tree.map(constrain, tree)
 
 
 def _is_key(x: Any) -> bool:

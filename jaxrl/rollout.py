@@ -1,7 +1,8 @@
 """Shared on-policy machinery: env-batch reset, the rollout scan, minibatches, episode stats.
 
 Every agent collects experience through ``rollout`` and creates env states through
-``reset_envs``, so vectorisation (and later sharding) of the env axis lives in one place.
+``reset_envs``, so vectorisation and sharding (``jaxrl.parallel``) of the env axis live in one
+place.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
 
     (env_state, obs), transitions = jax.lax.scan(step, (env_state, obs),
                                                  jax.random.split(key, num_steps))
+    # As in reset_envs, so the carried env batch stays sharded (also in a resumed run).
+    env_state, obs = constrain_env_axis((env_state, obs))
     return env_state, obs, transitions
 
 
