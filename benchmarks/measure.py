@@ -69,20 +69,23 @@ def device_memory() -> dict[str, float] | None:
     return {k.replace("bytes", "mib"): stats[k] / 2**20 for k in keys if k in stats}
 
 
-def compile_and_run(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float, Any]:
-    """``(output, compile_seconds, run_seconds, jaxpr)`` of ``jax.jit(fn)(*args)``.
+def compile_and_run(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, float], Any]:
+    """``(output, timings, jaxpr)`` of ``jax.jit(fn)(*args)``.
 
-    Compile seconds cover tracing, lowering and XLA compilation; run seconds cover one call of
-    the compiled executable until every output is ready (``block_until_ready``).
+    ``timings``: ``compile_s`` (tracing, lowering and XLA compilation) and ``run_s`` (one call
+    of the compiled executable until every output is ready, ``block_until_ready``), wall-clock;
+    ``compile_cpu_s`` / ``run_cpu_s`` are this process's CPU seconds over the same spans (all
+    threads), which other processes on a shared machine disturb less than wall time.
     """
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     traced = jax.jit(fn).trace(*args)
     compiled = traced.lower().compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    timings = {"compile_s": time.perf_counter() - wall,
+               "compile_cpu_s": time.process_time() - cpu}
+    wall, cpu = time.perf_counter(), time.process_time()
     output = jax.block_until_ready(compiled(*args))
-    run_seconds = time.perf_counter() - start
-    return output, compile_seconds, run_seconds, traced.jaxpr
+    timings.update(run_s=time.perf_counter() - wall, run_cpu_s=time.process_time() - cpu)
+    return output, timings, traced.jaxpr
 
 
 def _dot_flops(eqn: Any) -> int:
@@ -136,9 +139,11 @@ def matmul_flops(jaxpr: Any) -> tuple[int, int]:
     count is unknown, are counted once).
 
     ``dot_general``: ``2 · |output| · ∏ contracted lhs dims``; ``conv_general_dilated``:
-    ``2 · |output| · kernel window · input features per group``; a ``cond`` counts its most
-    expensive branch. Elementwise work is left out: the figure is compared with dense matmul
-    throughput.
+    ``2 · |output| · kernel window · input features per group`` (padding taps included); a
+    ``cond`` counts its most expensive branch, an upper bound where a run mostly takes a cheap
+    one (rejax's off-policy agents branch on "buffer filled yet" every step; jaxrl's fill the
+    buffer in ``init`` and never branch). Elementwise work is left out: the figure is compared
+    with dense matmul throughput.
     """
     counts = {"while_loops": 0}
     inner = jaxpr.jaxpr if isinstance(jaxpr, jax.extend.core.ClosedJaxpr) else jaxpr

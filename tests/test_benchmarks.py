@@ -42,7 +42,7 @@ def test_matmul_flops_counts_every_scan_iteration_and_the_dearer_cond_branch():
         return jax.lax.cond(carry.sum() > 0, lambda: carry @ w, lambda: carry)
 
     x, w = jnp.ones((8, 16)), jnp.ones((16, 16))
-    _, _, _, jaxpr = measure.compile_and_run(f, x, w)
+    _, _, jaxpr = measure.compile_and_run(f, x, w)
     one_dot = 2 * 8 * 16 * 16  # 2 · |output [8, 16]| · contracted 16
     assert measure.matmul_flops(jaxpr) == (8 * one_dot, 0)  # 7 scan iterations + the cond
     # XLA's cost analysis counts the scan body once: why the harness walks the jaxpr instead.
@@ -57,7 +57,7 @@ def test_matmul_flops_of_a_convolution_matches_xla():
         return jax.lax.conv_general_dilated(image, kernel, (1, 1), "VALID",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    _, _, _, jaxpr = measure.compile_and_run(conv, image, kernel)
+    _, _, jaxpr = measure.compile_and_run(conv, image, kernel)
     expected = 2 * (2 * 8 * 8 * 5) * (3 * 3 * 4)  # 2 · |output| · window · input features
     assert measure.matmul_flops(jaxpr) == (expected, 0)
     assert jax.jit(conv).lower(image, kernel).compile().cost_analysis()["flops"] == expected
@@ -70,7 +70,7 @@ def test_jaxrl_case_row_has_every_field_and_consistent_throughput():
     assert row["env_steps_per_seed"] == 256
     assert row["updates_per_seed"] == updates
     assert row["gradient_steps_per_seed"] == updates * 2 * 2
-    assert row["compile_s"] > 0 and row["run_s"] > 0
+    assert min(row["compile_s"], row["compile_cpu_s"], row["run_s"], row["run_cpu_s"]) > 0
     assert row["matmul_flops"] > 0 and row["while_loops"] == 0
     assert row["final_return"] is None or math.isfinite(row["final_return"])
     assert set(row["machine"]) >= {"cpu", "cores", "loadavg", "jax", "backend"}

@@ -131,7 +131,7 @@ def main(case: dict[str, Any]) -> None:
     agent = agent.replace(eval_callback=lambda algo_, ts, rng: jnp.zeros(()))
     machine = measure.machine()
     keys = jax.random.split(jax.random.PRNGKey(case.get("seed", 0)), seeds)
-    (train_state, _), compile_s, run_s, jaxpr = measure.compile_and_run(
+    (train_state, _), timings, jaxpr = measure.compile_and_run(
         jax.vmap(agent.train), keys)
     flops, while_loops = measure.matmul_flops(jaxpr)
     eval_keys = jax.random.split(jax.random.PRNGKey(1), seeds)
@@ -139,8 +139,7 @@ def main(case: dict[str, Any]) -> None:
                                                                               eval_keys)
     env_steps, gradient_steps = work(algo, agent)
     measure.emit({
-        "machine": machine, "compile_s": compile_s,
-        "run_s": run_s, "env_steps_per_seed": env_steps,
+        "machine": machine, **timings, "env_steps_per_seed": env_steps,
         "gradient_steps_per_seed": gradient_steps, "matmul_flops": flops,
         "while_loops": while_loops, "final_return": measure.nanmean(returns.mean(axis=-1)),
         "return_kind": "evaluation: 128 episodes (rejax evaluate), mean over seeds",

@@ -9,7 +9,8 @@ it in Python and jitting only the gradient steps; seeds run one after another. T
 exploration_initial_eps / exploration_final_eps``, ``policy_frequency → policy_delay``,
 ``policy_noise / noise_clip → target_policy_noise / target_noise_clip``, ``hidden_sizes`` /
 ``activation`` → ``policy_kwargs``, SAC's ``policy_lr = q_lr → learning_rate``;
-``updates_per_step`` becomes ``gradient_steps`` per ``train_freq`` env steps. Only
+``updates_per_step`` becomes ``gradient_steps`` per ``train_freq`` env steps and TD3's
+``exploration_noise`` a ``NormalActionNoise`` of that scale. Only
 ``num_envs = 1`` is supported.
 
 Compile seconds: a throw-away model learns ``learning_starts + 2 · train_freq`` steps first,
@@ -32,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flax.linen as nn  # noqa: E402
 import gymnasium  # noqa: E402
 import measure  # noqa: E402
+import numpy as np  # noqa: E402
 import sbx  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from stable_baselines3.common.noise import NormalActionNoise  # noqa: E402
 
 RENAMES = {"train_frequency": "train_freq", "target_network_frequency": "target_update_interval",
            "start_e": "exploration_initial_eps", "end_e": "exploration_final_eps",
@@ -69,7 +72,11 @@ def main(case: dict[str, Any]) -> None:
     algo_cls = getattr(sbx, ALGOS[case["algo"]])
     kwargs, total = translate(case["algo"], case["config"])
     machine = measure.machine()
-    env_id = case.get("gymnasium_env", case["env"])
+    env_id = case.get("gymnasium_env") or case["env"]
+    noise = kwargs.pop("exploration_noise", None)
+    if noise is not None:  # Gaussian noise on actions scaled to [-1, 1], as in jaxrl's TD3
+        dim = gymnasium.make(env_id).action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), noise * np.ones(dim))
     start = time.perf_counter()
     warmup_steps = kwargs.get("learning_starts", 100) + 2 * kwargs.get("train_freq", 1)
     algo_cls("MlpPolicy", env_id, seed=0, **kwargs).learn(warmup_steps)
