@@ -54,7 +54,8 @@ def resolve_devices(devices: str | int = "all") -> list[jax.Device]:
     try:
         count = int(devices)
     except ValueError:
-        raise ValueError(f"--devices must be 'all' or a positive integer, got {devices!r}") from None
+        raise ValueError(
+            f"--devices must be 'all' or a positive integer, got {devices!r}") from None
     if not 1 <= count <= len(available):
         raise ValueError(f"--devices {count}: choose 1 to {len(available)} (this process sees "
                          f"{len(available)} {available[0].platform} device(s)) or 'all'")
