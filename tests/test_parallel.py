@@ -292,6 +292,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # two more processes compiling the run: ~40 s on a quiet 2-core CPU
 def test_two_processes_train_one_sharded_batch_and_process_0_writes(single, tmp_path):
     reference_dir, _ = single
     port = _free_port()
