@@ -25,7 +25,7 @@ import numpy as np
 from jaxrl import checkpoint, envs
 from jaxrl.agents import get_algorithm
 from jaxrl.evaluation import episode_returns
-from jaxrl.runner import latest_checkpoint, read_run, sweep_settings
+from jaxrl.runner import agent_factory, latest_checkpoint, read_run, sweep_settings
 
 __all__ = ["EVAL_STEP_MARGIN", "Policy", "evaluate_policy", "evaluate_run", "load_policy",
            "load_policies"]
@@ -57,8 +57,8 @@ def load_policies(run_dir: str | Path, checkpoint_path: str | Path | None = None
     module = get_algorithm(spec.algo)
     env, env_params = envs.make(spec.env_id, **spec.env_kwargs)
     settings = sweep_settings(spec.config, spec.sweep)
-    agents = [module.make_agent(spec.config.replace(**setting), env, env_params)
-              for setting in settings]
+    make_agent = agent_factory(module, spec.env_id, env, env_params, spec.dataset)
+    agents = [make_agent(spec.config.replace(**setting), env, env_params) for setting in settings]
     runs = len(settings) * spec.seeds
     single = jax.eval_shape(agents[0].init, jax.random.key(0))
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct((runs, *s.shape), s.dtype), single)

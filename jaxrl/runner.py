@@ -196,7 +196,7 @@ stay finite."""
 KEEP_CHECKPOINTS = 2
 """Checkpoints kept under ``DIR/checkpoints/`` (older ones are deleted after each save)."""
 
-RUN_IDENTITY = ("algo", "env", "env_kwargs", "seeds", "config", "sweep")
+RUN_IDENTITY = ("algo", "env", "env_kwargs", "seeds", "config", "sweep", "dataset")
 """The ``config.json`` fields that define a run: a resume must match them exactly."""
 
 
@@ -579,7 +579,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     run_labels = [(settings[b // seeds], seed + b % seeds) for b in range(runs)]
     steps = (agent.initial_steps
              + np.arange(1, agent.num_updates + 1, dtype=np.int64) * agent.steps_per_update)
-    metadata = {name: record[name] for name in RUN_IDENTITY} | {
+    metadata = {name: record.get(name) for name in RUN_IDENTITY} | {
         "num_updates": agent.num_updates, "chunk_updates": chunk,
         "runs": [{"seed": s, "setting": setting} for setting, s in run_labels]}
     compile_start = time.perf_counter()

@@ -1,0 +1,38 @@
+"""Tiny configurations of every registered algorithm, for tests that must cover each agent.
+
+``TINY[algo] = (env_id, Config kwargs)``: a handful of updates (an even number, at least 2, so a
+run splits into two halves for resume tests) of tiny networks, compiling in seconds.
+``tests/test_determinism.py`` fails when an algorithm in ``jaxrl.agents.ALGORITHMS`` has no
+entry here: add one with every new agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TINY"]
+
+_ON_POLICY = {"total_timesteps": 4 * 4 * 8, "num_envs": 4, "num_steps": 8, "hidden_sizes": (16,)}
+_NATURAL = {**_ON_POLICY, "value_epochs": 2, "num_minibatches": 2, "cg_iters": 3}
+# 16 random warm-up steps, then 4 updates (logging intervals) of 4 iterations × 2 envs; the
+# evaluation rollout (a long scan, slow to compile) is covered once, by DQN.
+_OFF_POLICY = {"total_timesteps": 16 + 4 * 8, "num_envs": 2, "buffer_size": 64, "batch_size": 8,
+               "learning_starts": 16, "train_frequency": 1, "updates_per_step": 1,
+               "log_frequency": 8, "eval_episodes": 0, "hidden_sizes": (16,)}
+
+TINY: dict[str, tuple[str, dict[str, Any]]] = {
+    "reinforce": ("CartPole-v1", {**_ON_POLICY, "update_epochs": 2}),
+    "a2c": ("CartPole-v1", {**_ON_POLICY, "num_minibatches": 2, "n_steps_return": 3}),
+    "npg": ("CartPole-v1", _NATURAL),
+    "trpo": ("Pendulum-v1", _NATURAL),
+    "ppo": ("CartPole-v1", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2}),
+    "dqn": ("CartPole-v1", {**_OFF_POLICY, "eval_episodes": 2}),
+    "soft_q": ("CartPole-v1", _OFF_POLICY),
+    "ddpg": ("Pendulum-v1", _OFF_POLICY),
+    "td3": ("Pendulum-v1", _OFF_POLICY),
+    "sac": ("Pendulum-v1", _OFF_POLICY),
+    "bc": ("CartPole-v1", {"total_steps": 8, "eval_every": 4, "batch_size": 16, "eval_envs": 2,
+                           "hidden_sizes": (16,)}),
+    "dagger": ("CartPole-v1", {"num_rounds": 2, "num_envs": 2, "num_steps": 8, "train_steps": 4,
+                               "batch_size": 8, "eval_envs": 2, "hidden_sizes": (16,)}),
+}
