@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import leaves_equal
 
-from jaxrl import runner
+from jaxrl import checkpoint, runner
 from jaxrl.agents import ppo
 from jaxrl.cli import main
 
@@ -169,6 +172,125 @@ def test_misspelled_flag_exits_with_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "ppo", "--lerning-rate", "1e-3"])
     assert exit_info.value.code == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints, resume and eval (the two-seed run checkpoints every ceil(2048 / 10) = 205 steps:
+# after updates 2, 4, 5, 7, 9, 10, 12, 13, 15 and 16; the last two are kept)
+
+
+def test_train_keeps_the_last_two_checkpoints(two_seed_run):
+    names = sorted(path.name for path in (two_seed_run / "checkpoints").iterdir())
+    assert names == ["update_0000000015", "update_0000000016"]
+    assert json.loads((two_seed_run / "config.json").read_text())["checkpoint_every"] == 205
+
+
+def test_sigkill_then_resume_gives_identical_metrics_and_parameters(two_seed_run, tmp_path,
+                                                                    capsys):
+    out = tmp_path / "killed"
+    argv = ["train", "ppo", *TINY_RUN, "--out", str(out), "--seeds", "2"]
+    # The child pauses after update 6 (the last checkpoint is update 5) and is SIGKILLed there.
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from jaxrl import cli, runner
+run = runner.run
+def pausing_run(*args, **kwargs):
+    def pause(chunk_index, metrics):
+        if chunk_index == 5:
+            print("paused", flush=True)
+            time.sleep(600)
+    return run(*args, on_chunk=pause, **kwargs)
+runner.run = pausing_run
+sys.exit(cli.main({argv!r}))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "paused", child.stderr.read()
+        child.kill()
+    finally:
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    assert runner.latest_checkpoint(out).name == "update_0000000005"
+    _, rows = read_metrics(out / "metrics.csv")
+    assert rows.shape[0] == 2 * 6  # update 6 was written after the last checkpoint
+    assert main(["train", "ppo", "--resume", str(out), "--no-progress"]) == 0
+    assert "final episode_return" in capsys.readouterr().out
+    assert (out / "metrics.csv").read_bytes() == (two_seed_run / "metrics.csv").read_bytes()
+    final = "checkpoints/update_0000000016"
+    assert leaves_equal(checkpoint.restore(out / final), checkpoint.restore(two_seed_run / final))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(capsys, tmp_path, monkeypatch):
+    run = runner.run
+
+    def run_with_ctrl_c(*args, **kwargs):
+        def press(chunk_index, metrics):
+            if chunk_index == 2:
+                signal.raise_signal(signal.SIGINT)
+
+        return run(*args, on_chunk=press, **kwargs)
+
+    monkeypatch.setattr(runner, "run", run_with_ctrl_c)
+    out = tmp_path / "run"
+    assert train(out) == 130
+    assert_one_line_error(capsys, "interrupted after update 4",
+                          f"resume with: jaxrl train ppo --resume {out}")
+    assert runner.latest_checkpoint(out).name == "update_0000000004"
+
+
+@pytest.mark.parametrize("flag", [["--seed", "3"], ["--learning-rate", "1e-3"],
+                                  ["--out", "elsewhere"], ["--checkpoint-every", "10"]])
+def test_resume_takes_no_other_flag(capsys, two_seed_run, flag):
+    assert main(["train", "ppo", "--resume", str(two_seed_run), *flag]) != 0
+    assert_one_line_error(capsys, "--resume takes no other flag", flag[0])
+
+
+def test_resume_of_a_missing_mismatched_or_finished_run(capsys, two_seed_run, tmp_path):
+    assert main(["train", "ppo", "--resume", str(tmp_path / "nothing")]) != 0
+    assert_one_line_error(capsys, "holds no run")
+    assert main(["train", "a2c", "--resume", str(two_seed_run)]) != 0
+    assert_one_line_error(capsys, "holds a ppo run, not a2c", "jaxrl train ppo --resume")
+    assert main(["train", "ppo", "--resume", str(two_seed_run)]) != 0
+    assert_one_line_error(capsys, "already complete")
+    edited = tmp_path / "edited"
+    shutil.copytree(two_seed_run, edited)
+    shutil.rmtree(edited / "checkpoints" / "update_0000000016")
+    record = json.loads((edited / "config.json").read_text())
+    record["config"]["gamma"] = 0.5  # config.json no longer matches its checkpoints
+    (edited / "config.json").write_text(json.dumps(record))
+    assert main(["train", "ppo", "--resume", str(edited), "--no-progress"]) != 0
+    assert_one_line_error(capsys, "belongs to a different run")
+
+
+# orbax leaves an asyncio callback behind when tensorstore rejects the damaged file.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_resume_of_a_corrupt_checkpoint(capsys, two_seed_run, tmp_path):
+    for damage in ("manifest", "arrays", "config"):
+        out = tmp_path / damage
+        shutil.copytree(two_seed_run, out)
+        shutil.rmtree(out / "checkpoints" / "update_0000000016")
+        if damage == "manifest":
+            (out / "checkpoints" / "update_0000000015" / "checkpoint.json").write_text("{trunc")
+        elif damage == "arrays":
+            for data in (out / "checkpoints" / "update_0000000015" / "arrays").rglob("*"):
+                if data.is_file() and data.parent.name == "d":
+                    data.write_bytes(b"\0" * len(data.read_bytes()))
+        else:
+            (out / "config.json").write_text('{"algo": "ppo", "con')
+        before = (out / "metrics.csv").read_bytes()
+        assert main(["train", "ppo", "--resume", str(out), "--no-progress"]) != 0
+        assert_one_line_error(capsys, "corrupt")
+        assert (out / "metrics.csv").read_bytes() == before
+
+
+def test_eval_prints_deterministic_and_stochastic_returns_per_seed(capsys, two_seed_run):
+    assert main(["eval", str(two_seed_run), "--episodes", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[:2] for line in lines] == [["seed", "0"], ["seed", "1"]]
+    for line in lines:
+        assert "after 16 updates" in line and "over 4 episodes" in line
+        assert re.search(r"deterministic \d+\.\d ± \d+\.\d, stochastic \d+\.\d ± \d+\.\d", line)
+    assert main(["eval", str(two_seed_run), "--seed", "5"]) != 0
+    assert_one_line_error(capsys, "not seed 5")
 
 
 # ----------------------------------------------------------------------------------------------
