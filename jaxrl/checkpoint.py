@@ -67,7 +67,7 @@ def save(path: str | Path, train_state: Any, metadata: dict[str, Any] | None = N
     """
     import orbax.checkpoint as ocp
 
-    path = Path(path)
+    path = Path(path).absolute()  # orbax refuses relative paths
     if path.exists():
         raise CheckpointError(f"checkpoint {path} already exists; choose a new path")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,11 @@ def save(path: str | Path, train_state: Any, metadata: dict[str, Any] | None = N
     try:
         tmp.mkdir()
         if arrays:
-            ocp.PyTreeCheckpointer().save(tmp / _ARRAYS, arrays)
+            # Only process 0 saves (the runner's rule); tell orbax not to wait for the others.
+            alone = ocp.options.MultiprocessingOptions(
+                primary_host=jax.process_index(), active_processes={jax.process_index()})
+            handler = ocp.PyTreeCheckpointHandler(multiprocessing_options=alone)
+            ocp.Checkpointer(handler, multiprocessing_options=alone).save(tmp / _ARRAYS, arrays)
         _write_synced(tmp / _MANIFEST, payload)
         os.rename(tmp, path)
     except BaseException:
@@ -190,7 +194,7 @@ def restore(path: str | Path, like: Any = None) -> Any:
     re-wrapped with their recorded implementation. Without: ``{tree path: array}``. Raises
     ``CheckpointError`` naming the problem for missing, corrupt or mismatched checkpoints.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # orbax refuses relative paths
     records = _manifest(path)["leaves"]
     if like is None:
         arrays = _load_arrays(path, records)

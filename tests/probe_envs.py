@@ -73,3 +73,17 @@ class TargetActionEnv(ObservedSignEnv):
 
     def action_space(self, params):
         return Box(-1.0, 1.0, (1,))
+
+
+class ContinuousConstantRewardEnv(ConstantRewardEnv):
+    """``ConstantRewardEnv`` with a Box action: Q(0, a) = 1 / (1 - γ) for every action."""
+
+    def action_space(self, params):
+        return Box(-1.0, 1.0, (1,))
+
+
+class ContinuousTerminalRewardEnv(TerminalRewardEnv):
+    """``TerminalRewardEnv`` with a Box action: Q(0, a) = 1 for every action."""
+
+    def action_space(self, params):
+        return Box(-1.0, 1.0, (1,))

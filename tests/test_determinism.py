@@ -96,15 +96,7 @@ def test_same_key_gives_bitwise_identical_runs(algo):
     assert not leaves_equal(final, other)
 
 
-BOX_SAMPLE_REUSES_ITS_KEY = pytest.mark.xfail(
-    strict=True, raises=jax.errors.KeyReuseError,
-    reason="jaxrl.envs.spaces.Box.sample draws uniform and normal from one key (the random "
-           "warm-up actions of off-policy agents on Box spaces); reported, not fixed here")
-
-
-@pytest.mark.parametrize("algo", [
-    pytest.param(algo, marks=BOX_SAMPLE_REUSES_ITS_KEY) if algo in ("ddpg", "td3", "sac")
-    else algo for algo in sorted(TINY)])
+@pytest.mark.parametrize("algo", sorted(TINY))
 def test_keys_are_never_reused(algo):
     # Tracing is enough: the checker runs on the jaxpr of init + the scan of updates.
     with jax.debug_key_reuse(True):

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl.envs.core import TimeLimitedEnv
@@ -23,7 +24,9 @@ from jaxrl.envs.spaces import Box, Discrete
 
 __all__ = ["PointGoal", "PointGoalParams", "PointGoalState", "point_goal_expert"]
 
-MOVES = jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], jnp.float32)
+# numpy, not jax: a jax array at import time would start the XLA backend before a multi-host
+# run can call jax.distributed.initialize.
+MOVES = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], np.float32)
 
 
 class PointGoalParams(struct.PyTreeNode):

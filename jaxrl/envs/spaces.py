@@ -42,9 +42,11 @@ class Box:
         low = jnp.broadcast_to(jnp.asarray(self.low, jnp.float32), self.shape)
         high = jnp.broadcast_to(jnp.asarray(self.high, jnp.float32), self.shape)
         finite = jnp.isfinite(low) & jnp.isfinite(high)
-        uniform = jax.random.uniform(key, self.shape, minval=jnp.where(finite, low, 0.0),
+        uniform_key, normal_key = jax.random.split(key)
+        uniform = jax.random.uniform(uniform_key, self.shape,
+                                     minval=jnp.where(finite, low, 0.0),
                                      maxval=jnp.where(finite, high, 1.0))
-        normal = jax.random.normal(key, self.shape)
+        normal = jax.random.normal(normal_key, self.shape)
         return jnp.where(finite, uniform, normal).astype(self.dtype)
 
     def contains(self, x: jax.Array) -> jax.Array:

@@ -1,0 +1,159 @@
+"""DQN, soft Q, DDPG, TD3 and SAC through the shared off-policy loop: metrics and step
+accounting, value probes (truncation bootstraps from the final observation, termination does
+not), config and action-space errors, and learning thresholds (slow)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl import envs
+from jaxrl.agents import ddpg, dqn, sac, soft_q, td3
+from jaxrl.models import CriticEnsemble, make_q_network
+from probe_envs import (
+    ConstantRewardEnv,
+    ContinuousConstantRewardEnv,
+    ContinuousTerminalRewardEnv,
+    ProbeParams,
+    TerminalRewardEnv,
+)
+
+DISCRETE = {"dqn": dqn, "soft_q": soft_q}
+CONTINUOUS = {"ddpg": ddpg, "td3": td3, "sac": sac}
+ALL = {**DISCRETE, **CONTINUOUS}
+TINY = {"total_timesteps": 16 + 4 * 8, "num_envs": 2, "buffer_size": 64, "batch_size": 8,
+        "learning_starts": 16, "train_frequency": 1, "updates_per_step": 1, "log_frequency": 8,
+        "eval_episodes": 2, "hidden_sizes": (16,)}
+
+
+def env_for(name: str):
+    return envs.make("CartPole-v1" if name in DISCRETE else "Pendulum-v1")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_metrics_and_step_accounting(name):
+    module = ALL[name]
+    env, params = env_for(name)
+    config = module.Config(**TINY)
+    agent = module.make_agent(config, env, params)
+    # 16 warm-up steps (8 per env), then 4 logging intervals of 4 iterations x 2 envs.
+    assert (agent.initial_steps, agent.steps_per_update, agent.num_updates) == (16, 8, 4)
+    state, metrics = jax.jit(module.make_train(config, env, params))(jax.random.key(0))
+    assert np.asarray(metrics["step"]).tolist() == [24, 32, 40, 48]
+    assert int(state.update_count) == 16          # one gradient step per iteration
+    assert int(state.buffer.size) == 24           # 8 warm-up + 16 rows per env
+    assert {"episode_return", "eval_return"} <= set(metrics)
+    for key, values in metrics.items():
+        assert values.shape == (4,), key
+    losses_ = [k for k in metrics if k.endswith("loss")]
+    assert losses_ and all(np.isfinite(metrics[k]).all() for k in losses_)
+
+
+@pytest.mark.parametrize("name", DISCRETE)
+def test_discrete_agents_reject_continuous_actions(name):
+    env, params = envs.make("Pendulum-v1")
+    with pytest.raises(TypeError, match="discrete action space"):
+        ALL[name].make_agent(ALL[name].Config(**TINY), env, params)
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_continuous_agents_reject_discrete_actions(name):
+    env, params = envs.make("CartPole-v1")
+    with pytest.raises(TypeError, match="continuous"):
+        ALL[name].make_agent(ALL[name].Config(**TINY), env, params)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"buffer_size": 63}, "not divisible by num_envs"),
+    ({"learning_starts": 2, "n_step": 3}, "fewer than n_step"),
+    ({"total_timesteps": 20}, "raise total_timesteps"),
+    ({"buffer_size": 8}, "raise buffer_size"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+])
+def test_invalid_static_fields_raise_clear_errors(changes, message):
+    env, params = envs.make("CartPole-v1")
+    with pytest.raises(ValueError, match=message):
+        dqn.make_agent(dqn.Config(**{**TINY, **changes}), env, params)
+
+
+def test_numeric_ranges_are_checked_for_concrete_configs():
+    with pytest.raises(ValueError, match="tau must be in"):
+        sac.check_config(sac.Config(**TINY, tau=1.5))
+    with pytest.raises(ValueError, match="end_e must be in"):
+        dqn.check_config(dqn.Config(**TINY, end_e=-0.1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Value probes: γ = 0.5, reward 1 per step.
+
+PROBE = {"total_timesteps": 64 + 3000, "num_envs": 4, "buffer_size": 256, "batch_size": 64,
+         "learning_starts": 64, "train_frequency": 1, "updates_per_step": 2,
+         "log_frequency": 1000, "eval_episodes": 0,
+         # tanh: the observation is 0, where relu units with zero bias get no gradient.
+         "hidden_sizes": (32,), "activation": "tanh", "gamma": 0.5, "tau": 0.05, "target_network_frequency": 1}
+PROBE_SETTINGS = {
+    "dqn": {"learning_rate": 3e-3},
+    "soft_q": {"learning_rate": 3e-3, "alpha": 0.01},
+    "ddpg": {"learning_rate": 3e-3},
+    "td3": {"learning_rate": 3e-3},
+    "sac": {"q_lr": 3e-3, "autotune": False, "alpha": 1e-4},
+}
+
+
+def probe_q_value(name: str, env, limit: int) -> float:
+    """Mean learned Q(0, a) after training ``name`` on a probe env with time limit ``limit``."""
+    module = ALL[name]
+    config = module.Config(**PROBE, **PROBE_SETTINGS[name])
+    params = ProbeParams(max_steps_in_episode=limit)
+    state, _ = jax.jit(module.make_train(config, env, params))(jax.random.key(0))
+    obs = jnp.zeros((8, 1))
+    if name in DISCRETE:
+        network = make_q_network(env.observation_space(params), env.action_space(params),
+                                 config.hidden_sizes, config.activation)
+        return float(network.apply(state.params["q"], obs).mean())
+    critic = CriticEnsemble(2 if name != "ddpg" else 1, config.hidden_sizes, config.activation)
+    actions = jnp.linspace(-1.0, 1.0, 8)[:, None]
+    return float(critic.apply(state.params["critic"], obs, actions).mean())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_truncation_bootstraps_from_the_final_observation(name):
+    # The episode never terminates; the time limit (3 steps) only truncates it, so
+    # Q = 1 + γ Q = 1 / (1 - γ) = 2. An agent that treats truncation as termination stops
+    # bootstrapping on a third of the samples: Q = 1 + γ (2/3) Q = 1.5.
+    # Soft Q adds the entropy of a uniform Boltzmann policy: Q = (1 + γ α log 2) / (1 - γ).
+    env = ContinuousConstantRewardEnv() if name in CONTINUOUS else ConstantRewardEnv()
+    expected = (1 + 0.5 * 0.01 * np.log(2)) / 0.5 if name == "soft_q" else 2.0
+    assert probe_q_value(name, env, limit=3) == pytest.approx(expected, abs=0.1)
+
+
+@pytest.mark.parametrize("name", ["dqn", "sac"])
+def test_termination_stops_bootstrapping(name):
+    env = ContinuousTerminalRewardEnv() if name in CONTINUOUS else TerminalRewardEnv()
+    assert probe_q_value(name, env, limit=3) == pytest.approx(1.0, abs=0.05)
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning (slow): means over 4 seeds of the last 5 logged training returns.
+
+
+def final_training_return(module, env_id: str, **overrides) -> float:
+    env, params = envs.make(env_id)
+    config = module.Config(**overrides)
+    train = jax.jit(jax.vmap(module.make_train(config, env, params)))
+    _, metrics = train(jax.random.split(jax.random.key(0), 4))
+    return float(np.nanmean(metrics["episode_return"][:, -5:]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DISCRETE)
+def test_q_learning_solves_cartpole(name):
+    assert final_training_return(ALL[name], "CartPole-v1") >= 400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_continuous_control_learns_pendulum_in_30k_steps(name):
+    assert final_training_return(ALL[name], "Pendulum-v1", total_timesteps=30_000) >= -300
