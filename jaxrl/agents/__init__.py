@@ -2,17 +2,34 @@
 
 from types import ModuleType
 
-from jaxrl.agents import a2c, bc, dagger, ddpg, dqn, npg, ppo, reinforce, sac, soft_q, td3, trpo
+from jaxrl.agents import (
+    a2c,
+    awac,
+    bc,
+    cql,
+    dagger,
+    ddpg,
+    dqn,
+    iql,
+    npg,
+    ppo,
+    reinforce,
+    sac,
+    soft_q,
+    td3,
+    td3_bc,
+    trpo,
+)
 from jaxrl.agents.base import Agent, as_typed_key, train_from_agent
 
-__all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "bc", "dagger", "ddpg", "dqn",
-           "get_algorithm", "npg", "ppo", "reinforce", "sac", "soft_q", "td3", "train_from_agent",
-           "trpo"]
+__all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "awac", "bc", "cql", "dagger", "ddpg",
+           "dqn", "get_algorithm", "iql", "npg", "ppo", "reinforce", "sac", "soft_q", "td3",
+           "td3_bc", "train_from_agent", "trpo"]
 
 ALGORITHMS: dict[str, ModuleType] = {
     "reinforce": reinforce, "a2c": a2c, "npg": npg, "trpo": trpo, "ppo": ppo,
     "dqn": dqn, "soft_q": soft_q, "ddpg": ddpg, "td3": td3, "sac": sac,
-    "bc": bc, "dagger": dagger,
+    "bc": bc, "dagger": dagger, "cql": cql, "iql": iql, "awac": awac, "td3_bc": td3_bc,
 }
 
 

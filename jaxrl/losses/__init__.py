@@ -1,5 +1,12 @@
 """Pure return/advantage estimators and losses over time-major arrays. See each docstring."""
 
+from jaxrl.losses.offline import (
+    advantage_weights,
+    cql_penalty,
+    cql_sampled_penalty,
+    expectile_loss,
+    td3_bc_actor_loss,
+)
 from jaxrl.losses.policy import (
     approx_kl,
     clip_fraction,
@@ -24,8 +31,9 @@ from jaxrl.losses.returns import (
 )
 
 __all__ = [
-    "approx_kl", "bellman_target", "clip_fraction", "discounted_returns", "double_q_next_value",
-    "entropy_loss", "gae", "lambda_returns", "n_step_returns", "n_step_transition",
-    "policy_gradient_loss", "ppo_clip_loss", "sac_alpha_loss", "soft_value", "td_errors",
-    "value_loss",
+    "advantage_weights", "approx_kl", "bellman_target", "clip_fraction", "cql_penalty",
+    "cql_sampled_penalty", "discounted_returns", "double_q_next_value", "entropy_loss",
+    "expectile_loss", "gae", "lambda_returns", "n_step_returns", "n_step_transition",
+    "policy_gradient_loss", "ppo_clip_loss", "sac_alpha_loss", "soft_value", "td3_bc_actor_loss",
+    "td_errors", "value_loss",
 ]

@@ -1,0 +1,133 @@
+"""TD3+BC (Fujimoto & Gu, 2021): TD3 with a behaviour-cloning term in the actor's loss.
+
+Course notes, §16 "Offline RL", explicit policy constraints: keep the learned policy near the
+data. The critics learn TD3's target from the dataset,
+``y = r + γ (1 - terminated) min_i Q_target,i(s', clip(μ_target(s') + clip(ε, -c, c), -1, 1))``,
+``ε ~ N(0, σ²)`` (``policy_noise`` σ, ``noise_clip`` c); every ``policy_frequency`` critic steps
+the actor minimises ``-λ Q_1(s, μ(s)) + (μ(s) - a)²`` with ``λ = α / mean|Q|``
+(``losses.td3_bc_actor_loss``) and the targets move by Polyak averaging. Truncated episodes
+bootstrap from their final observation. Continuous actions only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import losses
+from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.agents.off_policy import masked, polyak_update
+from jaxrl.agents.offline import make_offline_agent, validate_offline
+from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
+from jaxrl.datasets import Dataset, Transitions
+from jaxrl.models import CriticEnsemble, make_deterministic_actor
+
+__all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
+           "validate"]
+
+OFFLINE = True
+"""The runner passes ``dataset=`` to ``make_agent``."""
+
+
+class Config(OfflineConfig):
+    """TD3+BC hyperparameters (CORL's names and defaults)."""
+
+    learning_rate: float = 3e-4
+    """Adam step size of the actor and the critics"""
+    alpha: float = 2.5
+    """α: weight of the Q term relative to BC (λ = α / mean|Q|)"""
+    policy_noise: float = 0.2
+    """std of the target-policy smoothing noise (actions in [-1, 1])"""
+    noise_clip: float = 0.5
+    """clip of the target-policy smoothing noise"""
+    policy_frequency: int = 2
+    """critic updates per actor (and target) update"""
+
+
+class Learner(struct.PyTreeNode):
+    params: Any
+    target_params: Any
+    opt_state: Any
+    update_count: jax.Array
+
+
+def validate(config: Config) -> None:
+    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
+    validate_offline(config)
+
+
+def check_config(config: Config) -> None:
+    """Range checks of one concrete config (CLI / ``runner.run``)."""
+    validate(config)
+    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", tau="[0, 1]", alpha=">= 0",
+                 policy_noise=">= 0", noise_clip=">= 0", policy_frequency="> 0")
+
+
+def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
+    """Build TD3+BC's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.offline``)."""
+    validate(config)
+    prepared = prepare(config, env, env_params, dataset, "td3_bc")
+    observation_space = env.observation_space(env_params)
+    actor = make_deterministic_actor(observation_space, prepared.action_space,
+                                     config.hidden_sizes, config.activation)
+    critic = CriticEnsemble(2, config.hidden_sizes, config.activation)
+    optimizer = optax.adam(config.learning_rate)
+
+    def init_learner(key: jax.Array) -> Learner:
+        actor_key, critic_key = jax.random.split(key)
+        obs = jnp.zeros((1, *observation_space.shape), jnp.float32)
+        action = jnp.zeros((1, *prepared.action_space.shape), jnp.float32)
+        params = {"actor": actor.init(actor_key, obs),
+                  "critic": critic.init(critic_key, obs, action)}
+        return Learner(params, params, {k: optimizer.init(p) for k, p in params.items()},
+                       jnp.zeros((), jnp.int32))
+
+    def critic_loss(critic_params, target_params, batch: Transitions,
+                    key: jax.Array) -> tuple[jax.Array, Metrics]:
+        next_action = actor.apply(target_params["actor"], batch.next_obs)
+        noise = jnp.clip(config.policy_noise * jax.random.normal(key, next_action.shape),
+                         -config.noise_clip, config.noise_clip)
+        next_action = jnp.clip(next_action + noise, -1.0, 1.0)
+        next_q = critic.apply(target_params["critic"], batch.next_obs, next_action).min(0)
+        discount = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
+        targets = losses.bellman_target(batch.reward, discount, next_q)
+        q_values = critic.apply(critic_params, batch.obs, batch.action)
+        loss = ((q_values - targets) ** 2).mean(-1).sum()
+        return loss, {"critic_loss": loss, "q_values": q_values.mean()}
+
+    def actor_loss(actor_params, critic_params, batch: Transitions) -> jax.Array:
+        action = actor.apply(actor_params, batch.obs)
+        q_values = critic.apply(critic_params, batch.obs, action)[0]
+        return losses.td3_bc_actor_loss(q_values, action, batch.action, config.alpha)
+
+    def train_step(learner: Learner, batch: Transitions, key: jax.Array) -> tuple[Learner, Metrics]:
+        params, opt_state = dict(learner.params), dict(learner.opt_state)
+        grads, metrics = jax.grad(critic_loss, has_aux=True)(
+            params["critic"], learner.target_params, batch, key)
+        params["critic"], opt_state["critic"] = apply_gradients(
+            optimizer, grads, opt_state["critic"], params["critic"])
+        count = learner.update_count + 1
+        delayed = (count % config.policy_frequency) == 0
+        loss, grads = jax.value_and_grad(actor_loss)(params["actor"], params["critic"], batch)
+        new_actor = apply_gradients(optimizer, grads, opt_state["actor"], params["actor"])
+        params["actor"], opt_state["actor"] = masked(
+            delayed, new_actor, (params["actor"], opt_state["actor"]))
+        target = polyak_update(params, learner.target_params, config.tau, count,
+                               config.policy_frequency)
+        metrics["actor_loss"] = loss
+        return Learner(params, target, opt_state, count), metrics
+
+    def policy(learner: Learner, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        return prepared.to_env(actor.apply(learner.params["actor"], prepared.normalize(obs)))
+
+    return make_offline_agent(config, env, env_params, init_learner, train_step, policy,
+                              lambda key: prepared.sample(key, config.batch_size))
+
+
+def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):
+    """``train(key) -> (OfflineState, metrics)``: the whole TD3+BC run as one pure function."""
+    return train_from_agent(make_agent(config, env, env_params, dataset))
