@@ -19,6 +19,9 @@ _NATURAL = {**_ON_POLICY, "value_epochs": 2, "num_minibatches": 2, "cg_iters": 3
 _OFF_POLICY = {"total_timesteps": 16 + 4 * 8, "num_envs": 2, "buffer_size": 64, "batch_size": 8,
                "learning_starts": 16, "train_frequency": 1, "updates_per_step": 1,
                "log_frequency": 8, "eval_episodes": 0, "hidden_sizes": (16,)}
+# Offline agents: 2 updates of 2 gradient steps; each update evaluates 1 episode.
+_OFFLINE = {"total_steps": 4, "eval_every": 2, "batch_size": 8, "eval_envs": 1,
+            "hidden_sizes": (16,)}
 
 TINY: dict[str, tuple[str, dict[str, Any]]] = {
     "reinforce": ("CartPole-v1", {**_ON_POLICY, "update_epochs": 2}),
@@ -35,4 +38,8 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
                            "hidden_sizes": (16,)}),
     "dagger": ("CartPole-v1", {"num_rounds": 2, "num_envs": 2, "num_steps": 8, "train_steps": 4,
                                "batch_size": 8, "eval_envs": 2, "hidden_sizes": (16,)}),
+    "cql": ("CartPole-v1", _OFFLINE),
+    "iql": ("Pendulum-v1", _OFFLINE),
+    "awac": ("Pendulum-v1", _OFFLINE),
+    "td3_bc": ("Pendulum-v1", _OFFLINE),
 }

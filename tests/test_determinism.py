@@ -23,6 +23,7 @@ from helpers import key_data, leaves_equal
 from jaxrl import checkpoint, envs
 from jaxrl.agents import ALGORITHMS, Agent, train_from_agent
 from jaxrl.datasets import Dataset
+from jaxrl.envs.spaces import Box
 
 KEYS = (3, 4)
 
@@ -34,15 +35,18 @@ def test_every_algorithm_has_a_tiny_config():
 
 
 def tiny_dataset(env_id: str, size: int = 64) -> Dataset:
-    """Random CartPole-shaped transitions: enough for offline agents to take a few steps."""
+    """Random transitions shaped for ``env_id``: enough for offline agents to take a few steps."""
     env, env_params = envs.make(env_id)
     obs_shape = env.observation_space(env_params).shape
+    space = env.action_space(env_params)
     rng = np.random.default_rng(0)
+    actions = (rng.uniform(space.low, space.high, (size, *space.shape)).astype(np.float32)
+               if isinstance(space, Box) else rng.integers(0, 2, size).astype(np.int32))
     terminated = np.zeros(size, bool)
     terminated[15::16] = True
     return Dataset(
         observations=rng.normal(size=(size, *obs_shape)).astype(np.float32),
-        actions=rng.integers(0, 2, size).astype(np.int32),
+        actions=actions,
         rewards=np.ones(size, np.float32),
         next_observations=rng.normal(size=(size, *obs_shape)).astype(np.float32),
         terminated=terminated, truncated=np.zeros(size, bool),
