@@ -21,11 +21,21 @@ import jax
 import numpy as np
 
 from jaxrl import envs
-from jaxrl.agents import ALGORITHMS, ppo, trpo
+from jaxrl.agents import ALGORITHMS, dqn, ppo, sac, trpo
+
+ONLINE_DISCRETE = ("reinforce", "a2c", "npg", "trpo", "ppo", "dqn", "soft_q")
 
 # (algorithm, env id) -> (config, env kwargs); None means the algorithm's default Config.
 CASES: dict[tuple[str, str], tuple[object | None, dict]] = {
-    **{(algo, "CartPole-v1"): (None, {}) for algo in ALGORITHMS},
+    **{(algo, "CartPole-v1"): (None, {}) for algo in ONLINE_DISCRETE},
+    **{(algo, "Pendulum-v1"): (None, {}) for algo in ("ddpg", "td3", "sac")},
+    ("dqn", "Breakout-MinAtar"): (
+        dqn.Config(total_timesteps=500_000, buffer_size=100_000, learning_starts=5_000,
+                   train_frequency=4, updates_per_step=1, batch_size=64, hidden_sizes=(128,),
+                   log_frequency=10_000, exploration_fraction=0.2, end_e=0.01,
+                   learning_rate=3e-4), {}),
+    ("sac", "brax/inverted_pendulum"): (
+        sac.Config(total_timesteps=30_000, log_frequency=1_000), {}),
     ("ppo", "Pendulum-v1"): (
         ppo.Config(total_timesteps=1_000_000, num_envs=16, num_steps=128, update_epochs=10,
                    num_minibatches=8, normalize_obs=True, normalize_reward=True,
@@ -68,14 +78,19 @@ def run_case(algo: str, env_id: str, config, env_kwargs: dict, seeds: int) -> di
     _, metrics = compiled(keys)
     returns = np.asarray(metrics["episode_return"])
     run_seconds = time.perf_counter() - start
-    steps = agent.num_updates * agent.steps_per_update
+    steps = agent.initial_steps + agent.num_updates * agent.steps_per_update
     per_seed = returns[:, -5:].mean(axis=1)
+    evaluation = {}
+    if "eval_return" in metrics:
+        eval_per_seed = np.asarray(metrics["eval_return"])[:, -5:].mean(axis=1)
+        evaluation = {"eval_return_mean": float(eval_per_seed.mean()),
+                      "eval_return_std": float(eval_per_seed.std())}
     return {"algo": algo, "env": env_id, "seeds": seeds, "env_steps_per_seed": steps,
             "compile_seconds": round(compile_seconds, 2), "run_seconds": round(run_seconds, 2),
             "env_steps_per_second": round(steps * seeds / run_seconds),
             "final_return_mean": float(per_seed.mean()),
             "final_return_std": float(per_seed.std()),
-            "final_return_per_seed": per_seed.tolist(),
+            "final_return_per_seed": per_seed.tolist(), **evaluation,
             "config": {k: getattr(config, k) for k in config.__dataclass_fields__}}
 
 
@@ -98,6 +113,11 @@ def main() -> None:
         rows.append(row)
     out = args.out or Path(__file__).parent / "results" / f"learning_{jax.default_backend()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # keep the rows of cases not rerun (--only)
+        fresh = {(row["algo"], row["env"]) for row in rows}
+        kept = [row for row in json.loads(out.read_text())["rows"]
+                if (row["algo"], row["env"]) not in fresh]
+        rows = kept + rows
     out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
     print(f"\n| algorithm | env | return ({args.seeds} seeds, last 5 updates) | env steps "
           "| env steps/s | compile s |")

@@ -8,10 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from jaxrl import envs
-from jaxrl.agents import ddpg, dqn, sac, soft_q, td3
-from jaxrl.models import CriticEnsemble, make_q_network
 from probe_envs import (
     ConstantRewardEnv,
     ContinuousConstantRewardEnv,
@@ -19,6 +15,10 @@ from probe_envs import (
     ProbeParams,
     TerminalRewardEnv,
 )
+
+from jaxrl import envs
+from jaxrl.agents import ddpg, dqn, sac, soft_q, td3
+from jaxrl.models import CriticEnsemble, make_q_network
 
 DISCRETE = {"dqn": dqn, "soft_q": soft_q}
 CONTINUOUS = {"ddpg": ddpg, "td3": td3, "sac": sac}
@@ -92,10 +92,11 @@ PROBE = {"total_timesteps": 64 + 3000, "num_envs": 4, "buffer_size": 256, "batch
          "learning_starts": 64, "train_frequency": 1, "updates_per_step": 2,
          "log_frequency": 1000, "eval_episodes": 0,
          # tanh: the observation is 0, where relu units with zero bias get no gradient.
-         "hidden_sizes": (32,), "activation": "tanh", "gamma": 0.5, "tau": 0.05, "target_network_frequency": 1}
+         "hidden_sizes": (32,), "activation": "tanh", "gamma": 0.5, "tau": 0.05,
+         "target_network_frequency": 1}
 PROBE_SETTINGS = {
-    "dqn": {"learning_rate": 3e-3},
-    "soft_q": {"learning_rate": 3e-3, "alpha": 0.01},
+    "dqn": {"learning_rate": 3e-3, "anneal_lr": False},
+    "soft_q": {"learning_rate": 3e-3, "anneal_lr": False, "alpha": 0.01},
     "ddpg": {"learning_rate": 3e-3},
     "td3": {"learning_rate": 3e-3},
     "sac": {"q_lr": 3e-3, "autotune": False, "alpha": 1e-4},

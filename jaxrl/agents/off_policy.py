@@ -82,6 +82,10 @@ class OffPolicyConfig(struct.PyTreeNode):
         return self.iterations_per_update * self.steps_per_iteration
 
     @property
+    def total_gradient_steps(self) -> int:
+        return self.num_updates * self.iterations_per_update * self.updates_per_step
+
+    @property
     def warmup_vector_steps(self) -> int:
         return self.learning_starts // self.num_envs
 
@@ -296,9 +300,12 @@ def linear_epsilon(start_e: float | jax.Array, end_e: float | jax.Array,
     return start_e + fraction * (end_e - start_e)
 
 
-def adam(learning_rate: float | jax.Array,
-         max_grad_norm: float | jax.Array | None = None) -> optax.GradientTransformation:
-    """Adam at ``learning_rate`` (may be traced), after global-norm clipping if given."""
+def adam(learning_rate: float | jax.Array, max_grad_norm: float | jax.Array | None = None,
+         anneal_steps: int | None = None) -> optax.GradientTransformation:
+    """Adam at ``learning_rate`` (may be traced), after global-norm clipping if given; with
+    ``anneal_steps`` the rate decays linearly to 0 over that many gradient updates."""
+    if anneal_steps:
+        learning_rate = optax.linear_schedule(learning_rate, 0.0, anneal_steps)
     scale = optax.adam(learning_rate)
     if max_grad_norm is None:
         return scale
