@@ -84,13 +84,16 @@ def ppo_cartpole(total_timesteps: int) -> dict[str, Any]:
 
 
 # Off-policy: one gradient step per env step at batch 256; jaxrl's periodic evaluation is off
-# (rejax's is switched off too), and one logging interval is 10k steps.
+# (rejax's is switched off too), and one logging interval is 10k steps. DQN: double Q, 1-step
+# targets, constant learning rate, hard target copies every 500 steps (rejax's DQN).
 DQN_CARTPOLE = {"total_timesteps": 101_000, "num_envs": 1, "buffer_size": 10_000,
                 "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
                 "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,
                 "learning_rate": 2.5e-4, "gamma": 0.99, "tau": 1.0,
                 "target_network_frequency": 500, "start_e": 1.0, "end_e": 0.05,
-                "exploration_fraction": 0.5, "hidden_sizes": [64, 64], "activation": "relu"}
+                "exploration_fraction": 0.5, "hidden_sizes": [64, 64], "activation": "relu",
+                "n_step": 1, "double_q": True, "dueling": False, "anneal_lr": False,
+                "max_grad_norm": 10.0}
 OFF_POLICY_PENDULUM = {"total_timesteps": 31_000, "num_envs": 1, "buffer_size": 31_000,
                        "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
                        "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,

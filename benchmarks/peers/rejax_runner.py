@@ -16,7 +16,8 @@ refuses settings that rejax cannot express, so both sides train the same configu
   ``updates_per_step`` per ``train_frequency`` vectorised steps, so ``num_epochs =
   updates_per_step / train_frequency``. DQN: ``learning_starts → fill_buffer``,
   ``tau → polyak = 1 - tau``, ``target_network_frequency → target_update_freq``,
-  ``start_e / end_e → eps_start / eps_end``.
+  ``start_e / end_e → eps_start / eps_end``, ``double_q → ddqn``, ``dueling`` → rejax's
+  ``DuelingQNetwork``; rejax has only 1-step targets and a constant learning rate.
 - SAC / TD3: ``learning_starts → fill_buffer``, ``tau → polyak``; SAC's ``policy_lr = q_lr →
   learning_rate`` (rejax has one rate and updates the actor every step); TD3's ``policy_frequency →
   policy_delay``, ``policy_noise / noise_clip → target_noise / target_noise_clip``.
@@ -44,14 +45,15 @@ import rejax  # noqa: E402
 RENAMES = {
     "ppo": {"update_epochs": "num_epochs"},
     "dqn": {"learning_starts": "fill_buffer", "target_network_frequency": "target_update_freq",
-            "start_e": "eps_start", "end_e": "eps_end"},
+            "start_e": "eps_start", "end_e": "eps_end", "double_q": "ddqn"},
     "sac": {"learning_starts": "fill_buffer"},
     "td3": {"learning_starts": "fill_buffer", "policy_frequency": "policy_delay",
             "policy_noise": "target_noise", "noise_clip": "target_noise_clip"},
 }
 LOGGING = ("log_frequency", "eval_episodes")
 """jaxrl logging settings with no rejax counterpart (rejax's evaluation is switched off)."""
-REQUIRED = {"ppo": {"anneal_lr": False, "clip_vloss": True, "norm_adv": True}}
+REQUIRED = {"ppo": {"anneal_lr": False, "clip_vloss": True, "norm_adv": True},
+            "dqn": {"anneal_lr": False, "n_step": 1}}
 
 
 def single_learning_rate(config: dict[str, Any]) -> float:
@@ -70,7 +72,9 @@ def translate(algo: str, config: dict[str, Any]) -> dict[str, Any]:
     config = dict(config)
     for name, needed in REQUIRED.get(algo, {}).items():
         if config.pop(name, needed) != needed:
-            raise ValueError(f"rejax {algo} cannot run with {name}={not needed}; set {needed}")
+            raise ValueError(f"rejax {algo} supports only {name}={needed}")
+    if algo == "dqn":
+        config["agent"] = "DuelingQNetwork" if config.pop("dueling", False) else "QNetwork"
     activation = config.pop("activation", "tanh")
     hidden_sizes = tuple(config.pop("hidden_sizes", (64, 64)))
     if algo in ("dqn", "td3") and hidden_sizes != (64, 64):

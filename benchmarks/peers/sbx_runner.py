@@ -55,6 +55,10 @@ def translate(algo: str, config: dict[str, Any]) -> tuple[dict[str, Any], int]:
     total = config.pop("total_timesteps")
     for name in ("log_frequency", "eval_episodes"):  # jaxrl logging settings
         config.pop(name, None)
+    for name, needed in (("n_step", 1), ("anneal_lr", False), ("dueling", False)):
+        if config.pop(name, needed) != needed:
+            raise ValueError(f"sbx {algo} supports only {name}={needed}")
+    config.pop("double_q", None)  # sbx's DQN always uses plain max targets (noted in the row)
     policy_kwargs = {"net_arch": list(config.pop("hidden_sizes", (64, 64))),
                      "activation_fn": getattr(nn, config.pop("activation", "relu"))}
     if "policy_lr" in config:
@@ -96,7 +100,8 @@ def main(case: dict[str, Any]) -> None:
         "env_steps_per_seed": total, "gradient_steps_per_seed": gradient_steps,
         "matmul_flops": None, "final_return": measure.nanmean(returns),
         "return_kind": "evaluation: 10 deterministic episodes (sb3 evaluate_policy), mean "
-                       "over seeds", "note": "seeds run sequentially (sbx has no vmap)",
+                       "over seeds", "note": "seeds run sequentially (sbx has no vmap)" + (
+            "; plain (not double) Q targets" if case["algo"] == "dqn" else ""),
         "versions": {name: importlib.metadata.version(name)
                      for name in ("sbx-rl", "stable_baselines3", "gymnasium", "jax")},
     })
