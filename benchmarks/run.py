@@ -19,7 +19,7 @@ Writes ``--out`` (JSON: machine, targets, rows), ``<out>.md`` (the table and the
 ``<out>_scaling.png`` (seeds vs. run time and env steps/s). Targets are reported, never
 asserted: shared machines are too noisy for timed assertions.
 
-- ``smoke`` (a few minutes on a 2-core CPU, plus about a minute to build the rejax venv the
+- ``smoke`` (about 5 minutes on a 2-core CPU, plus 1–3 minutes to build the rejax venv the
   first time): dense-matmul reference; env-only random-policy CartPole at PPO's batch; PPO
   CartPole-v1 (4 envs × 128 steps, 4 epochs × 4 minibatches) for 1, 4, 16, 64 vmapped seeds in
   jaxrl and 1 and 64 seeds in rejax with identical hyperparameters.
