@@ -2,7 +2,9 @@
 
 The expert is PPO with the Pendulum config of ``benchmarks/learning.py`` (``jaxrl.datasets.
 EXPERT_CONFIGS``) trained for ``--expert-steps`` env steps; ``medium`` is the same agent trained
-for a quarter of them, acting with its own stochastic policy (``jaxrl.datasets.generate``).
+for ``--medium-fraction`` (0.25) of them, acting with its own stochastic policy
+(``jaxrl.datasets.generate``). On Pendulum PPO is near its final return after a quarter of its
+steps, so the default ``medium`` data is near-expert; a lower fraction gives weaker data.
 BC, IQL, CQL, TD3+BC and AWAC then train on the dataset, ``--seeds`` seeds vmapped in one
 compiled call each. Reported per algorithm: the final return (mean over seeds of the last 3
 evaluations, 8 episodes each) and the normalised score ``100 (R - R_random) / (R_expert -
@@ -10,7 +12,7 @@ R_random)``, where ``R_expert`` is the expert's deterministic policy and ``R_ran
 policy (16 episodes each); also the dataset's average episode return and its score. Results go
 to ``benchmarks/results/offline_pendulum.json`` and a Markdown table is printed.
 
-    python benchmarks/offline.py [--gradient-steps 20000] [--dataset-steps 100000] [--seeds 4]
+    python benchmarks/offline.py [--gradient-steps 5000] [--dataset-steps 50000] [--seeds 4]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from jaxrl.evaluation import evaluate
 
 ENV_ID = "Pendulum-v1"
 # Shared by every algorithm: small networks and batches sized for a 2-core CPU.
-COMMON = {"eval_every": 1_000, "batch_size": 256, "eval_envs": 8, "hidden_sizes": (256, 256)}
+COMMON = {"eval_every": 500, "batch_size": 256, "eval_envs": 8, "hidden_sizes": (64, 64)}
 SETTINGS: dict[str, dict] = {
     "bc": {},
     "iql": {},
@@ -85,8 +87,10 @@ def score(value: float, random: float, expert: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--expert-steps", type=int, default=1_000_000)
-    parser.add_argument("--dataset-steps", type=int, default=100_000)
-    parser.add_argument("--gradient-steps", type=int, default=20_000)
+    parser.add_argument("--dataset-steps", type=int, default=50_000)
+    parser.add_argument("--medium-fraction", type=float, default=0.25,
+                        help="medium = the expert's algorithm trained for this fraction of steps")
+    parser.add_argument("--gradient-steps", type=int, default=5_000)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--only", action="append", choices=list(SETTINGS))
     parser.add_argument("--save-dataset", type=Path, help="also write the dataset (.npz) here")
@@ -95,7 +99,8 @@ def main() -> None:
 
     start = time.perf_counter()
     dataset = datasets.generate(ENV_ID, "medium", args.dataset_steps,
-                                expert_steps=args.expert_steps, num_envs=50)
+                                expert_steps=args.expert_steps,
+                                medium_fraction=args.medium_fraction, num_envs=50)
     if args.save_dataset:
         datasets.save(args.save_dataset, dataset)
     random_return = dataset.metadata["reference_returns"]["random"]
@@ -122,6 +127,7 @@ def main() -> None:
                  "dataset_score": score(dataset_return, random_return, expert),
                  "medium_behaviour_return": dataset.metadata["reference_returns"]["medium"],
                  "dataset_transitions": len(dataset), "expert_steps": args.expert_steps,
+                 "medium_fraction": args.medium_fraction,
                  "dataset_seconds": round(data_seconds, 1)}
     out = args.out or Path(__file__).parent / "results" / "offline_pendulum.json"
     out.parent.mkdir(parents=True, exist_ok=True)
