@@ -131,6 +131,18 @@ def test_unknown_env_suggests_the_close_id(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("algo", "env_id", "hint"), [
+    ("dqn", "Pendulum-v1", "use sac, td3 or ddpg"),
+    ("ddpg", "CartPole-v1", "use dqn or soft_q"),
+])
+def test_algorithm_that_cannot_handle_the_action_space(capsys, tmp_path, algo, env_id, hint):
+    code = main(["train", algo, "--env", env_id, "--out", str(tmp_path / "run"),
+                 "--no-progress"])
+    assert code != 0
+    assert_one_line_error(capsys, algo.upper(), hint)
+    assert not (tmp_path / "run").exists()
+
+
 def test_num_minibatches_must_divide_batch(capsys, tmp_path):
     code = train(tmp_path / "run", "--num-envs", "3", "--num-steps", "5",
                  "--num-minibatches", "4")

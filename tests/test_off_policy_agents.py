@@ -18,7 +18,7 @@ from probe_envs import (
 
 from jaxrl import envs
 from jaxrl.agents import ddpg, dqn, sac, soft_q, td3
-from jaxrl.models import CriticEnsemble, make_q_network
+from jaxrl.models import CriticEnsemble, make_deterministic_actor, make_q_network
 
 DISCRETE = {"dqn": dqn, "soft_q": soft_q}
 CONTINUOUS = {"ddpg": ddpg, "td3": td3, "sac": sac}
@@ -160,3 +160,19 @@ def test_continuous_control_learns_pendulum_in_30k_steps(name):
     # 64-64 networks and batch 128 keep this CPU-sized (the defaults are 256-256, batch 256).
     assert final_training_return(ALL[name], "Pendulum-v1", total_timesteps=30_000,
                                  hidden_sizes=(64, 64), batch_size=128) >= -300
+
+
+def test_agent_act_returns_actions_in_the_env_units():
+    # Pendulum's torque lies in [-2, 2]; the actor works in [-1, 1] (RescaleAction), and the
+    # deployment policy (``Agent.act``: jaxrl eval, load_policy, datasets) maps back.
+    env, params = envs.make("Pendulum-v1")
+    config = ddpg.Config(**TINY)
+    agent = ddpg.make_agent(config, env, params)
+    state = jax.jit(agent.init)(jax.random.key(0))
+    obs = jax.random.normal(jax.random.key(1), (16, 3)) * 3.0
+    actor = make_deterministic_actor(env.observation_space(params),
+                                     envs.Box(-1.0, 1.0, (1,)), config.hidden_sizes,
+                                     config.activation)
+    expected = 2.0 * actor.apply(state.params["actor"], obs)
+    np.testing.assert_allclose(agent.act(state, obs, jax.random.key(2), True), expected,
+                               rtol=1e-6, atol=1e-6)

@@ -134,6 +134,7 @@ class OffPolicySetup(NamedTuple):
     observation_space: Space
     action_space: Space
     eval_steps: int
+    env_action_space: Space
 
 
 def setup(env: Any, env_params: Any, algo: str, action_kind: type) -> OffPolicySetup:
@@ -154,7 +155,8 @@ def setup(env: Any, env_params: Any, algo: str, action_kind: type) -> OffPolicyS
     max_steps = getattr(env_params, "max_steps_in_episode", 1_000)
     return OffPolicySetup(env=EpisodeStatistics(env), eval_env=env,
                           observation_space=env.observation_space(env_params),
-                          action_space=env.action_space(env_params), eval_steps=int(max_steps))
+                          action_space=env.action_space(env_params), eval_steps=int(max_steps),
+                          env_action_space=space)
 
 
 class TrainState(struct.PyTreeNode):
@@ -270,7 +272,13 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
 
     def act(state: TrainState, obs: jax.Array, key: jax.Array,
             deterministic: bool = False) -> jax.Array:
-        return hooks.act(state.params, obs, key, deterministic)
+        """Actions in the env's own units (continuous ones mapped from ``[-1, 1]``), so a saved
+        policy drives the unwrapped env (``jaxrl eval``, ``load_policy``, datasets)."""
+        action = hooks.act(state.params, obs, key, deterministic)
+        space = parts.env_action_space
+        if isinstance(space, Box):
+            action = space.low + (action + 1.0) * 0.5 * (jnp.asarray(space.high) - space.low)
+        return action
 
     return Agent(init=init, update=update, act=act, num_updates=config.num_updates,
                  steps_per_update=config.steps_per_update,
