@@ -28,14 +28,16 @@ ONLINE_DISCRETE = ("reinforce", "a2c", "npg", "trpo", "ppo", "dqn", "soft_q")
 # (algorithm, env id) -> (config, env kwargs); None means the algorithm's default Config.
 CASES: dict[tuple[str, str], tuple[object | None, dict]] = {
     **{(algo, "CartPole-v1"): (None, {}) for algo in ONLINE_DISCRETE},
-    **{(algo, "Pendulum-v1"): (None, {}) for algo in ("ddpg", "td3", "sac")},
+    **{(algo, "Pendulum-v1"): (
+        ALGORITHMS[algo].Config(hidden_sizes=(64, 64), batch_size=128), {})
+       for algo in ("ddpg", "td3", "sac")},
     ("dqn", "Breakout-MinAtar"): (
-        dqn.Config(total_timesteps=500_000, buffer_size=100_000, learning_starts=5_000,
+        dqn.Config(total_timesteps=200_000, buffer_size=100_000, learning_starts=5_000,
                    train_frequency=4, updates_per_step=1, batch_size=64, hidden_sizes=(128,),
-                   log_frequency=10_000, exploration_fraction=0.2, end_e=0.01,
+                   log_frequency=5_000, exploration_fraction=0.2, end_e=0.01,
                    learning_rate=3e-4), {}),
     ("sac", "brax/inverted_pendulum"): (
-        sac.Config(total_timesteps=30_000, log_frequency=1_000), {}),
+        sac.Config(total_timesteps=30_000, hidden_sizes=(64, 64), batch_size=128), {}),
     ("ppo", "Pendulum-v1"): (
         ppo.Config(total_timesteps=1_000_000, num_envs=16, num_steps=128, update_epochs=10,
                    num_minibatches=8, normalize_obs=True, normalize_reward=True,

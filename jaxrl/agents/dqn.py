@@ -10,8 +10,9 @@ Exploration is ε-greedy with ε decayed linearly over ``exploration_fraction`` 
 target network is Polyak-averaged (τ = 1: hard copy) every ``target_network_frequency`` updates.
 
 Defaults start from rl-zoo's CartPole-v1 settings; plain DQN there oscillates between 500 and
-collapse, so they add 3-step targets, soft target updates and learning-rate annealing, which
-hold 500 at the end of 100k steps (see ``QConfig``). MinAtar observations get the CNN torso.
+collapse, so they add frequent small training phases, 3-step targets, soft target updates and
+learning-rate annealing, which hold 500 at the end of 100k steps (see ``QConfig``). MinAtar
+observations get the CNN torso.
 """
 
 from __future__ import annotations
@@ -40,16 +41,17 @@ TrainState = off_policy.TrainState
 
 class QConfig(off_policy.OffPolicyConfig):
     """Fields shared by the Q-learning agents (DQN, soft Q). Defaults: rl-zoo's CartPole-v1 DQN
-    entry (batch 64, 128 updates every 256 steps, 256-256 MLP) made stable: 3-step targets,
-    Polyak τ = 0.005 every update, and the learning rate annealed to 0."""
+    entry (batch 64, update-to-data ratio 1/2, 256-256 MLP) made stable: 2 updates every 4 steps
+    instead of 128 every 256, 3-step targets, Polyak τ = 0.005 every update and the learning
+    rate annealed from 5e-4 to 0; they hold 500 on 4/4 seeds at the end of 100k steps."""
 
     total_timesteps: int = struct.field(pytree_node=False, default=100_000)
     """environment steps per seed, the random-action warm-up included"""
     batch_size: int = struct.field(pytree_node=False, default=64)
     """transitions per gradient step"""
-    train_frequency: int = struct.field(pytree_node=False, default=256)
+    train_frequency: int = struct.field(pytree_node=False, default=4)
     """vectorised env steps between training phases"""
-    updates_per_step: int = struct.field(pytree_node=False, default=128)
+    updates_per_step: int = struct.field(pytree_node=False, default=2)
     """gradient updates per training phase"""
     log_frequency: int = struct.field(pytree_node=False, default=2_048)
     """env steps per logged row (one update of the agent API; evaluation runs at each)"""
@@ -59,7 +61,7 @@ class QConfig(off_policy.OffPolicyConfig):
     """dueling head V + A - mean A"""
     anneal_lr: bool = struct.field(pytree_node=False, default=True)
     """decay the learning rate linearly to 0 over the run"""
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-4
     """Adam step size"""
     tau: float = 0.005
     """target-network Polyak rate (1: hard copy)"""
