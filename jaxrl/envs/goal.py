@@ -58,7 +58,8 @@ class PointGoal(TimeLimitedEnv):
 
     def step_env(self, key: jax.Array, state: PointGoalState, action: jax.Array,
                  params: PointGoalParams):
-        position = jnp.clip(state.position + params.step_size * MOVES[action], -1.0, 1.0)
+        move = jnp.asarray(MOVES)[action]
+        position = jnp.clip(state.position + params.step_size * move, -1.0, 1.0)
         state = state.replace(position=position)
         reached = jnp.linalg.norm(position - state.goal) < params.goal_radius
         return self._obs(state), state, reached.astype(jnp.float32), reached, {}
