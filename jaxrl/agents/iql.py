@@ -20,12 +20,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from jaxrl import losses
 from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
 from jaxrl.agents.offline import make_offline_agent, validate_offline
-from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
+from jaxrl.agents.offline_actor_critic import (
+    CriticLearner,
+    OfflineConfig,
+    apply_gradients,
+    prepare,
+)
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.models import CriticEnsemble, GaussianHead, PolicyNetwork, ValueHead, make_torso
 
@@ -34,6 +38,9 @@ __all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_t
 
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
+
+
+Learner = CriticLearner
 
 
 class Config(OfflineConfig):
@@ -47,12 +54,6 @@ class Config(OfflineConfig):
     """λ of the advantage weights exp(A / λ)"""
     max_weight: float = 100.0
     """clip of the advantage weights"""
-
-
-class Learner(struct.PyTreeNode):
-    params: Any
-    target_critic: Any
-    opt_state: Any
 
 
 def validate(config: Config) -> None:

@@ -19,7 +19,16 @@ from jaxrl.agents.offline import ObsNormalizer, device_dataset, sample
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.envs.spaces import Box, Discrete, Space
 
-__all__ = ["OfflineConfig", "Prepared", "apply_gradients", "prepare"]
+__all__ = ["CriticLearner", "OfflineConfig", "Prepared", "apply_gradients", "prepare"]
+
+
+class CriticLearner(struct.PyTreeNode):
+    """Networks (a dict by name), a Polyak-averaged target critic and the optimiser states:
+    the learner of IQL and AWAC."""
+
+    params: Any
+    target_critic: Any
+    opt_state: Any
 
 
 class OfflineConfig(struct.PyTreeNode):
