@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from measure import compile_and_run, machine
 
 from jaxrl import envs
 from jaxrl.agents import ALGORITHMS, dqn, ppo, sac, trpo
@@ -52,34 +50,16 @@ CASES: dict[tuple[str, str], tuple[object | None, dict]] = {
 }
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-            "python": platform.python_version()}
-
-
 def run_case(algo: str, env_id: str, config, env_kwargs: dict, seeds: int) -> dict:
     module = ALGORITHMS[algo]
     config = module.Config() if config is None else config
     env, params = envs.make(env_id, **env_kwargs)
     agent = module.make_agent(config, env, params)
-    train = jax.jit(jax.vmap(module.make_train(config, env, params)))
     keys = jax.numpy.stack([jax.random.key(s) for s in range(seeds)])
-    start = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    _, metrics = compiled(keys)
+    (_, metrics), timings, _ = compile_and_run(
+        jax.vmap(module.make_train(config, env, params)), keys)
+    compile_seconds, run_seconds = timings["compile_s"], timings["run_s"]
     returns = np.asarray(metrics["episode_return"])
-    run_seconds = time.perf_counter() - start
     steps = agent.initial_steps + agent.num_updates * agent.steps_per_update
     per_seed = returns[:, -5:].mean(axis=1)
     evaluation = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from learning import machine
+from measure import compile_and_run, machine
 
 from jaxrl import datasets, envs
 from jaxrl.agents import ALGORITHMS
@@ -62,15 +62,11 @@ def train_offline(algo: str, dataset: datasets.Dataset, gradient_steps: int,
     module = ALGORITHMS[algo]
     config = module.Config(total_steps=gradient_steps, **COMMON, **SETTINGS[algo])
     env, params = envs.make(ENV_ID)
-    train = jax.jit(jax.vmap(module.make_train(config, env, params, dataset)))
     keys = jnp.stack([jax.random.key(s) for s in range(seeds)])
-    start = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    _, metrics = compiled(keys)
+    (_, metrics), timings, _ = compile_and_run(
+        jax.vmap(module.make_train(config, env, params, dataset)), keys)
+    compile_seconds, run_seconds = timings["compile_s"], timings["run_s"]
     returns = np.asarray(metrics["episode_return"])
-    run_seconds = time.perf_counter() - start
     per_seed = returns[:, -3:].mean(axis=1)
     return {"algo": algo, "gradient_steps": gradient_steps, "seeds": seeds,
             "compile_seconds": round(compile_seconds, 2), "run_seconds": round(run_seconds, 2),
