@@ -22,7 +22,8 @@ asserted: shared machines are too noisy for timed assertions.
 - ``smoke`` (about 5 minutes on a 2-core CPU, plus 1–3 minutes to build the rejax venv the
   first time): dense-matmul reference; env-only random-policy CartPole at PPO's batch; PPO
   CartPole-v1 (4 envs × 128 steps, 4 epochs × 4 minibatches) for 1, 4, 16, 64 vmapped seeds in
-  jaxrl and 1 and 64 seeds in rejax with identical hyperparameters.
+  jaxrl and 1 and 64 seeds in rejax with identical hyperparameters; DQN CartPole-v1 (20k
+  gradient steps at batch 256) in jaxrl and rejax for the off-policy updates/s target.
 - ``full`` (a GPU): the same PPO at 500k steps per seed for 1 … 256 seeds (1024 on a GPU), DQN
   CartPole and SAC / TD3 Pendulum against rejax and sbx, PPO on MinAtar Breakout and Brax ant
   with their env-only references.
@@ -94,6 +95,8 @@ DQN_CARTPOLE = {"total_timesteps": 101_000, "num_envs": 1, "buffer_size": 10_000
                 "exploration_fraction": 0.5, "hidden_sizes": [64, 64], "activation": "relu",
                 "n_step": 1, "double_q": True, "dueling": False, "anneal_lr": False,
                 "max_grad_norm": 10.0}
+DQN_CARTPOLE_SHORT = {**DQN_CARTPOLE, "total_timesteps": 21_000}
+"""The smoke suite's off-policy check: 20k gradient steps at batch 256 (updates/s vs rejax)."""
 OFF_POLICY_PENDULUM = {"total_timesteps": 31_000, "num_envs": 1, "buffer_size": 31_000,
                        "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
                        "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,
@@ -124,7 +127,9 @@ def _off_policy(algo: str, env: str, config: dict[str, Any], gymnasium_env: str)
 
 MATMUL = Case("reference", "matmul", "-", 1, {})
 CASES: dict[str, list[Case]] = {
-    "smoke": [MATMUL, *_ppo_scaling(65_536, [1, 4, 16, 64], [1, 64])],
+    "smoke": [MATMUL, *_ppo_scaling(65_536, [1, 4, 16, 64], [1, 64]),
+              *[Case(framework, "dqn", "CartPole-v1", 1, DQN_CARTPOLE_SHORT)
+                for framework in ("jaxrl", "rejax")]],
     "full": [
         MATMUL,
         *_ppo_scaling(500_352, [1, 4, 16, 64, 256], [1, 4, 16, 64, 256]),

@@ -64,19 +64,20 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
     num_envs = jax.tree.leaves(env_state)[0].shape[0]
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def step(carry, step_key):
+    def step(carry, step_keys):
         env_state, obs = carry
-        policy_key, env_key = jax.random.split(step_key)
-        action, extras = policy(policy_key, obs)
+        action, extras = policy(step_keys[0], obs)
         next_obs, env_state, reward, terminated, truncated, info = batched_step(
-            jax.random.split(env_key, num_envs), env_state, action, env_params)
+            step_keys[1:], env_state, action, env_params)
         info = dict(info)
         final_obs = info.pop("final_obs")
         transition = Transition(obs, action, reward, terminated, truncated, final_obs, info, extras)
         return (env_state, next_obs), transition
 
-    (env_state, obs), transitions = jax.lax.scan(step, (env_state, obs),
-                                                 jax.random.split(key, num_steps))
+    # Every key of the rollout in one split (row t: the policy's key, then one per env): on CPU
+    # each threefry call is a small loop of its own, so splitting inside the step costs more.
+    (env_state, obs), transitions = jax.lax.scan(
+        step, (env_state, obs), jax.random.split(key, (num_steps, 1 + num_envs)))
     # As in reset_envs, so the carried env batch stays sharded (also in a resumed run).
     env_state, obs = constrain_env_axis((env_state, obs))
     return env_state, obs, transitions

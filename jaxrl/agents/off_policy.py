@@ -229,40 +229,41 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
             vector_steps=jnp.asarray(config.warmup_vector_steps, jnp.int32))
 
     def learn(buffer: ReplayBuffer, state: TrainState,
-              key: jax.Array) -> tuple[TrainState, Metrics]:
-        sample_key, step_key = jax.random.split(key)
-        sample = buffer.sample(sample_key, config.batch_size, n_step, config.gamma)
+              keys: jax.Array) -> tuple[TrainState, Metrics]:
+        sample = buffer.sample(keys[0], config.batch_size, n_step, config.gamma)
         state = state.replace(update_count=state.update_count + 1)
-        return hooks.gradient_step(step_key, state, sample)
+        return hooks.gradient_step(keys[1], state, sample)
 
-    def iteration(state: TrainState, _) -> tuple[TrainState, Metrics]:
-        key, rollout_key, learn_key = jax.random.split(state.key, 3)
+    def iteration(state: TrainState, keys: jax.Array) -> tuple[TrainState, Metrics]:
         env_steps = state.vector_steps.astype(jnp.float32) * num_envs
 
         def behaviour(policy_key, obs):
             return hooks.explore(policy_key, state.params, obs, env_steps), {}
 
-        env_state, obs, traj = rollout(rollout_key, parts.env, env_params, state.env_state,
+        env_state, obs, traj = rollout(keys[0], parts.env, env_params, state.env_state,
                                        state.obs, behaviour, config.train_frequency)
         state = state.replace(
-            buffer=store(state.buffer, traj), env_state=env_state, obs=obs, key=key,
+            buffer=store(state.buffer, traj), env_state=env_state, obs=obs,
             last_episode_return=episode_return_metric(traj.info, state.last_episode_return),
             vector_steps=state.vector_steps + config.train_frequency)
         # The buffer is read-only while learning: keeping it out of the scan carry lets XLA
         # read it in place instead of threading (and possibly copying) it through the loop.
         buffer = state.buffer
         state, metrics = jax.lax.scan(partial(learn, buffer), state.replace(buffer=None),
-                                      jax.random.split(learn_key, config.updates_per_step))
+                                      keys[1:].reshape(config.updates_per_step, 2))
         return state.replace(buffer=buffer), jax.tree.map(jnp.mean, metrics)
 
     def update(state: TrainState) -> tuple[TrainState, Metrics]:
-        state, metrics = jax.lax.scan(iteration, state, None,
-                                      length=config.iterations_per_update)
+        # Every key of the interval in one split (row i: iteration i's rollout key, then a
+        # (sample, gradient step) pair per update): on CPU each threefry call is a small loop of
+        # its own, and splitting inside the iteration was a large share of an update's time.
+        key, interval_key, eval_key = jax.random.split(state.key, 3)
+        keys = jax.random.split(interval_key,
+                                (config.iterations_per_update, 1 + 2 * config.updates_per_step))
+        state, metrics = jax.lax.scan(iteration, state.replace(key=key), keys)
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics["episode_return"] = state.last_episode_return
         if config.eval_episodes:
-            key, eval_key = jax.random.split(state.key)
-            state = state.replace(key=key)
             metrics["eval_return"] = evaluate(
                 eval_key, parts.eval_env, env_params,
                 lambda k, obs: hooks.act(state.params, obs, k, True),
