@@ -69,22 +69,31 @@ def device_memory() -> dict[str, float] | None:
     return {k.replace("bytes", "mib"): stats[k] / 2**20 for k in keys if k in stats}
 
 
-def compile_and_run(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, float], Any]:
+def compile_and_run(fn: Callable[..., Any], *args: Any,
+                    repeats: int = 1) -> tuple[Any, dict[str, float], Any]:
     """``(output, timings, jaxpr)`` of ``jax.jit(fn)(*args)``.
 
     ``timings``: ``compile_s`` (tracing, lowering and XLA compilation) and ``run_s`` (one call
     of the compiled executable until every output is ready, ``block_until_ready``), wall-clock;
     ``compile_cpu_s`` / ``run_cpu_s`` are this process's CPU seconds over the same spans (all
-    threads), which other processes on a shared machine disturb less than wall time.
+    threads), which other processes on a shared machine disturb less than wall time. With
+    ``repeats`` > 1 the executable runs that many times (same inputs, same output) and ``run_s``
+    / ``run_cpu_s`` are those of the fastest call (``run_s_all`` lists every call), which
+    filters out a noisy neighbour's bursts; compilation is measured once either way.
     """
     wall, cpu = time.perf_counter(), time.process_time()
     traced = jax.jit(fn).trace(*args)
     compiled = traced.lower().compile()
-    timings = {"compile_s": time.perf_counter() - wall,
-               "compile_cpu_s": time.process_time() - cpu}
-    wall, cpu = time.perf_counter(), time.process_time()
-    output = jax.block_until_ready(compiled(*args))
-    timings.update(run_s=time.perf_counter() - wall, run_cpu_s=time.process_time() - cpu)
+    timings: dict[str, Any] = {"compile_s": time.perf_counter() - wall,
+                               "compile_cpu_s": time.process_time() - cpu}
+    runs = []
+    for _ in range(max(1, repeats)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        output = jax.block_until_ready(compiled(*args))
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    timings["run_s"], timings["run_cpu_s"] = min(runs)
+    if repeats > 1:
+        timings["run_s_all"] = [wall for wall, _ in runs]
     return output, timings, traced.jaxpr
 
 

@@ -52,6 +52,8 @@ __all__ = ["CASES", "Case", "derive", "main", "markdown", "run_case", "run_jaxrl
            "suite_cases", "targets"]
 
 CASE_TIMEOUT_S = 1800
+RUN_REPEATS = 2
+"""Each compiled run is timed this many times (jaxrl and peers alike); rows keep the fastest."""
 OFF_POLICY = ("dqn", "sac", "td3")
 
 
@@ -206,7 +208,7 @@ def _env_only(case: Case) -> dict[str, Any]:
         return rewards.sum()
 
     keys = jax.random.split(jax.random.key(0), case.seeds)
-    _, timings, _ = measure.compile_and_run(jax.vmap(run), keys)
+    _, timings, _ = measure.compile_and_run(jax.vmap(run), keys, repeats=RUN_REPEATS)
     return {**timings, "env_steps_per_seed": chunks * num_envs * num_steps}
 
 
@@ -232,7 +234,7 @@ def run_jaxrl_case(case: Case) -> dict[str, Any]:
     agent = module.make_agent(config, env, env_params)
     keys = jax.numpy.stack([jax.random.key(s) for s in range(case.seeds)])
     (_, metrics), timings, jaxpr = measure.compile_and_run(
-        jax.vmap(module.make_train(config, env, env_params)), keys)
+        jax.vmap(module.make_train(config, env, env_params)), keys, repeats=RUN_REPEATS)
     flops, while_loops = measure.matmul_flops(jaxpr)
     returns = np.asarray(metrics["episode_return"])[:, -1]
     return {**row, **timings,
@@ -259,7 +261,7 @@ def run_case(case: Case, python: str, script: Path, timeout: float = CASE_TIMEOU
              ) -> dict[str, Any]:
     """Run ``case`` as ``python script '<case json>'`` and return the ``BENCH_ROW`` it prints,
     or an ``error`` row with the reason (exit status and stderr tail, or the timeout)."""
-    payload = json.dumps(dataclasses.asdict(case))
+    payload = json.dumps({**dataclasses.asdict(case), "repeats": RUN_REPEATS})
     start = time.perf_counter()
     try:
         result = subprocess.run([python, str(script), "--case", payload], capture_output=True,
@@ -452,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
-        case = Case(**json.loads(args.case))
+        fields = json.loads(args.case)
+        fields.pop("repeats", None)
+        case = Case(**fields)
         measure.emit({"status": "ok", **run_jaxrl_case(case)})
         return 0
 

@@ -136,7 +136,7 @@ def main(case: dict[str, Any]) -> None:
     machine = measure.machine()
     keys = jax.random.split(jax.random.PRNGKey(case.get("seed", 0)), seeds)
     (train_state, _), timings, jaxpr = measure.compile_and_run(
-        jax.vmap(agent.train), keys)
+        jax.vmap(agent.train), keys, repeats=case.get("repeats", 1))
     flops, while_loops = measure.matmul_flops(jaxpr)
     eval_keys = jax.random.split(jax.random.PRNGKey(1), seeds)
     _, returns = jax.jit(jax.vmap(lambda ts, key: evaluate(agent, ts, key)))(train_state,
