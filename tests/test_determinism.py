@@ -28,6 +28,12 @@ from jaxrl.envs.spaces import Box
 KEYS = (3, 4)
 
 
+# Each algorithm's tests form one xdist group (README's command runs ``--dist loadgroup``), so
+# one worker compiles that algorithm's functions once for all of them.
+ALGOS = [pytest.param(algo, marks=pytest.mark.xdist_group(f"determinism-{algo}"))
+         for algo in sorted(TINY)]
+
+
 def test_every_algorithm_has_a_tiny_config():
     missing = sorted(set(ALGORITHMS) - set(TINY))
     assert not missing, f"add tiny configs for {missing} to tests/agent_configs.py"
@@ -91,7 +97,7 @@ def float_metrics(metrics: dict[str, jax.Array]) -> dict[str, np.ndarray]:
             if jnp.issubdtype(value.dtype, jnp.floating)}
 
 
-@pytest.mark.parametrize("algo", sorted(TINY))
+@pytest.mark.parametrize("algo", ALGOS)
 def test_same_key_gives_bitwise_identical_runs(algo):
     _, final, metrics = run_halves(algo, jax.random.key(KEYS[0]))
     _, again, metrics_again = run_halves(algo, jax.random.key(KEYS[0]))
@@ -100,14 +106,14 @@ def test_same_key_gives_bitwise_identical_runs(algo):
     assert not leaves_equal(final, other)
 
 
-@pytest.mark.parametrize("algo", sorted(TINY))
+@pytest.mark.parametrize("algo", ALGOS)
 def test_keys_are_never_reused(algo):
     # Tracing is enough: the checker runs on the jaxpr of init + the scan of updates.
     with jax.debug_key_reuse(True):
         jax.jit(train_from_agent(compiled(algo).agent)).trace(jax.random.key(KEYS[0]))
 
 
-@pytest.mark.parametrize("algo", sorted(TINY))
+@pytest.mark.parametrize("algo", ALGOS)
 def test_vmapped_seed_matches_a_single_run(algo):
     keys = jnp.stack([jax.random.key(k) for k in KEYS])
     batched_state, batched = compiled(algo).batched(keys)
@@ -125,7 +131,7 @@ def test_vmapped_seed_matches_a_single_run(algo):
                 np.testing.assert_array_equal(value, expected, err_msg=message)
 
 
-@pytest.mark.parametrize("algo", sorted(TINY))
+@pytest.mark.parametrize("algo", ALGOS)
 def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(algo, tmp_path):
     middle, final, metrics = run_halves(algo, jax.random.key(KEYS[0]))
     checkpoint.save(tmp_path / "half", middle, {"algo": algo})

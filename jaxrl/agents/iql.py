@@ -80,6 +80,10 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
                            ValueHead()])
     critic = CriticEnsemble(2, config.hidden_sizes, config.activation)
     optimizer = optax.adam(config.learning_rate)
+    # CORL's IQL detail: the actor's rate follows a cosine decay to 0 over the run, so the
+    # advantage-weighted policy settles instead of chasing the critics' last minibatches.
+    actor_optimizer = optax.adam(optax.cosine_decay_schedule(config.learning_rate,
+                                                             config.total_steps))
 
     def init_learner(key: jax.Array) -> Learner:
         actor_key, value_key, critic_key = jax.random.split(key, 3)
@@ -88,7 +92,8 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         params = {"actor": actor.init(actor_key, obs), "value": value.init(value_key, obs),
                   "critic": critic.init(critic_key, obs, action)}
         return Learner(params, params["critic"],
-                       {k: optimizer.init(p) for k, p in params.items()})
+                       {k: (actor_optimizer if k == "actor" else optimizer).init(p)
+                        for k, p in params.items()})
 
     def value_loss(value_params, target_q: jax.Array, obs: jax.Array) -> tuple[jax.Array, Metrics]:
         values = value.apply(value_params, obs)
@@ -118,7 +123,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         weights = losses.advantage_weights(advantages, config.temperature, config.max_weight)
         loss, grads = jax.value_and_grad(actor_loss)(params["actor"], weights, batch)
         params["actor"], opt_state["actor"] = apply_gradients(
-            optimizer, grads, opt_state["actor"], params["actor"])
+            actor_optimizer, grads, opt_state["actor"], params["actor"])
 
         next_values = value.apply(params["value"], batch.next_obs)
         grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
