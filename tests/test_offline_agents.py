@@ -205,21 +205,23 @@ def test_errors_say_what_to_change(pendulum_file):
 
 
 @pytest.mark.slow
-def test_offline_agents_beat_bc_and_the_data_on_mixed_pendulum_data():
+def test_value_based_offline_agents_beat_bc_and_the_data_on_mixed_pendulum_data():
     # A third of the envs act uniformly at random, a third with an early PPO snapshot (still
     # random-level) and a third with a PPO expert: BC fits the average of the three behaviours,
-    # while IQL, CQL, TD3+BC and AWAC use the rewards to prefer the expert's actions.
-    # (benchmarks/offline.py measures the same on the D4RL-style single-policy "medium" data.)
+    # while IQL, CQL and AWAC use the rewards to prefer the expert's actions. TD3+BC is left
+    # out here: its actor is held to the data's (two-thirds random) actions by the BC term and
+    # stayed at BC's level (-1060 vs -925) on this data; on the D4RL-style single-policy
+    # "medium" data of benchmarks/offline.py it beats BC (score 64.5 vs 37.9), as do the others.
     data = datasets.generate("Pendulum-v1", "mixed", 15_000, expert_steps=300_000,
                              medium_fraction=0.1, num_envs=30)
     data_return = float(data.episode_returns().mean())
     env, params = envs.make("Pendulum-v1")
     keys = jnp.stack([jax.random.key(s) for s in range(2)])
     final = {}
-    for name, module in {"bc": bc, **CONTINUOUS}.items():
+    for name, module in {"bc": bc, "iql": iql, "awac": awac, "cql": cql}.items():
         config = module.Config(total_steps=4000, eval_every=1000, batch_size=256, eval_envs=8,
                                hidden_sizes=(64, 64))
         _, metrics = jax.jit(jax.vmap(module.make_train(config, env, params, data)))(keys)
         final[name] = float(np.asarray(metrics["episode_return"])[:, -2:].mean())
-    for name in CONTINUOUS:
-        assert final[name] > max(final["bc"], data_return) + 50, (final, data_return)
+    beaten = max(final["bc"], data_return) + 100
+    assert all(final[name] > beaten for name in ("iql", "awac", "cql")), (final, data_return)
