@@ -99,7 +99,7 @@ DQN_CARTPOLE = {"total_timesteps": 101_000, "num_envs": 1, "buffer_size": 10_000
                 "max_grad_norm": 10.0}
 DQN_CARTPOLE_SHORT = {**DQN_CARTPOLE, "total_timesteps": 21_000}
 """The smoke suite's off-policy check: 20k gradient steps at batch 256 (updates/s vs rejax)."""
-OFF_POLICY_PENDULUM = {"total_timesteps": 31_000, "num_envs": 1, "buffer_size": 31_000,
+OFF_POLICY_PENDULUM = {"total_timesteps": 11_000, "num_envs": 1, "buffer_size": 11_000,
                        "batch_size": 256, "learning_starts": 1_000, "train_frequency": 1,
                        "updates_per_step": 1, "log_frequency": 10_000, "eval_episodes": 0,
                        "gamma": 0.99, "tau": 0.005, "hidden_sizes": [64, 64],
@@ -107,19 +107,24 @@ OFF_POLICY_PENDULUM = {"total_timesteps": 31_000, "num_envs": 1, "buffer_size": 
 SAC_PENDULUM = {**OFF_POLICY_PENDULUM, "policy_lr": 1e-3, "q_lr": 1e-3, "policy_frequency": 1}
 TD3_PENDULUM = {**OFF_POLICY_PENDULUM, "learning_rate": 1e-3, "policy_frequency": 2,
                 "policy_noise": 0.2, "noise_clip": 0.5, "exploration_noise": 0.1}
-PPO_MINATAR = {"total_timesteps": 1_000_000, "num_envs": 64, "num_steps": 128,
+PPO_MINATAR = {"total_timesteps": 262_144, "num_envs": 64, "num_steps": 128,
                "update_epochs": 4, "num_minibatches": 8, "gamma": 0.99, "gae_lambda": 0.95,
                "learning_rate": 5e-4, "ent_coef": 0.01}
-PPO_BRAX = {"total_timesteps": 1_000_000, "num_envs": 256, "num_steps": 32,
+PPO_BRAX = {"total_timesteps": 262_144, "num_envs": 256, "num_steps": 32,
             "update_epochs": 4, "num_minibatches": 8, "gamma": 0.99, "gae_lambda": 0.95,
             "learning_rate": 3e-4, "normalize_obs": True}
 
 
 def _ppo_scaling(total_timesteps: int, seeds: list[int], rejax_seeds: list[int]) -> list[Case]:
+    """Env-only reference, then jaxrl and rejax PPO CartPole side by side per seed count (so a
+    run cut short by ``--deadline`` still holds complete pairs)."""
     config = ppo_cartpole(total_timesteps)
-    return ([Case("reference", "env_only", "CartPole-v1", 1, config)]
-            + [Case("jaxrl", "ppo", "CartPole-v1", n, config) for n in seeds]
-            + [Case("rejax", "ppo", "CartPole-v1", n, config) for n in rejax_seeds])
+    cases = [Case("reference", "env_only", "CartPole-v1", 1, config)]
+    for n in seeds:
+        cases.append(Case("jaxrl", "ppo", "CartPole-v1", n, config))
+        if n in rejax_seeds:
+            cases.append(Case("rejax", "ppo", "CartPole-v1", n, config))
+    return cases
 
 
 def _off_policy(algo: str, env: str, config: dict[str, Any], gymnasium_env: str) -> list[Case]:
@@ -128,20 +133,23 @@ def _off_policy(algo: str, env: str, config: dict[str, Any], gymnasium_env: str)
 
 
 MATMUL = Case("reference", "matmul", "-", 1, {})
+FULL_PPO_STEPS = 131_072
+"""PPO CartPole steps per seed in ``full`` (256 updates): sized so that the whole suite,
+1024-seed runs included, fits a 15-minute lease of one GPU."""
 CASES: dict[str, list[Case]] = {
     "smoke": [MATMUL, *_ppo_scaling(65_536, [1, 4, 16, 64], [1, 64]),
               *[Case(framework, "dqn", "CartPole-v1", 1, DQN_CARTPOLE_SHORT)
                 for framework in ("jaxrl", "rejax")]],
     "full": [
         MATMUL,
-        *_ppo_scaling(500_352, [1, 4, 16, 64, 256], [1, 4, 16, 64, 256]),
-        *_off_policy("dqn", "CartPole-v1", DQN_CARTPOLE, "CartPole-v1"),
-        *_off_policy("sac", "Pendulum-v1", SAC_PENDULUM, "Pendulum-v1"),
-        *_off_policy("td3", "Pendulum-v1", TD3_PENDULUM, "Pendulum-v1"),
+        *_ppo_scaling(FULL_PPO_STEPS, [1, 64, 256], [1, 64, 256]),
+        *_off_policy("dqn", "CartPole-v1", DQN_CARTPOLE_SHORT, "CartPole-v1"),
         Case("reference", "env_only", "Breakout-MinAtar", 1, PPO_MINATAR),
         Case("jaxrl", "ppo", "Breakout-MinAtar", 4, PPO_MINATAR),
         Case("reference", "env_only", "brax/ant", 1, PPO_BRAX),
         Case("jaxrl", "ppo", "brax/ant", 1, PPO_BRAX),
+        *_off_policy("sac", "Pendulum-v1", SAC_PENDULUM, "Pendulum-v1"),
+        *_off_policy("td3", "Pendulum-v1", TD3_PENDULUM, "Pendulum-v1"),
     ],
 }
 GPU_EXTRA_SEEDS = [1024]
@@ -153,9 +161,11 @@ def suite_cases(suite: str, backend: str = "cpu") -> list[Case]:
         raise ValueError(f"unknown suite {suite!r}; choose one of: {', '.join(CASES)}")
     cases = list(CASES[suite])
     if suite == "full" and backend != "cpu":
-        config = ppo_cartpole(500_352)
-        cases += [Case(f, "ppo", "CartPole-v1", n, config)
-                  for f in ("jaxrl", "rejax") for n in GPU_EXTRA_SEEDS]
+        config = ppo_cartpole(FULL_PPO_STEPS)
+        extra = [Case(f, "ppo", "CartPole-v1", n, config)
+                 for n in GPU_EXTRA_SEEDS for f in ("jaxrl", "rejax")]
+        at = max(i for i, c in enumerate(cases) if c.algo == "ppo" and c.env == "CartPole-v1")
+        cases[at + 1:at + 1] = extra
     return cases
 
 
@@ -258,11 +268,12 @@ def _tail(text: str, lines: int = 4) -> str:
     return " | ".join(kept[-lines:])
 
 
-def run_case(case: Case, python: str, script: Path, timeout: float = CASE_TIMEOUT_S
-             ) -> dict[str, Any]:
-    """Run ``case`` as ``python script '<case json>'`` and return the ``BENCH_ROW`` it prints,
-    or an ``error`` row with the reason (exit status and stderr tail, or the timeout)."""
-    payload = json.dumps({**dataclasses.asdict(case), "repeats": RUN_REPEATS})
+def run_case(case: Case, python: str, script: Path, timeout: float = CASE_TIMEOUT_S,
+             repeats: int = RUN_REPEATS) -> dict[str, Any]:
+    """Run ``case`` as ``python script '<case json>'`` (timing its compiled run ``repeats``
+    times) and return the ``BENCH_ROW`` it prints, or an ``error`` row with the reason (exit
+    status and stderr tail, or the timeout)."""
+    payload = json.dumps({**dataclasses.asdict(case), "repeats": repeats})
     start = time.perf_counter()
     try:
         result = subprocess.run([python, str(script), "--case", payload], capture_output=True,
@@ -423,6 +434,12 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    partial.replace(path)
+
+
 def _announce(row: dict[str, Any]) -> None:
     details = row.get("note") or ""
     if row["status"] == "ok":
@@ -452,6 +469,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="override every case's env steps per seed (quick harness checks)")
     parser.add_argument("--timeout", type=float, default=CASE_TIMEOUT_S,
                         help="seconds per case")
+    parser.add_argument("--repeats", type=int, default=RUN_REPEATS,
+                        help="timed calls of each compiled run; rows keep the fastest (1 on a "
+                             "GPU lease, where timings are steady and time is short)")
+    parser.add_argument("--deadline", type=float,
+                        help="seconds after which no new case starts (the rest become "
+                             "'skipped' rows): fits a suite into a machine lease")
+    parser.add_argument("--peer-python", action="append", default=[], metavar="NAME=PYTHON",
+                        help="run peer NAME (rejax, sbx) with this interpreter instead of "
+                             "building its venv (e.g. a wrapper that sets PYTHONPATH on a "
+                             "machine without a package index)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
@@ -471,13 +498,23 @@ def main(argv: list[str] | None = None) -> int:
     if MATMUL not in cases:
         cases.insert(0, MATMUL)
     rows, peers = [], {}
+    for spec in args.peer_python:
+        name, _, python = spec.partition("=")
+        if name not in venvs.PEERS or not python:
+            parser.error(f"--peer-python wants NAME=PYTHON with NAME one of "
+                         f"{', '.join(venvs.PEERS)}; got {spec!r}")
+        peers[name] = (python, 0.0, None)
+    out = args.out or HERE / "results" / f"{args.suite}_{backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for case in cases:
         base = {**dataclasses.asdict(case), "suite": args.suite}
-        if case == MATMUL:
+        if args.deadline and time.perf_counter() - started > args.deadline:
+            row = {"status": "skipped", "note": f"--deadline {args.deadline:.0f} s passed"}
+        elif case == MATMUL:
             row = machine
         elif case.framework in ("jaxrl", "reference"):
-            row = run_case(case, sys.executable, Path(__file__), args.timeout)
+            row = run_case(case, sys.executable, Path(__file__), args.timeout, args.repeats)
         else:
             if case.framework not in peers:
                 try:
@@ -487,21 +524,22 @@ def main(argv: list[str] | None = None) -> int:
                     peers[case.framework] = (None, None, str(error))
             python, build_s, error = peers[case.framework]
             row = ({"status": "error", "note": error} if error else
-                   run_case(case, python, venvs.runner_script(case.framework), args.timeout))
+                   run_case(case, python, venvs.runner_script(case.framework), args.timeout,
+                            args.repeats))
             row["venv_build_s"] = build_s
         row = derive({**base, **row}, machine.get("matmul_peak_flops_per_s"))
         _announce(row)
         rows.append(row)
-    goals = targets(rows, backend)
-    out = args.out or HERE / "results" / f"{args.suite}_{backend}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "suite": args.suite, "machine": machine.get("machine"),
-        "loadavg_note": "os.getloadavg() at each case's start (machine.loadavg) and end "
-                        "(loadavg_end); a load above the core count means the timings are "
-                        "pessimistic",
-        "total_wall_s": time.perf_counter() - started, "targets": goals, "rows": rows,
-    }, indent=2, default=str) + "\n")
+        goals = targets(rows, backend)
+        # Rewritten after every case (complete: false until the last), via a temporary file
+        # and a rename, so a run killed mid-way leaves a readable JSON of the cases done.
+        _write_json(out, {
+            "suite": args.suite, "complete": len(rows) == len(cases),
+            "machine": machine.get("machine"),
+            "loadavg_note": "os.getloadavg() at each case's start (machine.loadavg) and end "
+                            "(loadavg_end); a load above the core count means the timings are "
+                            "pessimistic",
+            "total_wall_s": time.perf_counter() - started, "targets": goals, "rows": rows})
     table = markdown(rows, goals)
     out.with_suffix(".md").write_text(table)
     print("\n" + table)
