@@ -9,6 +9,8 @@ own virtualenvs (rejax, sbx). One case runs in one fresh process; the runner end
   ``scan`` body by its length. XLA's ``cost_analysis`` counts a loop body once, and one PPO
   update holds three nested scans (rollout steps, epochs, minibatches), so it undercounts by
   orders of magnitude; the jaxpr count is exact for ``dot_general`` / convolutions.
+- ``JAXRL_BENCH_PROFILE=DIR``: each case also writes its optimised HLO and a ``jax.profiler``
+  trace of one extra call to ``DIR`` (after the timed calls).
 - ``peak_host_mib`` (``ru_maxrss`` of this process), ``device_memory`` (where the backend
   reports it), ``machine`` (CPU model, cores, load average, jax version and backend).
 """
@@ -35,6 +37,10 @@ __all__ = ["ROW_PREFIX", "compile_and_run", "cpu_model", "device_memory", "emit"
            "matmul_flops", "machine", "measure_matmul_peak", "nanmean", "peak_host_mib"]
 
 ROW_PREFIX = "BENCH_ROW "
+PROFILE_ENV = "JAXRL_BENCH_PROFILE"
+"""If set (a directory), each case also writes its optimised HLO and a profiler trace there."""
+CASE_ENV = "JAXRL_BENCH_CASE"
+"""The case's name as a file stem (set by ``run.py`` for every case subprocess)."""
 
 
 def cpu_model() -> str:
@@ -94,7 +100,27 @@ def compile_and_run(fn: Callable[..., Any], *args: Any,
     timings["run_s"], timings["run_cpu_s"] = min(runs)
     if repeats > 1:
         timings["run_s_all"] = [wall for wall, _ in runs]
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if profile_dir:  # after the timed calls, so the trace never slows the numbers
+        _profile(compiled, args, Path(profile_dir) / os.environ.get(CASE_ENV, "case"))
     return output, timings, traced.jaxpr
+
+
+def _profile(compiled: Any, args: tuple[Any, ...], prefix: Path) -> None:
+    """Write the optimised HLO (``<prefix>.hlo.txt``) and a trace of one more call
+    (``<prefix>.trace.json.gz``, Perfetto / Chrome format) of ``compiled``."""
+    import glob
+    import shutil
+    import tempfile
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{prefix}.hlo.txt").write_text(compiled.as_text())
+    with tempfile.TemporaryDirectory() as logdir:
+        with jax.profiler.trace(logdir, create_perfetto_trace=True):
+            jax.block_until_ready(compiled(*args))
+        traces = glob.glob(f"{logdir}/**/*.trace.json.gz", recursive=True)
+        if traces:
+            shutil.copy(traces[0], f"{prefix}.trace.json.gz")
 
 
 def _dot_flops(eqn: Any) -> int:

@@ -35,6 +35,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -276,8 +277,10 @@ def run_case(case: Case, python: str, script: Path, timeout: float = CASE_TIMEOU
     payload = json.dumps({**dataclasses.asdict(case), "repeats": repeats})
     start = time.perf_counter()
     try:
+        env = {**os.environ, measure.CASE_ENV: case.name.replace("/", "_")}
         result = subprocess.run([python, str(script), "--case", payload], capture_output=True,
-                                text=True, timeout=timeout, check=False, cwd=HERE.parent)
+                                text=True, timeout=timeout, check=False, cwd=HERE.parent,
+                                env=env)
     except subprocess.TimeoutExpired:
         return {"status": "error", "note": f"timed out after {timeout:.0f} s"}
     wall_s = time.perf_counter() - start

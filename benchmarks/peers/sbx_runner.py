@@ -59,6 +59,8 @@ def translate(algo: str, config: dict[str, Any]) -> tuple[dict[str, Any], int]:
         if config.pop(name, needed) != needed:
             raise ValueError(f"sbx {algo} supports only {name}={needed}")
     config.pop("double_q", None)  # sbx's DQN always uses plain max targets (noted in the row)
+    if algo == "dqn":
+        config.pop("max_grad_norm", None)  # sbx's DQN takes none (noted in the row)
     policy_kwargs = {"net_arch": list(config.pop("hidden_sizes", (64, 64))),
                      "activation_fn": getattr(nn, config.pop("activation", "relu"))}
     if "policy_lr" in config:
@@ -101,7 +103,8 @@ def main(case: dict[str, Any]) -> None:
         "matmul_flops": None, "final_return": measure.nanmean(returns),
         "return_kind": "evaluation: 10 deterministic episodes (sb3 evaluate_policy), mean "
                        "over seeds", "note": "seeds run sequentially (sbx has no vmap)" + (
-            "; plain (not double) Q targets" if case["algo"] == "dqn" else ""),
+            "; plain (not double) Q targets, no gradient clipping" if case["algo"] == "dqn"
+            else ""),
         "versions": {name: importlib.metadata.version(name)
                      for name in ("sbx-rl", "stable_baselines3", "gymnasium", "jax")},
     })
