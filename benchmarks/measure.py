@@ -75,6 +75,11 @@ def device_memory() -> dict[str, float] | None:
     return {k.replace("bytes", "mib"): stats[k] / 2**20 for k in keys if k in stats}
 
 
+REPEAT_BUDGET_S = 8.0
+"""``compile_and_run`` stops repeating once its timed calls add up to this many seconds: a run
+that long already spans a neighbour's bursts, and a second call would only lengthen the suite."""
+
+
 def compile_and_run(fn: Callable[..., Any], *args: Any,
                     repeats: int = 1) -> tuple[Any, dict[str, float], Any]:
     """``(output, timings, jaxpr)`` of ``jax.jit(fn)(*args)``.
@@ -83,9 +88,10 @@ def compile_and_run(fn: Callable[..., Any], *args: Any,
     of the compiled executable until every output is ready, ``block_until_ready``), wall-clock;
     ``compile_cpu_s`` / ``run_cpu_s`` are this process's CPU seconds over the same spans (all
     threads), which other processes on a shared machine disturb less than wall time. With
-    ``repeats`` > 1 the executable runs that many times (same inputs, same output) and ``run_s``
-    / ``run_cpu_s`` are those of the fastest call (``run_s_all`` lists every call), which
-    filters out a noisy neighbour's bursts; compilation is measured once either way.
+    ``repeats`` > 1 the executable runs up to that many times (same inputs, same output; fewer
+    once the calls add up to ``REPEAT_BUDGET_S``) and ``run_s`` / ``run_cpu_s`` are those of the
+    fastest call (``run_s_all`` lists every call), which filters out a noisy neighbour's bursts;
+    compilation is measured once either way.
     """
     wall, cpu = time.perf_counter(), time.process_time()
     traced = jax.jit(fn).trace(*args)
@@ -97,6 +103,8 @@ def compile_and_run(fn: Callable[..., Any], *args: Any,
         wall, cpu = time.perf_counter(), time.process_time()
         output = jax.block_until_ready(compiled(*args))
         runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+        if sum(wall for wall, _ in runs) >= REPEAT_BUDGET_S:
+            break
     timings["run_s"], timings["run_cpu_s"] = min(runs)
     if repeats > 1:
         timings["run_s_all"] = [wall for wall, _ in runs]

