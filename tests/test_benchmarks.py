@@ -130,3 +130,30 @@ def test_targets_report_ratios_pass_miss_and_missing_rows():
         in table
     gpu = harness.targets(rows[:2], backend="gpu")
     assert gpu[-1]["result"] == "n/a"  # no 64-seed row to compare
+
+
+def test_full_suite_on_a_gpu_puts_the_1024_seed_pair_after_the_other_ppo_pairs():
+    names = [c.name for c in harness.suite_cases("full", backend="gpu")]
+    ppo = [n for n in names if "/ppo/CartPole-v1/" in n]
+    assert ppo[-2:] == ["jaxrl/ppo/CartPole-v1/1024", "rejax/ppo/CartPole-v1/1024"]
+    assert names.index(ppo[-1]) + 1 == names.index("jaxrl/dqn/CartPole-v1/1")
+    assert not any("/1024" in n for n in (c.name for c in harness.suite_cases("full")))
+
+
+def test_deadline_skips_the_remaining_cases_and_still_writes_the_results(tmp_path):
+    out = tmp_path / "r.json"
+    assert harness.main(["--suite", "smoke", "--only", "env_only", "--deadline", "1e-9",
+                         "--out", str(out)]) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["complete"] is True
+    assert [r["status"] for r in result["rows"]] == ["ok", "skipped"]  # matmul reference first
+    assert "--deadline" in result["rows"][1]["note"]
+    assert out.with_suffix(".md").exists()
+
+
+def test_peer_python_needs_a_known_peer_and_a_path(tmp_path):
+    with pytest.raises(SystemExit):
+        harness.main(["--peer-python", "cleanrl=/usr/bin/python3", "--only", "nothing",
+                      "--out", str(tmp_path / "r.json")])

@@ -20,6 +20,7 @@ from jaxrl.losses import (
     n_step_returns,
     policy_gradient_loss,
     ppo_clip_loss,
+    reverse_linear_recurrence,
     td_errors,
     value_loss,
 )
@@ -203,6 +204,29 @@ def test_gae_terminated_by_hand():
     advantages = gae(t["rewards"], t["values"], t["next_values"], t["discounts"], t["dones"],
                      LAMBDA)
     _close(advantages, [3.2175, 3.15, -1, 9])
+
+
+def test_reverse_linear_recurrence_by_hand():
+    # x_t = b_t + k_t x_{t+1}, x_T = 0; b = [1, 2, 3, 4], k = [.5, 0, 2, 7] (k_3 is unused).
+    # x3 = 4
+    # x2 = 3 + 2*4 = 11
+    # x1 = 2 + 0*11 = 2          (a zero coefficient cuts the trace)
+    # x0 = 1 + .5*2 = 2
+    x = reverse_linear_recurrence(_f32([1, 2, 3, 4]), _f32([0.5, 0, 2, 7]))
+    _close(x, [2, 2, 11, 4])
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 128, 129])
+def test_reverse_linear_recurrence_equals_the_sequential_loop(length):
+    # Odd lengths and 1 exercise the associative scan's uneven splits; [T, 3] a batch axis.
+    keys = jax.random.split(jax.random.key(length), 2)
+    bias = jax.random.normal(keys[0], (length, 3))
+    coef = jax.random.uniform(keys[1], (length, 3), minval=-1.0, maxval=1.0)
+    expected, following = np.zeros((length, 3), np.float64), np.zeros(3)
+    for t in reversed(range(length)):
+        following = np.asarray(bias[t], np.float64) + np.asarray(coef[t], np.float64) * following
+        expected[t] = following
+    _close(jax.jit(reverse_linear_recurrence)(bias, coef), expected)
 
 
 # --------------------------------------------------------------------------------------------
