@@ -206,18 +206,25 @@ def test_gae_terminated_by_hand():
     _close(advantages, [3.2175, 3.15, -1, 9])
 
 
-def test_reverse_linear_recurrence_by_hand():
+@pytest.mark.parametrize("method", ["auto", "scan", "associative"])
+def test_reverse_linear_recurrence_by_hand(method):
     # x_t = b_t + k_t x_{t+1}, x_T = 0; b = [1, 2, 3, 4], k = [.5, 0, 2, 7] (k_3 is unused).
     # x3 = 4
     # x2 = 3 + 2*4 = 11
     # x1 = 2 + 0*11 = 2          (a zero coefficient cuts the trace)
     # x0 = 1 + .5*2 = 2
-    x = reverse_linear_recurrence(_f32([1, 2, 3, 4]), _f32([0.5, 0, 2, 7]))
+    x = reverse_linear_recurrence(_f32([1, 2, 3, 4]), _f32([0.5, 0, 2, 7]), method)
     _close(x, [2, 2, 11, 4])
 
 
+def test_reverse_linear_recurrence_rejects_an_unknown_method():
+    with pytest.raises(ValueError, match="'auto', 'scan' or 'associative'"):
+        reverse_linear_recurrence(_f32([1.0]), _f32([1.0]), "parallel")
+
+
+@pytest.mark.parametrize("method", ["scan", "associative"])
 @pytest.mark.parametrize("length", [1, 2, 5, 128, 129])
-def test_reverse_linear_recurrence_equals_the_sequential_loop(length):
+def test_reverse_linear_recurrence_equals_the_sequential_loop(length, method):
     # Odd lengths and 1 exercise the associative scan's uneven splits; [T, 3] a batch axis.
     keys = jax.random.split(jax.random.key(length), 2)
     bias = jax.random.normal(keys[0], (length, 3))
@@ -226,7 +233,7 @@ def test_reverse_linear_recurrence_equals_the_sequential_loop(length):
     for t in reversed(range(length)):
         following = np.asarray(bias[t], np.float64) + np.asarray(coef[t], np.float64) * following
         expected[t] = following
-    _close(jax.jit(reverse_linear_recurrence)(bias, coef), expected)
+    _close(jax.jit(reverse_linear_recurrence, static_argnums=2)(bias, coef, method), expected)
 
 
 # --------------------------------------------------------------------------------------------

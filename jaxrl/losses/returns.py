@@ -41,15 +41,33 @@ def td_errors(rewards: jax.Array, values: jax.Array, next_values: jax.Array,
     return rewards + discounts * next_values - values
 
 
-def reverse_linear_recurrence(bias: jax.Array, coef: jax.Array) -> jax.Array:
+def reverse_linear_recurrence(bias: jax.Array, coef: jax.Array,
+                              method: str = "auto") -> jax.Array:
     """``x_t = bias_t + coef_t x_{t+1}`` over the leading (time) axis, ``x_T = 0``.
 
-    Computed as a log-depth ``jax.lax.associative_scan`` of the affine maps
-    ``x ↦ bias_t + coef_t x`` (composition: ``(k₁, b₁) ∘ (k₂, b₂) = (k₁ k₂, b₁ + k₁ b₂)``)
-    rather than a T-step ``scan``: ⌈log₂ T⌉ rounds of elementwise work instead of T dependent
-    loop iterations, which on a GPU are one host-side loop trip each (measured on an H200:
-    PPO's 128-step GAE loop took ≈ 28 % of an update). Equal to the sequential recursion up
-    to float rounding (≈ 1e-7 relative)."""
+    ``method``: ``"scan"``, a T-step ``lax.scan``; ``"associative"``, a log-depth
+    ``lax.associative_scan`` of the affine maps ``x ↦ bias_t + coef_t x`` (composition
+    ``(k₁, b₁) ∘ (k₂, b₂) = (k₁ k₂, b₁ + k₁ b₂)``), ⌈log₂ T⌉ rounds of elementwise work and no
+    loop; ``"auto"``, the scan on a CPU and the associative form elsewhere. On a GPU every trip
+    of a loop is launched from the host: measured on an H200, PPO's 128-step GAE loop took up to
+    28 % of an update (traced). On a CPU a loop trip is cheap and the scan is faster (measured
+    here at [128, 4]: 11 µs against 18 µs, and 0.04 s against 0.35 s to compile). Both equal
+    the sequential recursion up to float rounding (≈ 1e-7 relative).
+    """
+    if method == "auto":
+        method = "scan" if jax.default_backend() == "cpu" else "associative"
+    if method == "scan":
+        def step(following: jax.Array, inputs: tuple[jax.Array, jax.Array]
+                 ) -> tuple[jax.Array, jax.Array]:
+            b, k = inputs
+            value = b + k * following
+            return value, value
+
+        _, x = jax.lax.scan(step, jnp.zeros(bias.shape[1:], bias.dtype), (bias, coef),
+                            reverse=True)
+        return x
+    if method != "associative":
+        raise ValueError(f"method must be 'auto', 'scan' or 'associative', got {method!r}")
 
     def compose(later: tuple[jax.Array, jax.Array], earlier: tuple[jax.Array, jax.Array]
                 ) -> tuple[jax.Array, jax.Array]:
