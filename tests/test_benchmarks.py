@@ -7,6 +7,7 @@ field is there and consistent. The FLOP counter is checked against hand counts.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -144,8 +145,6 @@ def test_deadline_skips_the_remaining_cases_and_still_writes_the_results(tmp_pat
     out = tmp_path / "r.json"
     assert harness.main(["--suite", "smoke", "--only", "env_only", "--deadline", "1e-9",
                          "--out", str(out)]) == 0
-    import json
-
     result = json.loads(out.read_text())
     assert result["complete"] is True
     assert [r["status"] for r in result["rows"]] == ["ok", "skipped"]  # matmul reference first
