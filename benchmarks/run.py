@@ -25,9 +25,9 @@ asserted: shared machines are too noisy for timed assertions.
   jaxrl and 1 and 64 seeds in rejax with identical hyperparameters; DQN CartPole-v1 (20k
   gradient steps at batch 256) in jaxrl and rejax for the off-policy updates/s target.
 - ``full`` (a GPU; about 8 minutes on one H200): the same PPO at 131k steps per seed for 1, 64
-  and 256 seeds (and 1024 on a GPU) in jaxrl and rejax, DQN CartPole against rejax and sbx, PPO
-  on MinAtar Breakout and Brax ant with their env-only references, then SAC / TD3 Pendulum
-  against rejax and sbx (ordered by importance, for ``--deadline``).
+  and 256 seeds (and 1024 on a GPU) in jaxrl and rejax, DQN CartPole and SAC Pendulum against
+  rejax, PPO on MinAtar Breakout and Brax ant with their env-only references, TD3 Pendulum
+  against rejax, then sbx's DQN / SAC / TD3 (ordered by importance, for ``--deadline``).
 
 The JSON is rewritten after every case. ``--deadline S`` starts no case after S seconds,
 ``--repeats N`` sets the timed calls per case, ``--peer-python NAME=PYTHON`` runs a peer with a
@@ -135,12 +135,13 @@ def _ppo_scaling(total_timesteps: int, seeds: list[int], rejax_seeds: list[int])
     return cases
 
 
-def _off_policy(algo: str, env: str, config: dict[str, Any], gymnasium_env: str) -> list[Case]:
-    return [Case(framework, algo, env, 1, config, gymnasium_env)
-            for framework in ("jaxrl", "rejax", "sbx")]
+def _off_policy(algo: str, env: str, config: dict[str, Any], gymnasium_env: str,
+                frameworks: tuple[str, ...] = ("jaxrl", "rejax", "sbx")) -> list[Case]:
+    return [Case(framework, algo, env, 1, config, gymnasium_env) for framework in frameworks]
 
 
 MATMUL = Case("reference", "matmul", "-", 1, {})
+JAX_PEERS = ("jaxrl", "rejax")
 FULL_PPO_STEPS = 131_072
 """PPO CartPole steps per seed in ``full`` (256 updates): sized so that the whole suite,
 1024-seed runs included, fits a 15-minute lease of one GPU."""
@@ -148,16 +149,21 @@ CASES: dict[str, list[Case]] = {
     "smoke": [MATMUL, *_ppo_scaling(65_536, [1, 4, 16, 64], [1, 64]),
               *[Case(framework, "dqn", "CartPole-v1", 1, DQN_CARTPOLE_SHORT)
                 for framework in ("jaxrl", "rejax")]],
+    # Ordered by importance, for --deadline: the PPO and off-policy targets against rejax
+    # first; sbx (Python-driven, ~200 updates/s on an H200) last, as its runs take minutes.
     "full": [
         MATMUL,
         *_ppo_scaling(FULL_PPO_STEPS, [1, 64, 256], [1, 64, 256]),
-        *_off_policy("dqn", "CartPole-v1", DQN_CARTPOLE_SHORT, "CartPole-v1"),
+        *_off_policy("dqn", "CartPole-v1", DQN_CARTPOLE_SHORT, "CartPole-v1", JAX_PEERS),
+        *_off_policy("sac", "Pendulum-v1", SAC_PENDULUM, "Pendulum-v1", JAX_PEERS),
         Case("reference", "env_only", "Breakout-MinAtar", 1, PPO_MINATAR),
         Case("jaxrl", "ppo", "Breakout-MinAtar", 4, PPO_MINATAR),
         Case("reference", "env_only", "brax/ant", 1, PPO_BRAX),
         Case("jaxrl", "ppo", "brax/ant", 1, PPO_BRAX),
-        *_off_policy("sac", "Pendulum-v1", SAC_PENDULUM, "Pendulum-v1"),
-        *_off_policy("td3", "Pendulum-v1", TD3_PENDULUM, "Pendulum-v1"),
+        *_off_policy("td3", "Pendulum-v1", TD3_PENDULUM, "Pendulum-v1", JAX_PEERS),
+        *_off_policy("sac", "Pendulum-v1", SAC_PENDULUM, "Pendulum-v1", ("sbx",)),
+        *_off_policy("dqn", "CartPole-v1", DQN_CARTPOLE_SHORT, "CartPole-v1", ("sbx",)),
+        *_off_policy("td3", "Pendulum-v1", TD3_PENDULUM, "Pendulum-v1", ("sbx",)),
     ],
 }
 GPU_EXTRA_SEEDS = [1024]
@@ -180,7 +186,9 @@ def suite_cases(suite: str, backend: str = "cpu") -> list[Case]:
 # --- the jaxrl side (runs in the case's subprocess) ---------------------------------------------
 
 
-def _config(module: Any, config: dict[str, Any]) -> Any:
+def jaxrl_config(module: Any, config: dict[str, Any]) -> Any:
+    """``module.Config`` from a case's JSON-style dict (lists become tuples); ``ValueError`` naming
+    the fields ``module.Config`` lacks."""
     fields = {f.name for f in dataclasses.fields(module.Config)}
     unknown = sorted(set(config) - fields)
     if unknown:
@@ -243,12 +251,13 @@ def run_jaxrl_case(case: Case, repeats: int = RUN_REPEATS) -> dict[str, Any]:
         return {**row, **_env_only(case, repeats)}
     from jaxrl import envs
     from jaxrl.agents import ALGORITHMS
+    from jaxrl.backend import env_unroll_limit, scan_unroll
 
     if case.algo not in ALGORITHMS:
         return {**row, "status": "skipped",
                 "note": f"jaxrl has no {case.algo!r} yet (have: {', '.join(ALGORITHMS)})"}
     module = ALGORITHMS[case.algo]
-    config = _config(module, case.config)
+    config = jaxrl_config(module, case.config)
     env, env_params = envs.make(case.env)
     agent = module.make_agent(config, env, env_params)
     keys = jax.numpy.stack([jax.random.key(s) for s in range(case.seeds)])
@@ -264,7 +273,8 @@ def run_jaxrl_case(case: Case, repeats: int = RUN_REPEATS) -> dict[str, Any]:
             "matmul_flops": flops, "while_loops": while_loops,
             "final_return": measure.nanmean(returns),
             "return_kind": "training: last episode_return metric, mean over seeds",
-            "versions": {"jax": jax.__version__}}
+            "versions": {"jax": jax.__version__},
+            "scan_unroll": scan_unroll(2**31, env_unroll_limit(env))}
 
 
 # --- the orchestrator ---------------------------------------------------------------------------

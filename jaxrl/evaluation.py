@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrl.backend import env_unroll_limit, scan_unroll
 from jaxrl.envs import EpisodeStatistics
 from jaxrl.rollout import reset_envs
 
@@ -43,7 +44,9 @@ def episode_returns(key: jax.Array, env: Any, env_params: Any, policy: ObsPolicy
         return (env_state, obs, returns, finished | info["episode_done"]), None
 
     init = (env_state, obs, jnp.zeros((num_envs,), jnp.float32), jnp.zeros((num_envs,), bool))
-    (_, _, returns, finished), _ = jax.lax.scan(step, init, jax.random.split(run_key, num_steps))
+    (_, _, returns, finished), _ = jax.lax.scan(
+        step, init, jax.random.split(run_key, num_steps),
+        unroll=scan_unroll(num_steps, env_unroll_limit(env)))
     return returns, finished
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl.backend import env_unroll_limit, scan_unroll
 from jaxrl.parallel import constrain_env_axis
 
 __all__ = ["Transition", "episode_return_metric", "reset_envs", "rollout", "shuffled_minibatches"]
@@ -77,7 +78,8 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
     # Every key of the rollout in one split (row t: the policy's key, then one per env): on CPU
     # each threefry call is a small loop of its own, so splitting inside the step costs more.
     (env_state, obs), transitions = jax.lax.scan(
-        step, (env_state, obs), jax.random.split(key, (num_steps, 1 + num_envs)))
+        step, (env_state, obs), jax.random.split(key, (num_steps, 1 + num_envs)),
+        unroll=scan_unroll(num_steps, env_unroll_limit(env)))
     # As in reset_envs, so the carried env batch stays sharded (also in a resumed run).
     env_state, obs = constrain_env_axis((env_state, obs))
     return env_state, obs, transitions

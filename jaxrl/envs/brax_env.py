@@ -36,6 +36,10 @@ class BraxParams(struct.PyTreeNode):
 class BraxEnv(TimeLimitedEnv):
     """Wraps ``brax.envs.get_environment(name, backend=...)`` (no Brax wrappers)."""
 
+    max_unroll = 1
+    """Loops over this env's steps are never unrolled (``jaxrl.backend.env_unroll_limit``): a
+    physics step outlasts a loop trip's launch, and unrolling it multiplies compile time."""
+
     def __init__(self, name: str, backend: str = DEFAULT_BACKEND, **kwargs):
         from brax import envs as brax_envs  # imported lazily: Brax takes seconds to import
 
