@@ -1,4 +1,4 @@
-"""Backend-dependent loop settings: how far to unroll the time loops of rollouts and updates.
+"""Backend-dependent loop settings: how far to unroll the loops over environment steps.
 
 A ``lax.scan`` compiles to an XLA while loop. On a CPU a trip is cheap and unrolling only
 lengthens compilation (measured here on PPO CartPole, 4 envs × 128 steps: unrolling the rollout

@@ -26,7 +26,6 @@ import optax
 from flax import struct
 
 from jaxrl.agents.base import Agent, Metrics, as_typed_key
-from jaxrl.backend import env_unroll_limit, scan_unroll
 from jaxrl.envs import EpisodeStatistics, RescaleAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
@@ -261,9 +260,7 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
         key, interval_key, eval_key = jax.random.split(state.key, 3)
         keys = jax.random.split(interval_key,
                                 (config.iterations_per_update, 1 + 2 * config.updates_per_step))
-        state, metrics = jax.lax.scan(iteration, state.replace(key=key), keys,
-                                      unroll=scan_unroll(config.iterations_per_update,
-                                                         env_unroll_limit(parts.env)))
+        state, metrics = jax.lax.scan(iteration, state.replace(key=key), keys)
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics["episode_return"] = state.last_episode_return
         if config.eval_episodes:

@@ -21,7 +21,6 @@ from flax import struct
 
 from jaxrl import losses
 from jaxrl.agents.base import Agent, Metrics, as_typed_key
-from jaxrl.backend import scan_unroll
 from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted_return_trace
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.models import make_actor_critic
@@ -287,15 +286,13 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
             minibatches = jax.tree.map(lambda x: x.reshape((1, -1, *x.shape[2:])), samples)
         else:
             minibatches = shuffled_minibatches(epoch_key, samples, num_minibatches)
-        return jax.lax.scan(gradient_step, carry, minibatches,
-                            unroll=scan_unroll(num_minibatches))[0], None
+        return jax.lax.scan(gradient_step, carry, minibatches)[0], None
 
     one_minibatch = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:]))[:1], samples)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                          jax.eval_shape(step_stats, params, one_minibatch)[1])
-    (params, opt_state, totals), _ = jax.lax.scan(
-        epoch, (params, opt_state, zeros), jax.random.split(key, update_epochs),
-        unroll=scan_unroll(update_epochs))
+    (params, opt_state, totals), _ = jax.lax.scan(epoch, (params, opt_state, zeros),
+                                                  jax.random.split(key, update_epochs))
     steps = update_epochs * num_minibatches
     return params, opt_state, jax.tree.map(lambda total: total / steps, totals)
 
