@@ -156,3 +156,33 @@ def test_peer_python_needs_a_known_peer_and_a_path(tmp_path):
     with pytest.raises(SystemExit):
         harness.main(["--peer-python", "cleanrl=/usr/bin/python3", "--only", "nothing",
                       "--out", str(tmp_path / "r.json")])
+
+
+unroll = _load("benchmarks_unroll", BENCHMARKS / "unroll.py")
+
+
+def test_unroll_recommends_the_smallest_unroll_within_five_percent_of_the_best():
+    def rows(times):  # {unroll: (run_s of case a, run_s of case b)}
+        return [{"case": c, "unroll": u, "run_s": t[i]} for u, t in times.items()
+                for i, c in enumerate("ab")]
+
+    assert unroll.recommend(rows({1: (1.0, 1.0), 8: (0.62, 0.80), 16: (0.60, 0.78)})) == 8
+    assert unroll.recommend(rows({1: (1.0, 1.0), 8: (0.9, 0.9), 16: (0.5, 0.5)})) == 16
+    assert unroll.recommend(rows({1: (1.0, 1.0), 4: (1.2, 1.1)})) == 1
+    # a case measured for only some unrolls is left out of the comparison
+    partial = rows({1: (1.0, 1.0), 4: (0.5, 0.5)}) + [{"case": "c", "unroll": 1, "run_s": 9.0}]
+    assert unroll.recommend(partial) == 4
+
+
+def test_unroll_sweep_writes_rows_and_a_recommendation(tmp_path, monkeypatch):
+    monkeypatch.setitem(unroll.CASES, "tiny", ("ppo", "CartPole-v1", 2, TINY_PPO))
+    monkeypatch.setenv("JAXRL_SCAN_UNROLL", "1")  # the sweep sets it; restored after the test
+    out = tmp_path / "unroll.json"
+    result = unroll.main(["--unrolls", "1,4", "--cases", "tiny", "--repeats", "1",
+                          "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["recommended"] == result["recommended"] in (1, 4)
+    assert [(r["case"], r["unroll"]) for r in saved["rows"]] == [("tiny", 1), ("tiny", 4)]
+    assert all(r["run_s"] > 0 and r["env_steps_per_s"] > 0 for r in saved["rows"])
+    with pytest.raises(SystemExit):
+        unroll.main(["--cases", "nope"])
