@@ -61,6 +61,8 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
 
     ``policy(key, obs [num_envs, ...]) -> (actions, extras)``; ``extras`` (log-probs, values, …)
     are stored in ``Transition.extras``. Transitions come back time-major ``[num_steps, num_envs]``.
+    On a GPU / TPU the step loop runs ``jaxrl.backend.scan_unroll`` steps per loop trip (16, or
+    the env's ``max_unroll``); on a CPU one.
     """
     num_envs = jax.tree.leaves(env_state)[0].shape[0]
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
