@@ -406,6 +406,8 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
         # The JSON keeps the note's last lines; the table shows its final one (the message).
         note = (r.get("note") or "").split(" | ")[-1].strip()[:160]
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {note}"
+        if r["status"] == "ok" and (r.get("scan_unroll") or 1) > 1:
+            status += f" (unroll {r['scan_unroll']})"  # env-step loops, jaxrl.backend
         lines.append(
             f"| {r['framework']} | {r['algo']} | {r['env']} | {r['seeds']} | {status} "
             f"| {_fmt(r.get('compile_s'), '.1f')} ({_fmt(r.get('compile_cpu_s'), '.1f')}) "

@@ -131,6 +131,10 @@ def test_targets_report_ratios_pass_miss_and_missing_rows():
         in table
     gpu = harness.targets(rows[:2], backend="gpu")
     assert gpu[-1]["result"] == "n/a"  # no 64-seed row to compare
+    unrolled = harness.markdown([{**rows[0], "scan_unroll": 16}, {**rows[1], "scan_unroll": 1}],
+                                [])
+    assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (unroll 16) |" in unrolled
+    assert "| rejax | ppo | CartPole-v1 | 1 | ok |" in unrolled
 
 
 def test_full_suite_on_a_gpu_puts_the_1024_seed_pair_after_the_other_ppo_pairs():
