@@ -147,6 +147,6 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, discounts
                       discounts=discounts, dones=dones)
     rewards, values, next_values, discounts = map(_as_float,
                                                   (rewards, values, next_values, discounts))
-    deltas = rewards + discounts * next_values - values
+    deltas = td_errors(rewards, values, next_values, discounts)
     keep = (discounts * lambda_ * (1.0 - _as_float(dones))).astype(deltas.dtype)
     return reverse_linear_recurrence(deltas, keep)
