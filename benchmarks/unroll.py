@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import measure  # noqa: E402
-from run import DQN_CARTPOLE_SHORT, SAC_PENDULUM, jaxrl_config, ppo_cartpole  # noqa: E402
+from run import DQN_CARTPOLE_SHORT, SAC_PENDULUM, Case, ppo_cartpole, run_jaxrl_case  # noqa: E402
 
 CASES: dict[str, tuple[str, str, int, dict[str, Any]]] = {
     "ppo1": ("ppo", "CartPole-v1", 1, ppo_cartpole(131_072)),
@@ -40,26 +40,15 @@ TOLERANCE = 1.05
 
 
 def measure_case(name: str, unroll: int, repeats: int) -> dict[str, Any]:
-    """Compile and run case ``name`` with ``$JAXRL_SCAN_UNROLL = unroll``; one result row."""
-    import jax
-
-    from jaxrl import envs
-    from jaxrl.agents import ALGORITHMS
+    """Compile and run case ``name`` with ``$JAXRL_SCAN_UNROLL = unroll`` (through the harness's
+    ``run_jaxrl_case``, in this process); one result row."""
     from jaxrl.backend import UNROLL_ENV
 
-    algo, env_id, seeds, raw = CASES[name]
+    algo, env_id, seeds, config = CASES[name]
     os.environ[UNROLL_ENV] = str(unroll)
-    module = ALGORITHMS[algo]
-    config = jaxrl_config(module, raw)
-    env, env_params = envs.make(env_id)
-    agent = module.make_agent(config, env, env_params)
-    keys = jax.numpy.stack([jax.random.key(s) for s in range(seeds)])
-    _, timings, _ = measure.compile_and_run(
-        jax.vmap(module.make_train(config, env, env_params)), keys, repeats=repeats)
-    steps = seeds * (getattr(agent, "initial_steps", 0)
-                     + agent.num_updates * agent.steps_per_update)
-    return {"case": name, "unroll": unroll, "compile_s": timings["compile_s"],
-            "run_s": timings["run_s"], "env_steps_per_s": steps / timings["run_s"]}
+    row = run_jaxrl_case(Case("jaxrl", algo, env_id, seeds, config), repeats)
+    return {"case": name, "unroll": unroll, "compile_s": row["compile_s"], "run_s": row["run_s"],
+            "env_steps_per_s": seeds * row["env_steps_per_seed"] / row["run_s"]}
 
 
 def recommend(rows: list[dict[str, Any]]) -> int:
