@@ -17,7 +17,8 @@ from flax import struct
 from jaxrl.backend import env_unroll_limit, scan_unroll
 from jaxrl.parallel import constrain_env_axis
 
-__all__ = ["Transition", "episode_return_metric", "reset_envs", "rollout", "shuffled_minibatches"]
+__all__ = ["Transition", "bootstrap_values", "episode_return_metric", "reset_envs", "rollout",
+           "shuffled_minibatches"]
 
 Policy = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -85,6 +86,39 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
     # As in reset_envs, so the carried env batch stays sharded (also in a resumed run).
     env_state, obs = constrain_env_axis((env_state, obs))
     return env_state, obs, transitions
+
+
+def bootstrap_values(value_fn: Callable[[jax.Array], jax.Array], transitions: Transition,
+                     values: jax.Array, max_truncations: int | None) -> jax.Array:
+    """``V(final_obs)`` of every step ``[T, N]`` wherever it is used, i.e. where not terminated.
+
+    ``values[t] = V(obs[t])`` were computed during the rollout, and where step ``t`` did not end
+    an episode ``final_obs[t] = obs[t+1]``. So only two sets of rows need ``value_fn``: the last
+    step's final observations and the steps that were truncated; ``max_truncations`` (per env
+    in ``T`` steps, ``TimeLimitedEnv.max_truncations``) bounds the latter statically, and they
+    are gathered into ``N · (1 + max_truncations)`` rows instead of ``T · N``. Where an episode
+    terminated the result is ``V`` of the next episode's first observation, which a zero discount
+    ignores. With no bound (None) or no saving, ``value_fn`` runs on every final observation.
+    """
+    final_obs, truncated = transitions.next_obs, transitions.truncated
+    num_steps, num_envs = truncated.shape
+    if max_truncations is None or num_envs * (1 + max_truncations) >= num_steps * num_envs:
+        return value_fn(final_obs)
+    budget = num_envs * max_truncations
+    if budget:
+        # Indices of the cut steps, padded past the end: those rows gather zeros and are dropped.
+        (cut,) = jnp.nonzero(truncated.reshape(-1), size=budget, fill_value=truncated.size)
+        flat_obs = final_obs.reshape((-1, *final_obs.shape[2:]))
+        rows = jnp.concatenate([final_obs[-1], flat_obs.at[cut].get(mode="fill", fill_value=0)])
+    else:
+        rows = final_obs[-1]
+    row_values = value_fn(rows)
+    next_values = jnp.concatenate([values[1:], row_values[None, :num_envs]])
+    if not budget:
+        return next_values
+    at_cuts = jnp.zeros(truncated.size, row_values.dtype).at[cut].set(
+        row_values[num_envs:], mode="drop").reshape(truncated.shape)
+    return jnp.where(truncated, at_cuts, next_values)
 
 
 def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any:

@@ -174,6 +174,36 @@ def test_no_time_limit_when_params_have_none():
     np.testing.assert_array_equal(traj["next_obs"], np.arange(1, 21))
 
 
+def test_max_truncations_bounds_the_cuts_of_every_window():
+    # Limit 4, episodes of every phase: the cuts in any window of T steps never exceed the bound
+    # ⌈T / 4⌉, and some window reaches it.
+    env, params = CounterEnv(), CounterParams(max_steps_in_episode=4)
+    truncated = rollout(env, params, jax.random.key(0), 40, zero_policy)["truncated"]
+    for num_steps in range(1, 13):
+        bound = env.max_truncations(params, num_steps)
+        assert bound == -(-num_steps // 4)
+        windows = [truncated[t:t + num_steps].sum() for t in range(40 - num_steps)]
+        assert max(windows) == bound
+
+
+def test_max_truncations_is_unknown_where_the_limit_is_not():
+    class NoLimit(struct.PyTreeNode):
+        terminate_at: int = 0
+
+    class OwnStep(CounterEnv):
+        def step(self, key, state, action, params):
+            return super().step(key, state, action, params)
+
+    env = envs.EpisodeStatistics(CounterEnv())  # wrappers forward the bound
+    assert env.max_truncations(CounterParams(max_steps_in_episode=500), 128) == 1
+    assert env.max_truncations(NoLimit(), 128) == 0
+    assert OwnStep().max_truncations(CounterParams(), 128) is None
+    seen = []
+    jax.jit(lambda limit: seen.append(
+        CounterEnv().max_truncations(CounterParams(max_steps_in_episode=limit), 8)))(3)
+    assert seen == [None]
+
+
 def test_counter_env_satisfies_protocol():
     assert isinstance(CounterEnv(), envs.Environment)
 

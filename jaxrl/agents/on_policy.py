@@ -24,7 +24,8 @@ from jaxrl.agents.base import Agent, Metrics, as_typed_key
 from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted_return_trace
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.models import make_actor_critic
-from jaxrl.rollout import episode_return_metric, reset_envs, rollout, shuffled_minibatches
+from jaxrl.rollout import (bootstrap_values, episode_return_metric, reset_envs, rollout,
+                           shuffled_minibatches)
 
 __all__ = ["ACTOR_MODULES", "Batch", "OnPolicySetup", "RolloutState", "TrainState",
            "actor_critic_loss", "collect", "gradient_epochs", "init_rollout", "make_act",
@@ -47,7 +48,8 @@ class Batch(struct.PyTreeNode):
     """One rollout, time-major ``[num_steps, num_envs, ...]``.
 
     ``obs`` is normalised as the policy saw it; ``reward`` is scaled when reward normalisation
-    is on; ``next_value`` is ``V(final_obs)``, the bootstrap value of each step.
+    is on; ``next_value`` is ``V(final_obs)``, the bootstrap value of each step
+    (``rollout.bootstrap_values``; where terminated, a value the zero discount ignores).
     """
 
     obs: jax.Array
@@ -112,6 +114,11 @@ def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent") -> O
     return OnPolicySetup(env, network, observation_space, action_space)
 
 
+def _max_truncations(env: Any, env_params: Any, num_steps: int) -> int | None:
+    bound = getattr(env, "max_truncations", None)
+    return None if bound is None else bound(env_params, num_steps)
+
+
 def _normalize(config: Any, stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
     return stats.normalize(obs) if config.normalize_obs else obs
 
@@ -140,8 +147,10 @@ def collect(key: jax.Array, state: RolloutState, config: Any, parts: OnPolicySet
 
     env_state, obs, traj = rollout(key, parts.env, env_params, state.env_state, state.obs,
                                    policy, config.num_steps)
-    next_value = network.apply(params, _normalize(config, state.obs_stats, traj.next_obs),
-                               method="value")
+    next_value = bootstrap_values(
+        lambda obs: network.apply(params, _normalize(config, state.obs_stats, obs),
+                                  method="value"),
+        traj, traj.extras["value"], _max_truncations(parts.env, env_params, config.num_steps))
     rewards, return_trace, return_stats = traj.reward, state.return_trace, state.return_stats
     if config.normalize_reward:
         trace, return_trace = discounted_return_trace(rewards, traj.done, config.gamma,

@@ -77,6 +77,24 @@ class TimeLimitedEnv:
     def action_space(self, params: Any) -> Space:
         raise NotImplementedError
 
+    def max_truncations(self, params: Any, num_steps: int) -> int | None:
+        """The most truncations one env can report in ``num_steps`` consecutive steps.
+
+        Two time-limit cuts are at least ``L = params.max_steps_in_episode`` steps apart, so the
+        bound is ``⌈num_steps / L⌉``; 0 without a limit. None where it is not known when tracing
+        (a traced or batched limit, or a subclass that overrides ``step``). On-policy agents use
+        it to evaluate ``V(final_obs)`` only on the steps where an episode was cut
+        (``jaxrl.rollout.bootstrap_values``). A wrapper that adds truncations must override it.
+        """
+        if type(self).step is not TimeLimitedEnv.step:
+            return None
+        limit = getattr(params, "max_steps_in_episode", None)
+        if limit is None:
+            return 0
+        if isinstance(limit, jax.core.Tracer) or jnp.ndim(limit) != 0:
+            return None
+        return -(-num_steps // max(int(limit), 1))
+
     def reset(self, key: jax.Array, params: Any) -> tuple[jax.Array, TimeLimitState]:
         obs, env_state = self.reset_env(key, params)
         return obs, TimeLimitState(env_state=env_state, time=jnp.zeros((), jnp.int32))

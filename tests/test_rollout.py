@@ -1,0 +1,125 @@
+"""Tests for ``jaxrl.rollout.bootstrap_values``: ``V(final_obs)`` from the rollout's own values
+plus the last step and the (statically bounded) truncated steps, against the dense pass."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_envs import CounterEnv, CounterParams
+
+from jaxrl import envs
+from jaxrl.rollout import bootstrap_values, reset_envs, rollout
+
+
+def _collect(env, params, num_envs, num_steps, value_fn, key=0):
+    """A random-policy rollout that stores ``value_fn(obs)`` as the agents' policies do."""
+    space = env.action_space(params)
+
+    def policy(key, obs):
+        actions = jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
+        return actions, {"value": value_fn(obs)}
+
+    obs, state = reset_envs(jax.random.key(key), env, params, num_envs)
+    return rollout(jax.random.key(key + 1), env, params, state, obs, policy, num_steps)[2]
+
+
+def _identity(obs):
+    return obs.astype(jnp.float32)
+
+
+def test_counter_bootstrap_values_by_hand():
+    # Limit 3, one env, V(obs) = obs: the final observations run 1,2,3 | 1,2,3 | 1 and so must
+    # the bootstrap values; the rollout's own values (V of the obs before each step) are 0,1,2,…
+    env, params = CounterEnv(), CounterParams(max_steps_in_episode=3)
+    traj = _collect(env, params, 1, 7, _identity)
+    np.testing.assert_array_equal(traj.extras["value"][:, 0], [0, 1, 2, 0, 1, 2, 0])
+    next_value = bootstrap_values(_identity, traj, traj.extras["value"],
+                                  env.max_truncations(params, 7))
+    np.testing.assert_array_equal(next_value[:, 0], [1, 2, 3, 1, 2, 3, 1])
+
+
+def test_termination_gets_a_value_that_its_zero_discount_ignores():
+    # Terminates at 2 (limit 5 never reached): where terminated the result is V of the next
+    # episode's first obs (0), everywhere else V(final_obs).
+    env, params = CounterEnv(), CounterParams(max_steps_in_episode=5, terminate_at=2)
+    traj = _collect(env, params, 1, 6, _identity)
+    next_value = bootstrap_values(_identity, traj, traj.extras["value"],
+                                  env.max_truncations(params, 6))
+    np.testing.assert_array_equal(traj.terminated[:, 0], [0, 1] * 3)
+    np.testing.assert_array_equal(next_value[:, 0], [1, 0, 1, 0, 1, 2])
+
+
+@pytest.mark.parametrize(("env_id", "limit", "num_envs", "num_steps"), [
+    ("CartPole-v1", 7, 4, 32),     # many cuts: every budget row is used
+    ("CartPole-v1", 500, 4, 64),   # the benchmark's case: one row per env for the cuts
+    ("Pendulum-v1", 20, 3, 50),    # continuous observations, cuts in lockstep
+])
+def test_sparse_bootstrap_equals_the_dense_pass_where_it_is_used(env_id, limit, num_envs,
+                                                                 num_steps):
+    env, params = envs.make(env_id)
+    params = params.replace(max_steps_in_episode=limit)
+    weights = jax.random.normal(jax.random.key(7), env.observation_space(params).shape)
+
+    def value_fn(obs):
+        return jnp.tanh(obs @ weights)
+
+    bound = envs.EpisodeStatistics(env).max_truncations(params, num_steps)
+    for key in range(3):
+        traj = _collect(env, params, num_envs, num_steps, value_fn, key)
+        sparse = jax.jit(bootstrap_values, static_argnums=(0, 3))(
+            value_fn, traj, traj.extras["value"], bound)
+        dense = value_fn(traj.next_obs)
+        used = ~np.asarray(traj.terminated)
+        np.testing.assert_allclose(np.asarray(sparse)[used], np.asarray(dense)[used],
+                                   rtol=1e-6, atol=1e-6)
+    if limit < num_steps:
+        assert traj.truncated.sum() > 0
+
+
+def test_unknown_bound_or_no_saving_evaluates_every_final_observation():
+    env, params = CounterEnv(), CounterParams(max_steps_in_episode=1)
+    traj = _collect(env, params, 2, 4, _identity)
+    calls = []
+
+    def value_fn(obs):
+        calls.append(obs.shape)
+        return _identity(obs)
+
+    for bound in (None, env.max_truncations(params, 4)):  # None, then 4 (cut every step)
+        calls.clear()
+        np.testing.assert_array_equal(
+            bootstrap_values(value_fn, traj, traj.extras["value"], bound), traj.next_obs)
+        assert calls == [(4, 2)]
+
+
+def test_without_a_time_limit_only_the_last_step_is_evaluated():
+    class NoLimit(CounterParams.__base__):  # a params type without max_steps_in_episode
+        terminate_at: int = 0
+
+    env, params = CounterEnv(), NoLimit()
+    traj = _collect(env, params, 3, 5, _identity)
+    calls = []
+
+    def value_fn(obs):
+        calls.append(obs.shape)
+        return _identity(obs)
+
+    next_value = bootstrap_values(value_fn, traj, traj.extras["value"],
+                                  env.max_truncations(params, 5))
+    assert calls == [(3,)]
+    np.testing.assert_array_equal(next_value, traj.next_obs)
+
+
+def test_vmapped_seeds_match_single_runs():
+    env, params = CounterEnv(), CounterParams(max_steps_in_episode=3)
+
+    def one(key):
+        traj = _collect(env, params, 2, 8, _identity, key)
+        return bootstrap_values(_identity, traj, traj.extras["value"],
+                                env.max_truncations(params, 8))
+
+    batched = jax.vmap(lambda k: one(k))(jnp.arange(3))
+    for seed in range(3):
+        np.testing.assert_array_equal(batched[seed], one(seed))
