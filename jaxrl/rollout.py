@@ -93,31 +93,29 @@ def bootstrap_values(value_fn: Callable[[jax.Array], jax.Array], transitions: Tr
     """``V(final_obs)`` of every step ``[T, N]`` wherever it is used, i.e. where not terminated.
 
     ``values[t] = V(obs[t])`` were computed during the rollout, and where step ``t`` did not end
-    an episode ``final_obs[t] = obs[t+1]``. So only two sets of rows need ``value_fn``: the last
-    step's final observations and the steps that were truncated; ``max_truncations`` (per env
-    in ``T`` steps, ``TimeLimitedEnv.max_truncations``) bounds the latter statically, and they
-    are gathered into ``N · (1 + max_truncations)`` rows instead of ``T · N``. Where an episode
-    terminated the result is ``V`` of the next episode's first observation, which a zero discount
-    ignores. With no bound (None) or no saving, ``value_fn`` runs on every final observation.
+    an episode ``final_obs[t] = obs[t+1]``. So only the last step's final observations and the
+    truncated steps need ``value_fn``; ``max_truncations`` (``k``, per env in ``T`` steps:
+    ``TimeLimitedEnv.max_truncations``) bounds the latter statically, so ``value_fn`` runs on
+    ``(1 + k) · N`` rows instead of ``T · N``. Where an episode terminated the result is ``V`` of
+    the next episode's first observation, which a zero discount ignores. With no bound (None) or
+    no saving, ``value_fn`` runs on every final observation.
     """
     final_obs, truncated = transitions.next_obs, transitions.truncated
     num_steps, num_envs = truncated.shape
-    if max_truncations is None or num_envs * (1 + max_truncations) >= num_steps * num_envs:
+    if max_truncations is None or 1 + max_truncations >= num_steps:
         return value_fn(final_obs)
-    budget = num_envs * max_truncations
-    if budget:
-        # Indices of the cut steps, padded past the end: those rows gather zeros and are dropped.
-        (cut,) = jnp.nonzero(truncated.reshape(-1), size=budget, fill_value=truncated.size)
-        flat_obs = final_obs.reshape((-1, *final_obs.shape[2:]))
-        rows = jnp.concatenate([final_obs[-1], flat_obs.at[cut].get(mode="fill", fill_value=0)])
-    else:
-        rows = final_obs[-1]
-    row_values = value_fn(rows)
-    next_values = jnp.concatenate([values[1:], row_values[None, :num_envs]])
-    if not budget:
+    rows = final_obs[-1:]
+    if max_truncations:
+        # Per env, the steps of its (at most k) cuts: top_k puts the earlier of equal scores
+        # first, so an env with fewer cuts gets uncut steps, which the final `where` ignores.
+        cut_steps = jax.lax.top_k(truncated.T.astype(jnp.int32), max_truncations)[1].T  # [k, N]
+        rows = jnp.concatenate([rows, final_obs[cut_steps, jnp.arange(num_envs)]])
+    row_values = value_fn(rows)  # [1 + k, N]
+    next_values = jnp.concatenate([values[1:], row_values[:1]])
+    if not max_truncations:
         return next_values
-    at_cuts = jnp.zeros(truncated.size, row_values.dtype).at[cut].set(
-        row_values[num_envs:], mode="drop").reshape(truncated.shape)
+    at_step = cut_steps[:, None, :] == jnp.arange(num_steps)[None, :, None]  # [k, T, N]
+    at_cuts = jnp.where(at_step, row_values[1:, None, :], 0.0).sum(0)
     return jnp.where(truncated, at_cuts, next_values)
 
 

@@ -108,7 +108,7 @@ def test_without_a_time_limit_only_the_last_step_is_evaluated():
 
     next_value = bootstrap_values(value_fn, traj, traj.extras["value"],
                                   env.max_truncations(params, 5))
-    assert calls == [(3,)]
+    assert calls == [(1, 3)]
     np.testing.assert_array_equal(next_value, traj.next_obs)
 
 

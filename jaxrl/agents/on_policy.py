@@ -10,6 +10,7 @@ TRPO) differ only in what they do with the batch. Their ``Config`` must provide 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -277,6 +278,9 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
     ``grad_norm``, averaged over all steps.
     """
 
+    # Jitted so that the shape query below and the scan body share one trace of the gradient
+    # (the trace cache hits on equal shapes; XLA inlines the call).
+    @jax.jit
     def step_stats(params, minibatch):
         grads, stats = jax.grad(loss_fn, has_aux=True)(params, minibatch)
         return grads, {**stats, "grad_norm": optax.tree.norm(grads)}
@@ -297,9 +301,11 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
             minibatches = shuffled_minibatches(epoch_key, samples, num_minibatches)
         return jax.lax.scan(gradient_step, carry, minibatches)[0], None
 
-    one_minibatch = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:]))[:1], samples)
+    minibatch_size = math.prod(jax.tree.leaves(samples)[0].shape[:2]) // num_minibatches
+    minibatch = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct((minibatch_size, *x.shape[2:]), x.dtype), samples)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                         jax.eval_shape(step_stats, params, one_minibatch)[1])
+                         jax.eval_shape(step_stats, params, minibatch)[1])
     (params, opt_state, totals), _ = jax.lax.scan(epoch, (params, opt_state, zeros),
                                                   jax.random.split(key, update_epochs))
     steps = update_epochs * num_minibatches
