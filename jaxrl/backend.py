@@ -1,4 +1,5 @@
-"""Backend-dependent loop settings: how far to unroll the loops over environment steps.
+"""Backend-dependent settings: how far to unroll the loops over environment steps, and the
+on-disk cache of compiled programs (``enable_compile_cache``).
 
 A ``lax.scan`` compiles to an XLA while loop. On a GPU each trip is launched from the host, so a
 loop whose body is one env step of a few envs is dominated by launch latency; unrolling ``u``
@@ -14,12 +15,16 @@ compile, e.g. in a notebook.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import warnings
+from pathlib import Path
 from typing import Any
 
 import jax
 
-__all__ = ["ACCELERATOR_UNROLL", "UNROLL_ENV", "env_unroll_limit", "scan_unroll"]
+__all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "DEFAULT_COMPILE_CACHE", "UNROLL_ENV",
+           "enable_compile_cache", "env_unroll_limit", "scan_unroll"]
 
 ACCELERATOR_UNROLL = 16
 """Env steps per loop trip on GPU / TPU: the fastest of 1 / 8 / 16 on an H200
@@ -57,3 +62,47 @@ def env_unroll_limit(env: Any) -> int | None:
     outlasts a loop trip's launch, so unrolling it would only multiply compile time.
     """
     return getattr(env, "max_unroll", None)
+
+
+COMPILE_CACHE_ENV = "JAXRL_COMPILE_CACHE"
+"""Environment variable naming the compile cache directory (``off`` disables it)."""
+DEFAULT_COMPILE_CACHE = "~/.cache/jaxrl/xla"
+COMPILE_CACHE_MAX_BYTES = 2 * 1024**3
+"""Size cap of a cache this module turns on (JAX evicts the least recently used entries; it
+needs the ``filelock`` package for that)."""
+_OFF = ("", "0", "off", "false", "none", "no")
+
+
+def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Keep compiled programs on disk (JAX's persistent compilation cache), so a run repeated
+    with the same config, env, shapes and JAX version skips XLA compilation.
+
+    The directory is ``path``, else ``$JAXRL_COMPILE_CACHE``, else ``~/.cache/jaxrl/xla``;
+    ``off`` (or ``0``, ``none``) disables it. A cache the user already configured
+    (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. Only compilations that take
+    longer than ``jax_persistent_cache_min_compile_time_secs`` (1 s) are stored; the cache is
+    capped at ``COMPILE_CACHE_MAX_BYTES`` where the ``filelock`` package is installed. Call it before the first compilation: JAX decides
+    once per process whether to use a cache. The ``jaxrl`` CLI calls it on start. Returns the
+    directory in use, or None (off, or the directory cannot be created: a warning says why).
+    A cached program is the same executable, so results are bitwise those of a fresh compile.
+    """
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:
+        return Path(configured)
+    choice = os.fspath(path) if path is not None else os.environ.get(COMPILE_CACHE_ENV,
+                                                                    DEFAULT_COMPILE_CACHE)
+    if choice.strip().lower() in _OFF:
+        return None
+    directory = Path(choice).expanduser()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        warnings.warn(f"compile cache off: cannot create {directory} ({error}); set "
+                      f"${COMPILE_CACHE_ENV} to a writable directory or to 'off'", stacklevel=2)
+        return None
+    # JAX enforces a size cap only with the `filelock` package; without it the cache grows
+    # until the directory is deleted.
+    if jax.config.jax_compilation_cache_max_size < 0 and importlib.util.find_spec("filelock"):
+        jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_MAX_BYTES)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    return directory

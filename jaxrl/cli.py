@@ -28,6 +28,9 @@ commands:
                          generate an offline dataset (jaxrl dataset --help)
   ope --dataset FILE.npz [--target expert|medium|random | --policy-run DIR]
                          off-policy estimates of a policy's value beside its true value
+
+Compiled programs are cached in ~/.cache/jaxrl/xla, so a repeated run skips compilation;
+JAXRL_COMPILE_CACHE=DIR moves the cache, JAXRL_COMPILE_CACHE=off turns it off.
 """
 
 
@@ -346,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command in ("train", "eval", "dataset", "ope"):
+        from jaxrl.backend import enable_compile_cache
+
+        # Repeated runs of one config skip XLA compilation ($JAXRL_COMPILE_CACHE=off: no cache).
+        enable_compile_cache()
     if command == "train":
         return _train(rest)
     if command == "envs":

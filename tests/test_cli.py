@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import signal
@@ -327,22 +328,51 @@ def test_train_help_lists_config_flags(capsys):
     assert "--total-timesteps" in out
 
 
-def test_console_script_end_to_end(tmp_path):
+def test_console_script_end_to_end_and_its_compile_cache(tmp_path):
+    # Twice through the installed script with one compile cache: the first run fills the cache,
+    # the second compiles nothing new (every program is a cache hit) and writes the same metrics.
     script = shutil.which("jaxrl", path=str(Path(sys.executable).parent))
     command = [script] if script else [sys.executable, "-m", "jaxrl.cli"]
-    out = tmp_path / "run"
-    completed = subprocess.run(
-        [*command, "train", "ppo", "--env", "CartPole-v1", "--total-timesteps", "64",
-         "--num-envs", "2", "--num-steps", "8", "--num-minibatches", "1", "--update-epochs", "1",
-         "--hidden-sizes", "8", "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert completed.returncode == 0, completed.stderr
-    summary = [line for line in completed.stdout.splitlines()
-               if line.startswith("final episode_return")]
-    assert len(summary) == 1
-    assert "env steps/s" in completed.stdout
-    _, rows = read_metrics(out / "metrics.csv")
-    assert rows.shape[0] == 64 // 16
+    cache = tmp_path / "cache"
+    env = {**os.environ, "JAXRL_COMPILE_CACHE": str(cache),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    entries, metrics = [], []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        completed = subprocess.run(
+            [*command, "train", "ppo", "--env", "CartPole-v1", "--total-timesteps", "64",
+             "--num-envs", "2", "--num-steps", "8", "--num-minibatches", "1",
+             "--update-epochs", "1", "--hidden-sizes", "8", "--out", str(out), "--no-progress"],
+            capture_output=True, text=True, timeout=300, check=False, env=env)
+        assert completed.returncode == 0, completed.stderr
+        summary = [line for line in completed.stdout.splitlines()
+                   if line.startswith("final episode_return")]
+        assert len(summary) == 1
+        assert "env steps/s" in completed.stdout
+        _, rows = read_metrics(out / "metrics.csv")
+        assert rows.shape[0] == 64 // 16
+        entries.append(sorted(p.name for p in cache.iterdir()))
+        metrics.append((out / "metrics.csv").read_bytes())
+    assert entries[0], "the first run stored no compiled program"
+    assert entries[1] == entries[0]
+    assert metrics[1] == metrics[0]
+
+
+def test_compile_cache_off_or_unwritable_leaves_jax_alone(tmp_path, monkeypatch):
+    import jax
+
+    from jaxrl.backend import COMPILE_CACHE_ENV, enable_compile_cache
+
+    if jax.config.jax_compilation_cache_dir:
+        pytest.skip("a compile cache is configured for this process")
+    for off in ("off", "0", "None"):
+        monkeypatch.setenv(COMPILE_CACHE_ENV, off)
+        assert enable_compile_cache() is None
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.warns(UserWarning, match="compile cache off: cannot create"):
+        assert enable_compile_cache(blocker / "cache") is None
+    assert jax.config.jax_compilation_cache_dir is None
 
 
 # ----------------------------------------------------------------------------------------------
