@@ -81,10 +81,11 @@ def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | N
     ``off`` (or ``0``, ``none``) disables it. A cache the user already configured
     (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. Only compilations that take
     longer than ``jax_persistent_cache_min_compile_time_secs`` (1 s) are stored; the cache is
-    capped at ``COMPILE_CACHE_MAX_BYTES`` where the ``filelock`` package is installed. Call it before the first compilation: JAX decides
-    once per process whether to use a cache. The ``jaxrl`` CLI calls it on start. Returns the
-    directory in use, or None (off, or the directory cannot be created: a warning says why).
-    A cached program is the same executable, so results are bitwise those of a fresh compile.
+    capped at ``COMPILE_CACHE_MAX_BYTES`` where the ``filelock`` package is installed. Call it
+    before the first compilation: JAX decides once per process whether to use a cache. The
+    ``jaxrl`` CLI calls it on start. Returns the directory in use, or None (off, or the
+    directory cannot be created: a warning says why). A cached program is the same
+    executable, so results are bitwise those of a fresh compile.
     """
     configured = jax.config.jax_compilation_cache_dir
     if configured:

@@ -25,8 +25,13 @@ from jaxrl.agents.base import Agent, Metrics, as_typed_key
 from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted_return_trace
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.models import make_actor_critic
-from jaxrl.rollout import (bootstrap_values, episode_return_metric, reset_envs, rollout,
-                           shuffled_minibatches)
+from jaxrl.rollout import (
+    bootstrap_values,
+    episode_return_metric,
+    reset_envs,
+    rollout,
+    shuffled_minibatches,
+)
 
 __all__ = ["ACTOR_MODULES", "Batch", "OnPolicySetup", "RolloutState", "TrainState",
            "actor_critic_loss", "collect", "gradient_epochs", "init_rollout", "make_act",
