@@ -695,6 +695,8 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
             "env_steps_per_second": result.steps_per_second, "runs": runs, "seeds": seeds,
             "settings": len(settings), "total_env_steps_per_run": total_steps,
             "chunk_updates": chunk, "resumed_from_update": start_updates,
+            # compile_seconds is short when the programs came from this on-disk cache.
+            "compile_cache": jax.config.jax_compilation_cache_dir,
         })
         returns = metrics["episode_return"].reshape(len(settings), seeds, -1)
         plot_returns(steps, returns, out_dir / "returns.png", f"{algo} on {env_id}",

@@ -351,6 +351,7 @@ def test_console_script_end_to_end_and_its_compile_cache(tmp_path):
         assert "env steps/s" in completed.stdout
         _, rows = read_metrics(out / "metrics.csv")
         assert rows.shape[0] == 64 // 16
+        assert json.loads((out / "timings.json").read_text())["compile_cache"] == str(cache)
         entries.append(sorted(p.name for p in cache.iterdir()))
         metrics.append((out / "metrics.csv").read_bytes())
     assert entries[0], "the first run stored no compiled program"
