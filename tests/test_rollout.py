@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 from test_envs import CounterEnv, CounterParams
 
 from jaxrl import envs
@@ -95,7 +96,7 @@ def test_unknown_bound_or_no_saving_evaluates_every_final_observation():
 
 
 def test_without_a_time_limit_only_the_last_step_is_evaluated():
-    class NoLimit(CounterParams.__base__):  # a params type without max_steps_in_episode
+    class NoLimit(struct.PyTreeNode):  # params without max_steps_in_episode
         terminate_at: int = 0
 
     env, params = CounterEnv(), NoLimit()
