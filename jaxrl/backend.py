@@ -23,12 +23,17 @@ from typing import Any
 
 import jax
 
-__all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "DEFAULT_COMPILE_CACHE", "UNROLL_ENV",
-           "enable_compile_cache", "env_unroll_limit", "scan_unroll"]
+__all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "DEFAULT_COMPILE_CACHE", "ONE_OFF_UNROLL",
+           "UNROLL_ENV", "enable_compile_cache", "env_unroll_limit", "scan_unroll"]
 
 ACCELERATOR_UNROLL = 16
 """Env steps per loop trip on GPU / TPU: the fastest of 1 / 8 / 16 on an H200
 (``benchmarks/unroll.py``)."""
+ONE_OFF_UNROLL = 1
+"""Unroll of the env loops that run once per logged row or once per run: agents' evaluations
+between updates and an off-policy agent's warm-up. Unrolling them (16 steps per trip on a GPU)
+saved nothing measurable but made DQN CartPole compile in 33.9 s instead of 6.5 s and SAC
+Pendulum in 25.1 s instead of 11.0 s (H200, ``benchmarks/results/full_gpu.json``)."""
 UNROLL_ENV = "JAXRL_SCAN_UNROLL"
 """Environment variable that overrides the unroll on every backend (read at trace time)."""
 

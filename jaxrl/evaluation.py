@@ -24,10 +24,13 @@ ObsPolicy = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def episode_returns(key: jax.Array, env: Any, env_params: Any, policy: ObsPolicy,
-                    num_envs: int, num_steps: int) -> tuple[jax.Array, jax.Array]:
+                    num_envs: int, num_steps: int,
+                    unroll: int | None = None) -> tuple[jax.Array, jax.Array]:
     """``(returns [num_envs], finished [num_envs])``: the undiscounted return of the first
     episode each of ``num_envs`` envs finishes within ``num_steps`` steps of
-    ``policy(key, obs [num_envs, ...]) -> actions``; ``finished`` is False where none ended."""
+    ``policy(key, obs [num_envs, ...]) -> actions``; ``finished`` is False where none ended.
+    ``unroll``: steps per loop trip, ``jaxrl.backend.scan_unroll``'s by default; agents that
+    evaluate between updates pass ``jaxrl.backend.ONE_OFF_UNROLL``."""
     env = EpisodeStatistics(env)
     reset_key, run_key = jax.random.split(key)
     obs, env_state = reset_envs(reset_key, env, env_params, num_envs)
@@ -46,14 +49,15 @@ def episode_returns(key: jax.Array, env: Any, env_params: Any, policy: ObsPolicy
     init = (env_state, obs, jnp.zeros((num_envs,), jnp.float32), jnp.zeros((num_envs,), bool))
     (_, _, returns, finished), _ = jax.lax.scan(
         step, init, jax.random.split(run_key, num_steps),
-        unroll=scan_unroll(num_steps, env_unroll_limit(env)))
+        unroll=unroll or scan_unroll(num_steps, env_unroll_limit(env)))
     return returns, finished
 
 
 def evaluate(key: jax.Array, env: Any, env_params: Any, policy: ObsPolicy, num_envs: int,
-             num_steps: int) -> jax.Array:
+             num_steps: int, unroll: int | None = None) -> jax.Array:
     """Mean first-episode return over the envs that finished one (NaN if none did)."""
-    returns, finished = episode_returns(key, env, env_params, policy, num_envs, num_steps)
+    returns, finished = episode_returns(key, env, env_params, policy, num_envs, num_steps,
+                                        unroll)
     count = finished.sum()
     return jnp.where(count > 0, jnp.where(finished, returns, 0.0).sum() / jnp.maximum(count, 1),
                      jnp.nan)

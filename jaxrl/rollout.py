@@ -57,13 +57,16 @@ def reset_envs(key: jax.Array, env: Any, env_params: Any, num_envs: int) -> tupl
 
 
 def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.Array,
-            policy: Policy, num_steps: int) -> tuple[Any, jax.Array, Transition]:
+            policy: Policy, num_steps: int,
+            unroll: int | None = None) -> tuple[Any, jax.Array, Transition]:
     """Run ``policy`` for ``num_steps`` in the batched env: ``(env_state, obs, transitions)``.
 
     ``policy(key, obs [num_envs, ...]) -> (actions, extras)``; ``extras`` (log-probs, values, …)
     are stored in ``Transition.extras``. Transitions come back time-major ``[num_steps, num_envs]``.
     On a GPU / TPU the step loop runs ``jaxrl.backend.scan_unroll`` steps per loop trip (16, or
-    the env's ``max_unroll``); on a CPU one.
+    the env's ``max_unroll``); on a CPU one. ``unroll`` overrides that: pass 1 for a loop that
+    runs once (an off-policy agent's warm-up), where unrolling adds compile time and saves
+    nothing worth having.
     """
     num_envs = jax.tree.leaves(env_state)[0].shape[0]
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -82,7 +85,7 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
     # each threefry call is a small loop of its own, so splitting inside the step costs more.
     (env_state, obs), transitions = jax.lax.scan(
         step, (env_state, obs), jax.random.split(key, (num_steps, 1 + num_envs)),
-        unroll=scan_unroll(num_steps, env_unroll_limit(env)))
+        unroll=unroll or scan_unroll(num_steps, env_unroll_limit(env)))
     # As in reset_envs, so the carried env batch stays sharded (also in a resumed run).
     env_state, obs = constrain_env_axis((env_state, obs))
     return env_state, obs, transitions

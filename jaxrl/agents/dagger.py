@@ -32,6 +32,7 @@ from flax import struct
 from jaxrl.agents.base import Agent, Metrics, as_typed_key, check_ranges, train_from_agent
 from jaxrl.agents.bc import PolicyNetwork, bc_loss, policy_action
 from jaxrl.agents.offline import eval_window
+from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.datasets import scripted_expert
 from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box, Discrete
@@ -158,7 +159,8 @@ def make_agent(config: Config, env: Any, env_params: Any, expert: Expert | None 
             jax.random.split(train_key, config.train_steps))
         episode_return = evaluate(eval_key, env, env_params,
                                   lambda k, o: learner_action(params, o, k, True),
-                                  config.eval_envs, eval_window(env_params))
+                                  config.eval_envs, eval_window(env_params),
+                                  ONE_OFF_UNROLL)
         new_round = state.round + 1
         metrics = {"loss": losses.mean(), "episode_return": episode_return,
                    "step": new_round * per_round}

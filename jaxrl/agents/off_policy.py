@@ -26,6 +26,7 @@ import optax
 from flax import struct
 
 from jaxrl.agents.base import Agent, Metrics, as_typed_key
+from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.envs import EpisodeStatistics, RescaleAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
@@ -219,8 +220,10 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
         params, target_params, opt_state = hooks.init(net_key, obs)
         buffer = buffer_for(config.buffer_size, num_envs, parts.observation_space,
                             parts.action_space, action_dtype)
+        # Runs once: not unrolled (on a GPU unrolling it only added compile time).
         env_state, obs, traj = rollout(warmup_key, parts.env, env_params, env_state, obs,
-                                       random_policy, config.warmup_vector_steps)
+                                       random_policy, config.warmup_vector_steps,
+                                       unroll=ONE_OFF_UNROLL)
         return TrainState(
             params=params, target_params=target_params, opt_state=opt_state,
             buffer=store(buffer, traj), env_state=env_state, obs=obs,
@@ -267,7 +270,7 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
             metrics["eval_return"] = evaluate(
                 eval_key, parts.eval_env, env_params,
                 lambda k, obs: hooks.act(state.params, obs, k, True),
-                config.eval_episodes, parts.eval_steps)
+                config.eval_episodes, parts.eval_steps, ONE_OFF_UNROLL)
         metrics["step"] = state.vector_steps * num_envs
         return state, metrics
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.agents.base import Agent, Metrics, as_typed_key
+from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box
@@ -130,7 +131,7 @@ def make_offline_agent(config: Any, env: Any, env_params: Any,
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics["episode_return"] = evaluate(
             eval_key, eval_env, env_params, lambda k, obs: policy(learner, obs, k, True),
-            config.eval_envs, window)
+            config.eval_envs, window, ONE_OFF_UNROLL)
         step = state.step + config.eval_every
         metrics["step"] = step
         return OfflineState(learner=learner, key=key, step=step), metrics
