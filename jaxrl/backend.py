@@ -32,8 +32,9 @@ ACCELERATOR_UNROLL = 16
 ONE_OFF_UNROLL = 1
 """Unroll of the env loops that run once per logged row or once per run: agents' evaluations
 between updates and an off-policy agent's warm-up. Unrolling them (16 steps per trip on a GPU)
-saved nothing measurable but made DQN CartPole compile in 33.9 s instead of 6.5 s and SAC
-Pendulum in 25.1 s instead of 11.0 s (H200, ``benchmarks/results/full_gpu.json``)."""
+saved nothing measurable but made DQN CartPole compile in 33.9 s instead of 5.4 s and SAC
+Pendulum in 25.1 s instead of 8.5 s (H200, ``benchmarks/results/full_gpu.json`` against
+``full_gpu_offpolicy.json``)."""
 UNROLL_ENV = "JAXRL_SCAN_UNROLL"
 """Environment variable that overrides the unroll on every backend (read at trace time)."""
 
