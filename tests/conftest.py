@@ -1,11 +1,43 @@
 """Test-wide settings. XLA is kept to one thread per process: pytest-xdist already runs one
-worker per core, and the tiny networks in tests gain nothing from intra-op threads."""
+worker per core, and the tiny networks in tests gain nothing from intra-op threads.
+
+One compile cache per test session: many tests compile the same small programs in different
+processes (the xdist workers, and the ``jaxrl`` CLI subprocesses that ``test_cli`` and others
+start), so the session shares JAX's persistent compilation cache through a fresh temporary
+directory. It starts empty (nothing from ``~/.cache`` or an earlier session leaks in), is handed
+to subprocesses through ``$JAXRL_COMPILE_CACHE`` and is deleted when the session ends. A cached
+program is the same executable, so every bitwise test holds either way; ``test_cli`` checks the
+cache itself with directories of its own. ``JAXRL_TEST_COMPILE_CACHE=off`` runs without it.
+"""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The CLI turns on a compile cache in ~/.cache; tests stay hermetic (test_cli checks the cache
-# in a subprocess with its own directory).
-os.environ["JAXRL_COMPILE_CACHE"] = "off"
+
+_SESSION_CACHE = "JAXRL_TEST_SESSION_CACHE"
+"""Set by the controlling pytest process for its xdist workers: the session's cache directory."""
+
+
+def pytest_configure(config):
+    from jaxrl.backend import COMPILE_CACHE_ENV, enable_compile_cache
+
+    if os.environ.get("JAXRL_TEST_COMPILE_CACHE", "").strip().lower() == "off":
+        os.environ[COMPILE_CACHE_ENV] = "off"
+        return
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        directory = tempfile.mkdtemp(prefix="jaxrl-test-xla-")
+        config._jaxrl_session_cache = directory
+        os.environ[_SESSION_CACHE] = directory
+    # Workers inherit both variables; CLI subprocesses read $JAXRL_COMPILE_CACHE.
+    os.environ[COMPILE_CACHE_ENV] = os.environ[_SESSION_CACHE]
+    enable_compile_cache()
+
+
+def pytest_unconfigure(config):
+    directory = getattr(config, "_jaxrl_session_cache", None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -89,7 +89,9 @@ def test_unrolled_ppo_training_matches_up_to_rounding(monkeypatch):
 
     monkeypatch.setenv(UNROLL_ENV, "1")
     rolled = train()
-    monkeypatch.setenv(UNROLL_ENV, "16")
+    # 4 trips of 4 steps: on a CPU the fully unrolled 16-step rollout alone took 45 s to compile
+    # (4.5 s rolled, 8.8 s at unroll 4); the property is the same for any unroll.
+    monkeypatch.setenv(UNROLL_ENV, "4")
     for a, b in zip(rolled, train(), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 

@@ -182,11 +182,11 @@ def test_unroll_sweep_writes_rows_and_a_recommendation(tmp_path, monkeypatch):
     monkeypatch.setitem(unroll.CASES, "tiny", ("ppo", "CartPole-v1", 2, TINY_PPO))
     monkeypatch.setenv("JAXRL_SCAN_UNROLL", "1")  # the sweep sets it; restored after the test
     out = tmp_path / "unroll.json"
-    result = unroll.main(["--unrolls", "1,4", "--cases", "tiny", "--repeats", "1",
+    result = unroll.main(["--unrolls", "1,2", "--cases", "tiny", "--repeats", "1",
                           "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["recommended"] == result["recommended"] in (1, 4)
-    assert [(r["case"], r["unroll"]) for r in saved["rows"]] == [("tiny", 1), ("tiny", 4)]
+    assert saved["recommended"] == result["recommended"] in (1, 2)
+    assert [(r["case"], r["unroll"]) for r in saved["rows"]] == [("tiny", 1), ("tiny", 2)]
     assert all(r["run_s"] > 0 and r["env_steps_per_s"] > 0 for r in saved["rows"])
     with pytest.raises(SystemExit):
         unroll.main(["--cases", "nope"])

@@ -364,16 +364,20 @@ def test_compile_cache_off_or_unwritable_leaves_jax_alone(tmp_path, monkeypatch)
 
     from jaxrl.backend import COMPILE_CACHE_ENV, enable_compile_cache
 
-    if jax.config.jax_compilation_cache_dir:
-        pytest.skip("a compile cache is configured for this process")
-    for off in ("off", "0", "None"):
-        monkeypatch.setenv(COMPILE_CACHE_ENV, off)
-        assert enable_compile_cache() is None
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.warns(UserWarning, match="compile cache off: cannot create"):
-        assert enable_compile_cache(blocker / "cache") is None
-    assert jax.config.jax_compilation_cache_dir is None
+    # The test session configures a cache of its own (conftest): set it aside for this test.
+    session_cache = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        for off in ("off", "0", "None"):
+            monkeypatch.setenv(COMPILE_CACHE_ENV, off)
+            assert enable_compile_cache() is None
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        with pytest.warns(UserWarning, match="compile cache off: cannot create"):
+            assert enable_compile_cache(blocker / "cache") is None
+        assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", session_cache)
 
 
 # ----------------------------------------------------------------------------------------------
