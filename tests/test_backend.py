@@ -113,7 +113,7 @@ def _scans(jaxpr) -> list[tuple[int, int]]:
 
 def test_one_off_env_loops_of_off_policy_agents_stay_rolled(monkeypatch):
     # The warm-up rollout and the evaluation between updates run once per run / logged row:
-    # unrolling them saved nothing but made DQN CartPole compile in 33.9 s instead of 6.5 s on
+    # unrolling them saved nothing but made DQN CartPole compile in 33.9 s instead of 5.4 s on
     # an H200. With the env-step unroll forced to 16 only the training rollout (4 steps) unrolls.
     config = dqn.Config(total_timesteps=2_048, learning_starts=512, train_frequency=4,
                         log_frequency=1_024, eval_episodes=2, hidden_sizes=(16,))
