@@ -93,6 +93,22 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
     return env_state, obs, transitions
 
 
+def _first_cut_steps(truncated: jax.Array, k: int) -> jax.Array:
+    """``[k, N]`` distinct steps per env: its cuts (``truncated [T, N]``) in time order, then
+    uncut steps, earliest first (which ``bootstrap_values``' final ``where`` ignores).
+
+    ``lax.top_k(truncated.T, k)[1].T`` by ``k`` first-maximum reductions: top_k is a sort on
+    XLA:CPU (2.8 ms per PPO update for 64 seeds × 4 envs × 128 steps), and ``k`` is small.
+    """
+    score = truncated.astype(jnp.int32)  # 1 cut, 0 uncut, -1 taken
+    steps = []
+    for _ in range(k):
+        step = jnp.argmax(score, axis=0)  # the first maximum
+        steps.append(step)
+        score = score.at[step, jnp.arange(score.shape[1])].set(-1)
+    return jnp.stack(steps)
+
+
 def bootstrap_values(value_fn: Callable[[jax.Array], jax.Array], transitions: Transition,
                      values: jax.Array, max_truncations: int | None) -> jax.Array:
     """``V(final_obs)`` of every step ``[T, N]`` wherever it is used, i.e. where not terminated.
@@ -111,9 +127,7 @@ def bootstrap_values(value_fn: Callable[[jax.Array], jax.Array], transitions: Tr
         return value_fn(final_obs)
     rows = final_obs[-1:]
     if max_truncations:
-        # Per env, the steps of its (at most k) cuts: top_k puts the earlier of equal scores
-        # first, so an env with fewer cuts gets uncut steps, which the final `where` ignores.
-        cut_steps = jax.lax.top_k(truncated.T.astype(jnp.int32), max_truncations)[1].T  # [k, N]
+        cut_steps = _first_cut_steps(truncated, max_truncations)  # [k, N]
         rows = jnp.concatenate([rows, final_obs[cut_steps, jnp.arange(num_envs)]])
     row_values = value_fn(rows)  # [1 + k, N]
     next_values = jnp.concatenate([values[1:], row_values[:1]])

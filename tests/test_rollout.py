@@ -134,6 +134,19 @@ def test_vmapped_seeds_match_single_runs():
         np.testing.assert_array_equal(batched[seed], one(seed))
 
 
+@pytest.mark.parametrize(("num_steps", "num_envs", "k"), [(8, 3, 1), (8, 3, 2), (7, 6, 4)])
+def test_cut_steps_are_top_k_of_the_truncation_flags(num_steps, num_envs, k):
+    # bootstrap_values picks each env's cut steps by k first-maximum reductions; lax.top_k (a
+    # sort) gives the same indices: cuts in time order, then the earliest uncut steps.
+    from jaxrl.rollout import _first_cut_steps
+
+    rng = np.random.default_rng(num_steps * k)
+    for p in (0.0, 0.2, 0.6, 1.0):
+        truncated = jnp.asarray(rng.random((num_steps, num_envs)) < p)
+        expected = jax.lax.top_k(truncated.T.astype(jnp.int32), k)[1].T
+        np.testing.assert_array_equal(_first_cut_steps(truncated, k), expected)
+
+
 # ----------------------------------------------------------------------------------------------
 # random_permutation
 
