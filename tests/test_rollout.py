@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
 from flax import struct
+from scipy import stats
 from test_envs import CounterEnv, CounterParams
 
 from jaxrl import envs
