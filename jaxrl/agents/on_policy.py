@@ -320,13 +320,17 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
 def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
                         optimizer: optax.GradientTransformation, loss_fn: LossFn,
                         estimate: Estimator, update_epochs: int = 1,
-                        num_minibatches: int = 1) -> Agent:
+                        num_minibatches: int = 1,
+                        update_metrics: Callable[[Any, Samples], Metrics] | None = None
+                        ) -> Agent:
     """The agent of every "collect, estimate, descend" method.
 
     ``update``: collect ``num_steps`` with the current policy; ``advantages, targets =
     estimate(batch)``; ``gradient_epochs`` on ``loss_fn(params, samples)``, where ``samples``
     holds ``obs, action, log_prob, value, advantages, targets`` (``[num_steps, num_envs, ...]``).
-    Metrics: the averaged loss statistics, ``episode_return`` and ``step`` (env steps so far).
+    Metrics: the averaged loss statistics, ``update_metrics(new_params, samples)`` where given
+    (statistics of the whole update, e.g. PPO's ``approx_kl``), ``episode_return`` and ``step``
+    (env steps so far).
     """
     batch_size = config.num_envs * config.num_steps
 
@@ -347,6 +351,8 @@ def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
         params, opt_state, metrics = gradient_epochs(epochs_key, state.params, state.opt_state,
                                                      samples, loss_fn, optimizer, update_epochs,
                                                      num_minibatches)
+        if update_metrics is not None:
+            metrics = {**metrics, **update_metrics(params, samples)}
         update_count = state.update_count + 1
         metrics["episode_return"] = rollout_state.last_episode_return
         metrics["step"] = update_count * batch_size

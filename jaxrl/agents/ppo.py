@@ -21,8 +21,8 @@ from jaxrl import losses
 from jaxrl.agents import on_policy
 from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
 
-__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "ppo_loss",
-           "validate"]
+__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "policy_change",
+           "ppo_loss", "validate"]
 
 
 class Config(struct.PyTreeNode):
@@ -119,11 +119,26 @@ def ppo_loss(network: Any, config: Config, params: Any,
         config.clip_eps if config.clip_vloss else None)
     entropy = dist.entropy().mean()
     total = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-    return total, {
-        "loss": total, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-        "approx_kl": losses.approx_kl(log_probs, minibatch["log_prob"]),
-        "clip_fraction": losses.clip_fraction(log_probs, minibatch["log_prob"], config.clip_eps),
-    }
+    return total, {"loss": total, "policy_loss": policy_loss, "value_loss": value_loss,
+                   "entropy": entropy}
+
+
+def policy_change(network: Any, config: Config, params: Any,
+                  samples: dict[str, jax.Array]) -> Metrics:
+    """How far one update moved the policy, on its whole rollout (``samples [T, N, ...]``):
+    ``approx_kl``, the k3 estimate of ``KL(π_old ‖ π_new)``, and ``clip_fraction``, the share of
+    samples whose ratio ``π_new / π_old`` lies outside ``[1-ε, 1+ε]``.
+
+    The statistic of the update as a whole (Spinning Up measures its KL on the full batch too),
+    from one policy pass after the epochs. Computing both at every minibatch step instead made
+    the 16 gradient steps of 64 vmapped CartPole seeds 7–14 % slower on a 2-core CPU (three
+    in-process A/B runs), the whole update 0–9 % (two runs; no difference at one seed).
+    """
+    dist = network.apply(params, samples["obs"], method="policy")
+    log_probs = dist.log_prob(samples["action"])
+    return {"approx_kl": losses.approx_kl(log_probs, samples["log_prob"]),
+            "clip_fraction": losses.clip_fraction(log_probs, samples["log_prob"],
+                                                  config.clip_eps)}
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
@@ -140,7 +155,8 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
 
     return on_policy.make_gradient_agent(
         config, parts, env_params, optimizer, partial(ppo_loss, parts.network, config), estimate,
-        config.update_epochs, config.num_minibatches)
+        config.update_epochs, config.num_minibatches,
+        update_metrics=partial(policy_change, parts.network, config))
 
 
 def make_train(config: Config, env: Any, env_params: Any):
