@@ -49,6 +49,30 @@ def test_metrics_have_one_entry_per_update(cartpole):
     assert np.isfinite(metrics["loss"]).all()
 
 
+def test_policy_change_is_measured_on_the_whole_rollout(cartpole):
+    # approx_kl / clip_fraction compare the updated policy with the rollout's on every sample:
+    # zero for unchanged parameters; for other parameters, the k3 estimate and the share of
+    # samples whose ratio left [1-ε, 1+ε], both by hand from the log-probs.
+    env, params = cartpole
+    network = make_actor_critic(env.observation_space(params), env.action_space(params), (16,))
+    obs = jax.random.normal(jax.random.key(0), (8, 4, 4))
+    before = network.init(jax.random.key(1), obs[0])
+    # Another init, scaled up: the 0.01-gain policy head starts near-uniform.
+    after = jax.tree.map(lambda x: 30 * x, network.init(jax.random.key(2), obs[0]))
+    actions = network.apply(before, obs, method="policy").sample(seed=jax.random.key(3))
+    old = network.apply(before, obs, method="policy").log_prob(actions)
+    samples = {"obs": obs, "action": actions, "log_prob": old}
+    same = ppo.policy_change(network, TINY, before, samples)
+    assert float(same["approx_kl"]) == 0.0 and float(same["clip_fraction"]) == 0.0
+    moved = ppo.policy_change(network, TINY, after, samples)
+    log_ratio = network.apply(after, obs, method="policy").log_prob(actions) - old
+    np.testing.assert_allclose(moved["approx_kl"], np.mean(np.exp(log_ratio) - 1 - log_ratio),
+                               rtol=1e-4)
+    np.testing.assert_allclose(moved["clip_fraction"],
+                               np.mean(np.abs(np.exp(log_ratio) - 1) > TINY.clip_eps))
+    assert float(moved["approx_kl"]) > 0.01 and float(moved["clip_fraction"]) > 0.0
+
+
 def test_episode_return_is_nan_until_an_episode_finishes_then_carried():
     env, params = ConstantRewardEnv(), ProbeParams(max_steps_in_episode=24)
     config = TINY.replace(total_timesteps=4 * 4 * 8, num_steps=8)  # 4 updates of 8 steps
