@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 import signal
 from pathlib import Path
@@ -279,10 +278,9 @@ def test_diverging_run_stops_naming_update_and_metric_and_keeps_the_good_checkpo
         runner.run("ppo", "CartPole-v1", unstable, seeds=2, out=out, progress=False,
                    checkpoint_every=4 * 8)
     message = str(diverged.value)
-    # Several metrics are NaN at update 2 (the gradient norm, and PPO's approx_kl of the update's
-    # non-finite policy); the message names the first of them by name.
-    named = re.match(r"training diverged: (\w+) = nan at update 2 ", message)
-    assert named and named.group(1) in {"approx_kl", "grad_norm"}, message
+    # Several metrics are NaN at update 2 (grad_norm, and approx_kl, which PPO measures on the
+    # update's non-finite policy); the message names the first in alphabetical order.
+    assert "update 2 " in message and "approx_kl = nan" in message
     assert "seed 0" in message
     assert "update_0000000001" in message
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["update_0000000001"]
