@@ -152,7 +152,7 @@ def fitted_q_evaluation(key: jax.Array, data: Transitions, target: TargetPolicy,
     """
     discrete = isinstance(action_space, Discrete)
     network = _QNetwork(tuple(hidden_sizes), action_space.n if discrete else None)
-    optimizer = optax.adam(learning_rate)
+    optimizer = optax.flatten(optax.adam(learning_rate))
 
     def expected_q(params, obs, key):
         dist = target(obs)

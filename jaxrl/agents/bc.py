@@ -155,7 +155,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     discrete = isinstance(action_space, Discrete)
     network = PolicyNetwork(action_space, tuple(config.hidden_sizes), config.activation)
     normalize = ObsNormalizer.from_data(data, config.normalize_obs)
-    optimizer = optax.adam(config.learning_rate)
+    optimizer = optax.flatten(optax.adam(config.learning_rate))
     if config.hindsight:
         sample_batch = hindsight_sampler(env, data, dataset, config.batch_size,
                                          config.hindsight_fraction)

@@ -109,7 +109,7 @@ def make_agent(config: Config, env: Any, env_params: Any, expert: Expert | None 
     if not discrete:
         env = ClipAction(env)
     network = PolicyNetwork(action_space, tuple(config.hidden_sizes), config.activation)
-    optimizer = optax.adam(config.learning_rate)
+    optimizer = optax.flatten(optax.adam(config.learning_rate))
     per_round = config.labels_per_round
     capacity = config.num_rounds * per_round
     action_dtype = jnp.int32 if discrete else jnp.float32

@@ -143,7 +143,7 @@ def make_natural_gradient_agent(config: NaturalGradientConfig, env: Any, env_par
     validate(config)
     parts = on_policy.setup(config, env, env_params, algo)
     network = parts.network
-    optimizer = optax.adam(config.vf_learning_rate, eps=1e-5)
+    optimizer = optax.flatten(optax.adam(config.vf_learning_rate, eps=1e-5))
 
     def init(key: jax.Array) -> TrainState:
         key = as_typed_key(key)

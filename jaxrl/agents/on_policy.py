@@ -239,6 +239,10 @@ def make_optimizer(config: Any, num_updates: int, steps_per_update: int,
     With ``config.anneal_lr`` the rate decays linearly to 0 over ``num_updates`` updates of
     ``steps_per_update`` gradient steps: ``lr_k = lr · (1 - ⌊k / steps_per_update⌋ / num_updates)``.
     Numeric fields are only read inside the schedule, so they may be traced (a sweep).
+
+    The optimizer works on the parameters raveled into one vector (``optax.flatten``): the same
+    element-wise update, but a handful of kernels instead of several per parameter leaf, which
+    cut PPO's XLA compile by ≈ 10-30 % on CPU at no cost in run time (benchmarks, README).
     """
 
     def learning_rate(count: jax.Array) -> jax.Array:
@@ -252,7 +256,7 @@ def make_optimizer(config: Any, num_updates: int, steps_per_update: int,
         scale = optax.rmsprop(learning_rate, decay=0.99, eps=1e-5, eps_in_sqrt=False)
     else:
         raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {kind!r}")
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), scale)
+    return optax.flatten(optax.chain(optax.clip_by_global_norm(config.max_grad_norm), scale))
 
 
 def actor_critic_loss(network: nn.Module, params: Any, samples: Samples,

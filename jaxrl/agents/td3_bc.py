@@ -75,7 +75,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     actor = make_deterministic_actor(observation_space, prepared.action_space,
                                      config.hidden_sizes, config.activation)
     critic = CriticEnsemble(2, config.hidden_sizes, config.activation)
-    optimizer = optax.adam(config.learning_rate)
+    optimizer = optax.flatten(optax.adam(config.learning_rate))
 
     def init_learner(key: jax.Array) -> Learner:
         actor_key, critic_key = jax.random.split(key)
