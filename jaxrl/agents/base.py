@@ -26,8 +26,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import optax
 
-__all__ = ["Agent", "Metrics", "as_typed_key", "check_ranges", "train_from_agent"]
+__all__ = ["Agent", "Metrics", "as_typed_key", "check_ranges", "grad_norm", "train_from_agent"]
 
 Metrics = dict[str, jax.Array]
 
@@ -50,6 +52,14 @@ def as_typed_key(key: jax.Array) -> jax.Array:
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     return jax.random.wrap_key_data(key)
+
+
+def grad_norm(grads: Any) -> jax.Array:
+    """``‖g‖₂`` of a gradient pytree, over its leaves raveled and concatenated exactly as
+    ``optax.flatten`` does: with a flattened optimizer that clips the global norm, XLA computes
+    the norm once for both the clipping and this metric (one kernel instead of one per leaf)."""
+    flat = jnp.concatenate([jnp.reshape(g, [-1]) for g in jax.tree.leaves(grads)])
+    return optax.tree.norm(flat)
 
 
 def train_from_agent(agent: Agent) -> Callable[[jax.Array], tuple[Any, Metrics]]:

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.agents.base import Agent, Metrics, check_ranges, grad_norm, train_from_agent
 from jaxrl.agents.offline import (
     ObsNormalizer,
     device_dataset,
@@ -174,7 +174,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         loss, grads = jax.value_and_grad(loss_fn)(learner.params, batch)
         updates, opt_state = optimizer.update(grads, learner.opt_state, learner.params)
         return (Learner(optax.apply_updates(learner.params, updates), opt_state),
-                {"loss": loss, "grad_norm": optax.tree.norm(grads)})
+                {"loss": loss, "grad_norm": grad_norm(grads)})
 
     def policy(learner: Learner, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         return policy_action(network.apply(learner.params, normalize(obs)), key, discrete,

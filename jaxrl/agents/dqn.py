@@ -27,7 +27,7 @@ from flax import struct
 
 from jaxrl import losses
 from jaxrl.agents import off_policy
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.agents.base import Agent, Metrics, check_ranges, grad_norm, train_from_agent
 from jaxrl.envs.spaces import Discrete
 from jaxrl.models import make_q_network
 from jaxrl.replay import Sample
@@ -150,7 +150,7 @@ def make_q_agent(config: Any, env: Any, env_params: Any, algo: str, next_value: 
         params = optax.apply_updates(state.params["q"], updates)
         target = off_policy.polyak_update(params, state.target_params["q"], config.tau,
                                           state.update_count, config.target_network_frequency)
-        metrics["grad_norm"] = optax.tree.norm(grads)
+        metrics["grad_norm"] = grad_norm(grads)
         return state.replace(params={"q": params}, target_params={"q": target},
                              opt_state={"q": opt_state}), metrics
 

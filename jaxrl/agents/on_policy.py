@@ -21,7 +21,7 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, as_typed_key
+from jaxrl.agents.base import Agent, Metrics, as_typed_key, grad_norm
 from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted_return_trace
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.models import make_actor_critic
@@ -292,7 +292,7 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
     @jax.jit
     def step_stats(params, minibatch):
         grads, stats = jax.grad(loss_fn, has_aux=True)(params, minibatch)
-        return grads, {**stats, "grad_norm": optax.tree.norm(grads)}
+        return grads, {**stats, "grad_norm": grad_norm(grads)}
 
     def gradient_step(carry, minibatch):
         params, opt_state, totals = carry
