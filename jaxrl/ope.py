@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxrl.agents.base import flat_adam
 from jaxrl.datasets import Dataset, Transitions, episode_bounds
 from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box, Discrete, Space
@@ -152,7 +153,7 @@ def fitted_q_evaluation(key: jax.Array, data: Transitions, target: TargetPolicy,
     """
     discrete = isinstance(action_space, Discrete)
     network = _QNetwork(tuple(hidden_sizes), action_space.n if discrete else None)
-    optimizer = optax.flatten(optax.adam(learning_rate))
+    optimizer = flat_adam(learning_rate)
 
     def expected_q(params, obs, key):
         dist = target(obs)

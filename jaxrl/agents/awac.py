@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, train_from_agent
 from jaxrl.agents.offline import make_offline_agent, validate_offline
 from jaxrl.agents.offline_actor_critic import (
     CriticLearner,
@@ -74,7 +74,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     actor = PolicyNetwork(make_torso(observation_space, config.hidden_sizes, config.activation),
                           GaussianHead(action_shape[0]))
     critic = CriticEnsemble(2, config.hidden_sizes, config.activation)
-    optimizer = optax.flatten(optax.adam(config.learning_rate))
+    optimizer = flat_adam(config.learning_rate)
 
     def init_learner(key: jax.Array) -> Learner:
         actor_key, critic_key = jax.random.split(key)

@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["Agent", "Metrics", "as_typed_key", "check_ranges", "grad_norm", "train_from_agent"]
+__all__ = ["Agent", "Metrics", "as_typed_key", "check_ranges", "flat_adam", "grad_norm",
+           "train_from_agent"]
 
 Metrics = dict[str, jax.Array]
 
@@ -52,6 +53,18 @@ def as_typed_key(key: jax.Array) -> jax.Array:
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     return jax.random.wrap_key_data(key)
+
+
+def flat_adam(learning_rate: float | jax.Array | optax.Schedule, *, eps: float = 1e-8,
+              max_grad_norm: float | jax.Array | None = None) -> optax.GradientTransformation:
+    """Adam (after global-norm clipping at ``max_grad_norm`` if given) on the parameters raveled
+    into one vector (``optax.flatten``): the same element-wise update as per-leaf Adam, but a
+    handful of kernels instead of several per parameter leaf, which cut XLA's compile (and the
+    run time of small, overhead-bound updates) on CPU. The agents' Adam optimizers all use it."""
+    scale = optax.adam(learning_rate, eps=eps)
+    if max_grad_norm is not None:
+        scale = optax.chain(optax.clip_by_global_norm(max_grad_norm), scale)
+    return optax.flatten(scale)
 
 
 def grad_norm(grads: Any) -> jax.Array:

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl.agents.base import Agent, Metrics, check_ranges, grad_norm, train_from_agent
+from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, grad_norm, train_from_agent
 from jaxrl.agents.offline import (
     ObsNormalizer,
     device_dataset,
@@ -155,7 +155,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     discrete = isinstance(action_space, Discrete)
     network = PolicyNetwork(action_space, tuple(config.hidden_sizes), config.activation)
     normalize = ObsNormalizer.from_data(data, config.normalize_obs)
-    optimizer = optax.flatten(optax.adam(config.learning_rate))
+    optimizer = flat_adam(config.learning_rate)
     if config.hindsight:
         sample_batch = hindsight_sampler(env, data, dataset, config.batch_size,
                                          config.hindsight_fraction)

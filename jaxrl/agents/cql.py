@@ -27,7 +27,7 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, train_from_agent
 from jaxrl.agents.offline import make_offline_agent, validate_offline
 from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
 from jaxrl.datasets import Dataset, Transitions
@@ -96,7 +96,7 @@ def _discrete(config: Config, observation_space, prepared) -> tuple:
     """``(init_learner, train_step, policy)`` of discrete CQL (module docstring)."""
     network = make_q_network(observation_space, prepared.action_space, config.hidden_sizes,
                              config.activation)
-    optimizer = optax.flatten(optax.adam(config.q_lr))
+    optimizer = flat_adam(config.q_lr)
 
     def init_learner(key: jax.Array) -> Learner:
         params = {"q": network.init(key, jnp.zeros((1, *observation_space.shape), jnp.float32))}
@@ -134,8 +134,7 @@ def _continuous(config: Config, observation_space, prepared) -> tuple:
     actor = make_tanh_gaussian_actor(observation_space, prepared.action_space,
                                      config.hidden_sizes, config.activation)
     critic = CriticEnsemble(2, config.hidden_sizes, config.activation)
-    optimizers = {"actor": optax.flatten(optax.adam(config.policy_lr)),
-                  "critic": optax.flatten(optax.adam(config.q_lr)),
+    optimizers = {"actor": flat_adam(config.policy_lr), "critic": flat_adam(config.q_lr),
                   "log_alpha": optax.adam(config.q_lr)}
     target_entropy = -config.target_entropy_scale * action_shape[0]
     num = config.cql_n_actions

@@ -29,7 +29,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl.agents.base import Agent, Metrics, as_typed_key, check_ranges, train_from_agent
+from jaxrl.agents.base import (
+    Agent,
+    Metrics,
+    as_typed_key,
+    check_ranges,
+    flat_adam,
+    train_from_agent,
+)
 from jaxrl.agents.bc import PolicyNetwork, bc_loss, policy_action
 from jaxrl.agents.offline import eval_window
 from jaxrl.backend import ONE_OFF_UNROLL
@@ -109,7 +116,7 @@ def make_agent(config: Config, env: Any, env_params: Any, expert: Expert | None 
     if not discrete:
         env = ClipAction(env)
     network = PolicyNetwork(action_space, tuple(config.hidden_sizes), config.activation)
-    optimizer = optax.flatten(optax.adam(config.learning_rate))
+    optimizer = flat_adam(config.learning_rate)
     per_round = config.labels_per_round
     capacity = config.num_rounds * per_round
     action_dtype = jnp.int32 if discrete else jnp.float32

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, train_from_agent
 from jaxrl.agents.offline import make_offline_agent, validate_offline
 from jaxrl.agents.offline_actor_critic import (
     CriticLearner,
@@ -79,11 +79,11 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     value = nn.Sequential([make_torso(observation_space, config.hidden_sizes, config.activation),
                            ValueHead()])
     critic = CriticEnsemble(2, config.hidden_sizes, config.activation)
-    optimizer = optax.flatten(optax.adam(config.learning_rate))
+    optimizer = flat_adam(config.learning_rate)
     # CORL's IQL detail: the actor's rate follows a cosine decay to 0 over the run, so the
     # advantage-weighted policy settles instead of chasing the critics' last minibatches.
-    actor_optimizer = optax.flatten(optax.adam(
-        optax.cosine_decay_schedule(config.learning_rate, config.total_steps)))
+    actor_optimizer = flat_adam(optax.cosine_decay_schedule(config.learning_rate,
+                                                            config.total_steps))
 
     def init_learner(key: jax.Array) -> Learner:
         actor_key, value_key, critic_key = jax.random.split(key, 3)

@@ -30,14 +30,20 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import losses
 from jaxrl import natural_gradient as ng
 from jaxrl.agents import on_policy
-from jaxrl.agents.base import Agent, Metrics, as_typed_key, check_ranges, train_from_agent
+from jaxrl.agents.base import (
+    Agent,
+    Metrics,
+    as_typed_key,
+    check_ranges,
+    flat_adam,
+    train_from_agent,
+)
 
 __all__ = ["RANGES", "Config", "Evaluate", "NaturalGradientConfig", "StepRule", "TrainState",
            "check_config", "make_agent", "make_natural_gradient_agent", "make_train",
@@ -143,7 +149,7 @@ def make_natural_gradient_agent(config: NaturalGradientConfig, env: Any, env_par
     validate(config)
     parts = on_policy.setup(config, env, env_params, algo)
     network = parts.network
-    optimizer = optax.flatten(optax.adam(config.vf_learning_rate, eps=1e-5))
+    optimizer = flat_adam(config.vf_learning_rate, eps=1e-5)
 
     def init(key: jax.Array) -> TrainState:
         key = as_typed_key(key)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl.agents.base import Agent, Metrics, as_typed_key
+from jaxrl.agents.base import Agent, Metrics, as_typed_key, flat_adam
 from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.envs import EpisodeStatistics, RescaleAction
 from jaxrl.envs.spaces import Box, Discrete, Space
@@ -315,12 +315,8 @@ def linear_epsilon(start_e: float | jax.Array, end_e: float | jax.Array,
 def adam(learning_rate: float | jax.Array, max_grad_norm: float | jax.Array | None = None,
          anneal_steps: int | None = None) -> optax.GradientTransformation:
     """Adam at ``learning_rate`` (may be traced), after global-norm clipping if given; with
-    ``anneal_steps`` the rate decays linearly to 0 over that many gradient updates. Works on
-    the parameters raveled into one vector (``optax.flatten``; see ``on_policy.make_optimizer``):
-    fewer, larger kernels, which also made the overhead-bound DQN update faster on CPU."""
+    ``anneal_steps`` the rate decays linearly to 0 over that many gradient updates. On the
+    raveled parameter vector (``base.flat_adam``; it made the overhead-bound DQN update faster)."""
     if anneal_steps:
         learning_rate = optax.linear_schedule(learning_rate, 0.0, anneal_steps)
-    scale = optax.adam(learning_rate)
-    if max_grad_norm is not None:
-        scale = optax.chain(optax.clip_by_global_norm(max_grad_norm), scale)
-    return optax.flatten(scale)
+    return flat_adam(learning_rate, max_grad_norm=max_grad_norm)
