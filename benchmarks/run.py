@@ -251,7 +251,7 @@ def run_jaxrl_case(case: Case, repeats: int = RUN_REPEATS) -> dict[str, Any]:
         return {**row, **_env_only(case, repeats)}
     from jaxrl import envs
     from jaxrl.agents import ALGORITHMS
-    from jaxrl.backend import env_unroll_limit, scan_unroll
+    from jaxrl.backend import cpu_threefry, env_unroll_limit, scan_unroll
 
     if case.algo not in ALGORITHMS:
         return {**row, "status": "skipped",
@@ -274,7 +274,8 @@ def run_jaxrl_case(case: Case, repeats: int = RUN_REPEATS) -> dict[str, Any]:
             "final_return": measure.nanmean(returns),
             "return_kind": "training: last episode_return metric, mean over seeds",
             "versions": {"jax": jax.__version__},
-            "scan_unroll": scan_unroll(2**31, env_unroll_limit(env))}
+            "scan_unroll": scan_unroll(2**31, env_unroll_limit(env)),
+            "cpu_threefry": cpu_threefry()}
 
 
 # --- the orchestrator ---------------------------------------------------------------------------
@@ -408,6 +409,8 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {note}"
         if r["status"] == "ok" and (r.get("scan_unroll") or 1) > 1:
             status += f" (unroll {r['scan_unroll']})"  # env-step loops, jaxrl.backend
+        if r["status"] == "ok" and r.get("cpu_threefry") == "unrolled":
+            status += " (threefry unrolled)"  # $JAXRL_CPU_THREEFRY, jaxrl.backend
         lines.append(
             f"| {r['framework']} | {r['algo']} | {r['env']} | {r['seeds']} | {status} "
             f"| {_fmt(r.get('compile_s'), '.1f')} ({_fmt(r.get('compile_cpu_s'), '.1f')}) "

@@ -1,5 +1,6 @@
-"""``jaxrl.backend.scan_unroll``: defaults per backend, the override, env limits; an unrolled
-rollout equals the rolled one bitwise, and PPO trained with it up to float rounding."""
+"""``jaxrl.backend``: ``scan_unroll``'s defaults per backend, the override, env limits; an
+unrolled rollout equals the rolled one bitwise, and PPO trained with it up to float rounding.
+``set_cpu_threefry``: both lowerings draw the same bits and train the same run bitwise."""
 
 from __future__ import annotations
 
@@ -10,9 +11,26 @@ import pytest
 
 from jaxrl import envs
 from jaxrl.agents import dqn, ppo
-from jaxrl.backend import ACCELERATOR_UNROLL, UNROLL_ENV, env_unroll_limit, scan_unroll
+from jaxrl.backend import (
+    ACCELERATOR_UNROLL,
+    CPU_THREEFRY_ENV,
+    UNROLL_ENV,
+    cpu_threefry,
+    cpu_threefry_from_env,
+    env_unroll_limit,
+    scan_unroll,
+    set_cpu_threefry,
+)
 from jaxrl.envs import EpisodeStatistics
-from jaxrl.rollout import reset_envs, rollout
+from jaxrl.rollout import random_permutation, reset_envs, rollout
+
+
+@pytest.fixture
+def threefry():
+    """``set_cpu_threefry`` for one test; the suite's mode (conftest) is restored after it."""
+    suite_mode = cpu_threefry()
+    yield set_cpu_threefry
+    set_cpu_threefry(suite_mode)
 
 
 def test_cpu_default_is_one(monkeypatch):
@@ -68,7 +86,10 @@ def _cartpole_rollout(num_steps: int):
 
 
 @pytest.mark.parametrize("unroll", ["4", "7"])
-def test_unrolled_rollout_is_bitwise_equal(monkeypatch, unroll):
+def test_unrolled_rollout_is_bitwise_equal(monkeypatch, threefry, unroll):
+    # With JAX's rolled threefry loop between consecutive steps, XLA cannot fuse one step's
+    # physics into the next, so the unrolled loop computes exactly the same floats.
+    threefry("rolled")
     monkeypatch.setenv(UNROLL_ENV, "1")
     rolled = _cartpole_rollout(30)
     monkeypatch.setenv(UNROLL_ENV, unroll)  # 7 does not divide 30: a remainder trip too
@@ -140,3 +161,66 @@ def test_rollout_unroll_argument_overrides_the_backend_default(monkeypatch):
     assert program_size(1) < program_size(None)
     monkeypatch.setenv(UNROLL_ENV, "1")
     assert program_size(8) > program_size(None)
+
+
+def _draws(keys: jax.Array) -> dict[str, jax.Array]:
+    """A few of every kind of draw the agents make, for 3 vmapped keys."""
+    def one(key):
+        split_key, uniform_key, normal_key, bits_key, choice_key, perm_key = jax.random.split(
+            key, 6)
+        return {"split": jax.random.key_data(jax.random.split(split_key, (3, 5))),
+                "uniform": jax.random.uniform(uniform_key, (7,)),
+                "normal": jax.random.normal(normal_key, (4, 3)),
+                "bits": jax.random.bits(bits_key, (513,)),
+                "categorical": jax.random.categorical(choice_key, jnp.zeros((9, 4))),
+                "permutation": random_permutation(perm_key, 512)}
+    return jax.vmap(one)(keys)
+
+
+def test_cpu_threefry_lowerings_draw_the_same_bits(threefry):
+    keys = jax.random.split(jax.random.key(5), 3)
+    texts, draws = {}, {}
+    for mode in ("rolled", "unrolled"):
+        threefry(mode)
+        assert cpu_threefry() == mode
+        program = jax.jit(lambda k: _draws(k))  # a new function: lowered in this mode
+        texts[mode] = program.lower(keys).as_text()
+        draws[mode] = jax.tree.map(np.asarray, program(keys))
+    assert "stablehlo.while" in texts["rolled"]
+    assert "stablehlo.while" not in texts["unrolled"]
+    for name, rolled in draws["rolled"].items():
+        np.testing.assert_array_equal(rolled, draws["unrolled"][name], err_msg=name)
+
+
+def test_cpu_threefry_lowerings_train_the_same_run_bitwise(threefry):
+    from helpers import key_data, leaves_equal
+
+    config = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
+                        num_minibatches=2, hidden_sizes=(16,))
+    env, params = envs.make("CartPole-v1")
+    runs = []
+    for mode in ("rolled", "unrolled"):
+        threefry(mode)
+        runs.append(key_data(jax.jit(ppo.make_train(config, env, params))(jax.random.key(3))))
+    assert leaves_equal(*runs)
+
+
+def test_cpu_threefry_rejects_unknown_modes(monkeypatch):
+    with pytest.raises(ValueError, match="rolled.*unrolled.*got 'fast'"):
+        set_cpu_threefry("fast")
+    monkeypatch.setenv(CPU_THREEFRY_ENV, "Fast")
+    with pytest.raises(ValueError, match="JAXRL_CPU_THREEFRY must be 'rolled' or 'unrolled'"):
+        cpu_threefry_from_env()
+
+
+@pytest.mark.parametrize("value", ["unrolled", "rolled", ""])
+def test_cpu_threefry_env_variable_applies_on_import(value):
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, CPU_THREEFRY_ENV: value}
+    result = subprocess.run(
+        [sys.executable, "-c", "import jaxrl.backend as b; print(b.cpu_threefry())"],
+        env=environment, capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == (value or "rolled")

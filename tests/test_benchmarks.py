@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from jaxrl.backend import cpu_threefry
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -75,6 +77,7 @@ def test_jaxrl_case_row_has_every_field_and_consistent_throughput():
     assert row["matmul_flops"] > 0 and row["while_loops"] == 0
     assert row["final_return"] is None or math.isfinite(row["final_return"])
     assert set(row["machine"]) >= {"cpu", "cores", "loadavg", "jax", "backend"}
+    assert row["cpu_threefry"] == cpu_threefry()
     derived = harness.derive({**row, "seeds": 2}, matmul_peak=1e9)
     assert derived["env_steps_per_s"] == pytest.approx(256 * 2 / row["run_s"])
     assert derived["updates_per_s"] == pytest.approx(updates * 4 * 2 / row["run_s"])
@@ -135,6 +138,10 @@ def test_targets_report_ratios_pass_miss_and_missing_rows():
                                 [])
     assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (unroll 16) |" in unrolled
     assert "| rejax | ppo | CartPole-v1 | 1 | ok |" in unrolled
+    threefry = harness.markdown([{**rows[0], "cpu_threefry": "unrolled"},
+                                 {**rows[1], "cpu_threefry": "rolled"}], [])
+    assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (threefry unrolled) |" in threefry
+    assert "| rejax | ppo | CartPole-v1 | 1 | ok |" in threefry
 
 
 def test_full_suite_on_a_gpu_puts_the_1024_seed_pair_after_the_other_ppo_pairs():
