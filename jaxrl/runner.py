@@ -47,6 +47,7 @@ import numpy as np
 
 from jaxrl import checkpoint, envs, parallel
 from jaxrl.agents import get_algorithm
+from jaxrl.backend import cpu_threefry
 
 __all__ = ["KEEP_CHECKPOINTS", "NAN_ALLOWED_METRICS", "RUN_IDENTITY", "RunInterrupted",
            "RunResult", "RunSpec", "TrainingDiverged", "agent_factory", "chunk_length",
@@ -697,6 +698,8 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
             "chunk_updates": chunk, "resumed_from_update": start_updates,
             # compile_seconds is short when the programs came from this on-disk cache.
             "compile_cache": jax.config.jax_compilation_cache_dir,
+            # Which threefry lowering compiled it on CPU (same results; compile / run time differ).
+            "cpu_threefry": cpu_threefry(),
         })
         returns = metrics["episode_return"].reshape(len(settings), seeds, -1)
         plot_returns(steps, returns, out_dir / "returns.png", f"{algo} on {env_id}",
