@@ -142,11 +142,10 @@ def set_cpu_threefry(mode: str) -> str:
     (README, Benchmarks): compile time falls by a quarter to a third (PPO CartPole 1 seed
     8.5 → 6.4 s, DQN 7.7 → 5.2 s; the test suite's compile-bound agents ≈ 14 %), draws run 2-10×
     faster (64 keys × 4,096 bits: 2.4 → 0.37 ms), PPO at 64 vmapped seeds runs 4 % faster — but
-    one seed of PPO CartPole runs 10-45 % slower over a 65k-step run (0.50-0.63 → 0.61-0.84 s:
-    XLA copies the elementwise hash of a draw into every fusion that consumes it, e.g. the
-    auto-reset's draw into five per env step) and an env loop unrolled on a CPU
-    (``$JAXRL_SCAN_UNROLL`` > 1) compiles 2-3.6× longer and is no longer bitwise equal to the
-    rolled loop: without the hash's loop as a barrier, consecutive env steps fuse. Hence an
+    one seed of PPO CartPole runs 10-45 % slower over a 65k-step run (0.50-0.63 → 0.61-0.84 s;
+    cause not found, though one update compiled alone runs faster) and an env loop unrolled on
+    a CPU (``$JAXRL_SCAN_UNROLL`` > 1) compiles 2-3.6× longer and is no longer bitwise equal to
+    the rolled loop: without the hash's loop as a barrier, consecutive env steps fuse. Hence an
     opt-in: it suits notebooks and tests, where compile time dominates.
 
     Uses JAX's internal lowering hooks (``jax._src.prng``); where a JAX version lacks them a
