@@ -1,7 +1,12 @@
 """jaxrl: functional deep RL in JAX."""
 
-from jaxrl.backend import cpu_threefry_from_env as _cpu_threefry_from_env
+import os as _os
 
 __version__ = "0.1.0"
 
-_cpu_threefry_from_env()  # $JAXRL_CPU_THREEFRY=unrolled: see jaxrl.backend.set_cpu_threefry
+# $JAXRL_CPU_THREEFRY (jaxrl.backend.CPU_THREEFRY_ENV) applies when jaxrl is imported; jax is
+# imported for it only where it is set, so `jaxrl --help` / `jaxrl envs` start without jax.
+if _os.environ.get("JAXRL_CPU_THREEFRY", "").strip():
+    from jaxrl.backend import cpu_threefry_from_env as _cpu_threefry_from_env
+
+    _cpu_threefry_from_env()  # see jaxrl.backend.set_cpu_threefry

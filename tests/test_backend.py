@@ -224,3 +224,16 @@ def test_cpu_threefry_env_variable_applies_on_import(value):
         [sys.executable, "-c", "import jaxrl.backend as b; print(b.cpu_threefry())"],
         env=environment, capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == (value or "rolled")
+
+
+def test_importing_jaxrl_without_the_variable_does_not_import_jax():
+    # The CLI's help and env listing start without jax; the variable's check must not pull it in.
+    import os
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k != CPU_THREEFRY_ENV}
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, jaxrl.cli; print('jax' in sys.modules)"],
+        env=environment, capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "False"
