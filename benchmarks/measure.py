@@ -55,10 +55,13 @@ def cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, core count, load average now, jax version, backend and devices."""
+    """CPU model, core count, load average now, jax version, backend and devices, and the size
+    of XLA:CPU's thread pool where ``$PJRT_NPROC`` set it (None: one thread per core)."""
+    threads = os.environ.get("PJRT_NPROC", "").strip()
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg": list(os.getloadavg()),
             "jax": jax.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()], "python": platform.python_version()}
+            "devices": [str(d) for d in jax.devices()], "python": platform.python_version(),
+            "xla_cpu_threads": int(threads) if threads.isdigit() else None}
 
 
 def peak_host_mib() -> float:

@@ -33,6 +33,9 @@ The JSON is rewritten after every case. ``--deadline S`` starts no case after S 
 ``--repeats N`` sets the timed calls per case, ``--peer-python NAME=PYTHON`` runs a peer with a
 given interpreter instead of building its venv (``offline_suite.sh`` uses it on a machine with
 no package index), and ``JAXRL_BENCH_PROFILE=DIR`` saves each case's HLO and a profiler trace.
+``JAXRL_CPU_THREEFRY=unrolled`` compiles jaxrl's cases with the straight-line threefry, and
+``JAXRL_CPU_THREADS=N`` gives XLA:CPU an N-thread pool in every case's process, peers' too
+(``jaxrl.backend``); rows record both.
 """
 
 from __future__ import annotations
@@ -411,6 +414,9 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
             status += f" (unroll {r['scan_unroll']})"  # env-step loops, jaxrl.backend
         if r["status"] == "ok" and r.get("cpu_threefry") == "unrolled":
             status += " (threefry unrolled)"  # $JAXRL_CPU_THREEFRY, jaxrl.backend
+        threads = (r.get("machine") or {}).get("xla_cpu_threads")
+        if r["status"] == "ok" and threads:  # $JAXRL_CPU_THREADS: every framework's process
+            status += f" ({threads} XLA:CPU thread{'s' if threads > 1 else ''})"
         lines.append(
             f"| {r['framework']} | {r['algo']} | {r['env']} | {r['seeds']} | {status} "
             f"| {_fmt(r.get('compile_s'), '.1f')} ({_fmt(r.get('compile_cpu_s'), '.1f')}) "
@@ -512,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
         measure.emit({"status": "ok", **run_jaxrl_case(Case(**fields), repeats)})
         return 0
 
+    # $JAXRL_CPU_THREADS sizes XLA:CPU's thread pool ($PJRT_NPROC) in every case's process,
+    # the peers' included, so both sides of a comparison run with the same pool.
+    from jaxrl.backend import cpu_threads_from_env
+
+    cpu_threads_from_env()
     machine = run_case(MATMUL, sys.executable, Path(__file__), args.timeout)
     backend = (machine.get("machine") or {}).get("backend", "cpu")
     cases = [c for c in suite_cases(args.suite, backend)

@@ -1,6 +1,7 @@
 """Backend-dependent settings: how far to unroll the loops over environment steps, the
-on-disk cache of compiled programs (``enable_compile_cache``) and how XLA:CPU computes the
-threefry hash behind ``jax.random`` (``set_cpu_threefry``).
+on-disk cache of compiled programs (``enable_compile_cache``), how XLA:CPU computes the
+threefry hash behind ``jax.random`` (``set_cpu_threefry``) and how many threads XLA:CPU runs a
+program's kernels on (``set_cpu_threads``).
 
 A ``lax.scan`` compiles to an XLA while loop. On a GPU each trip is launched from the host, so a
 loop whose body is one env step of a few envs is dominated by launch latency; unrolling ``u``
@@ -25,9 +26,11 @@ from typing import Any
 
 import jax
 
-__all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "CPU_THREEFRY_ENV", "DEFAULT_COMPILE_CACHE",
-           "ONE_OFF_UNROLL", "UNROLL_ENV", "cpu_threefry", "enable_compile_cache",
-           "env_unroll_limit", "scan_unroll", "set_cpu_threefry"]
+__all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "CPU_THREADS_ENV", "CPU_THREEFRY_ENV",
+           "DEFAULT_COMPILE_CACHE", "ONE_OFF_UNROLL", "UNROLL_ENV", "XLA_CPU_THREADS_ENV",
+           "cpu_threads", "cpu_threads_from_env", "cpu_threefry", "cpu_threefry_from_env",
+           "enable_compile_cache", "env_unroll_limit", "scan_unroll", "set_cpu_threads",
+           "set_cpu_threefry"]
 
 ACCELERATOR_UNROLL = 16
 """Env steps per loop trip on GPU / TPU: the fastest of 1 / 8 / 16 on an H200
@@ -142,11 +145,15 @@ def set_cpu_threefry(mode: str) -> str:
     (README, Benchmarks): compile time falls by a quarter to a third (PPO CartPole 1 seed
     8.5 → 6.4 s, DQN 7.7 → 5.2 s; the test suite's compile-bound agents ≈ 14 %), draws run 2-10×
     faster (64 keys × 4,096 bits: 2.4 → 0.37 ms), PPO at 64 vmapped seeds runs 4 % faster — but
-    one seed of PPO CartPole runs 10-45 % slower over a 65k-step run (0.50-0.63 → 0.61-0.84 s;
-    cause not found, though one update compiled alone runs faster) and an env loop unrolled on
-    a CPU (``$JAXRL_SCAN_UNROLL`` > 1) compiles 2-3.6× longer and is no longer bitwise equal to
-    the rolled loop: without the hash's loop as a barrier, consecutive env steps fuse. Hence an
-    opt-in: it suits notebooks and tests, where compile time dominates.
+    with XLA's default thread pool one seed of PPO CartPole runs 10-45 % slower over a 65k-step
+    run (0.50-0.63 → 0.61-0.84 s). The cause: with the hash's loops gone, a rollout step holds
+    more kernels that do not depend on each other, and XLA:CPU hands those to a second thread,
+    which for microsecond kernels costs more than it gains (a profile showed the unrolled run's
+    kernels on two threads, the rolled run's on one). With one thread (``set_cpu_threads(1)``)
+    the unrolled hash is the faster one there too (0.47 → 0.44 s). An env loop unrolled on a
+    CPU (``$JAXRL_SCAN_UNROLL`` > 1) compiles 2-3.6× longer with it and is no longer bitwise
+    equal to the rolled loop: without the hash's loop as a barrier, consecutive env steps fuse.
+    Hence an opt-in: it suits notebooks and tests, where compile time dominates.
 
     Uses JAX's internal lowering hooks (``jax._src.prng``); where a JAX version lacks them a
     ``RuntimeError`` says so. No effect on GPU / TPU, which always use the unrolled form.
@@ -180,3 +187,70 @@ def cpu_threefry_from_env() -> None:
         raise ValueError(f"${CPU_THREEFRY_ENV} must be 'rolled' or 'unrolled', got {choice!r}")
     if choice != _cpu_threefry:
         set_cpu_threefry(choice)
+
+
+CPU_THREADS_ENV = "JAXRL_CPU_THREADS"
+"""Environment variable read when ``jaxrl`` is imported: a positive integer calls
+``set_cpu_threads`` with it; unset leaves XLA's default."""
+XLA_CPU_THREADS_ENV = "PJRT_NPROC"
+"""The variable XLA's CPU client reads, once, when JAX creates it: the size of its thread pool."""
+
+
+def cpu_threads() -> int | None:
+    """The size of XLA:CPU's thread pool requested for this process (``$PJRT_NPROC``), or None
+    for XLA's default: one thread per CPU core the process may run on."""
+    value = os.environ.get(XLA_CPU_THREADS_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def _positive_threads(value: Any, source: str) -> int:
+    try:
+        threads = int(value) if not isinstance(value, (bool, float)) else 0
+    except (TypeError, ValueError):
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"{source} must be a positive integer (threads), got {value!r}")
+    return threads
+
+
+def set_cpu_threads(threads: int) -> None:
+    """Size the thread pool XLA:CPU runs a program's kernels on (``threads`` ≥ 1).
+
+    XLA's CPU runtime runs the kernels of one program that do not depend on each other
+    concurrently, on a pool of one thread per core. A kernel of a small program (one seed, a
+    few envs) takes microseconds, and handing kernels between threads then costs more than
+    running them side by side gains; larger batches gain from the second thread. Measured on a
+    2-core CPU, smoke suite back to back (README, Benchmarks): one thread ran PPO CartPole with
+    one seed 1.37× faster (98k → 134k env steps/s; rejax's PPO 1.74×), DQN 1.28× faster
+    (3.5k → 4.5k updates/s) and the random-policy env loop 5.3× faster, but 64 vmapped PPO seeds
+    10 % slower and the 4-seed DQN learning test 27 % slower. So it is a choice per workload:
+    ``JAXRL_CPU_THREADS=1`` for one-seed runs and notebooks on CPU, the default for many seeds.
+    Results do not depend on it (a test trains a run under 1 and 2 threads bitwise equal).
+
+    Sets ``$PJRT_NPROC``, which XLA reads when JAX creates its CPU backend: call it before the
+    first JAX computation or device query, or set ``$JAXRL_CPU_THREADS`` before starting
+    Python (``jaxrl`` applies it on import; the CLI, benchmarks and notebooks all honour it).
+    Asking for a different size once the backend exists raises ``RuntimeError``. No effect on
+    GPU / TPU programs.
+    """
+    threads = _positive_threads(threads, "cpu threads")
+    try:
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # a JAX without the hook: assume not started
+        started = False
+    if started and cpu_threads() != threads:
+        raise RuntimeError(
+            f"JAX's CPU backend already started with "
+            f"{cpu_threads() or 'one thread per core'}; set ${CPU_THREADS_ENV}={threads} "
+            "before starting Python, or call set_cpu_threads before the first JAX computation")
+    os.environ[XLA_CPU_THREADS_ENV] = str(threads)
+
+
+def cpu_threads_from_env() -> None:
+    """Apply ``$JAXRL_CPU_THREADS`` (called when ``jaxrl`` is imported); ``ValueError`` for a
+    value that is not a positive integer."""
+    choice = os.environ.get(CPU_THREADS_ENV, "").strip()
+    if choice:
+        set_cpu_threads(_positive_threads(choice, f"${CPU_THREADS_ENV}"))

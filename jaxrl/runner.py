@@ -47,7 +47,7 @@ import numpy as np
 
 from jaxrl import checkpoint, envs, parallel
 from jaxrl.agents import get_algorithm
-from jaxrl.backend import cpu_threefry
+from jaxrl.backend import cpu_threads, cpu_threefry
 
 __all__ = ["KEEP_CHECKPOINTS", "NAN_ALLOWED_METRICS", "RUN_IDENTITY", "RunInterrupted",
            "RunResult", "RunSpec", "TrainingDiverged", "agent_factory", "chunk_length",
@@ -700,6 +700,8 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
             "compile_cache": jax.config.jax_compilation_cache_dir,
             # Which threefry lowering compiled it on CPU (same results; compile / run time differ).
             "cpu_threefry": cpu_threefry(),
+            # XLA:CPU's thread-pool size ($JAXRL_CPU_THREADS); None: one thread per core.
+            "cpu_threads": cpu_threads(),
         })
         returns = metrics["episode_return"].reshape(len(settings), seeds, -1)
         plot_returns(steps, returns, out_dir / "returns.png", f"{algo} on {env_id}",

@@ -1,8 +1,13 @@
 """``jaxrl.backend``: ``scan_unroll``'s defaults per backend, the override, env limits; an
 unrolled rollout equals the rolled one bitwise, and PPO trained with it up to float rounding.
-``set_cpu_threefry``: both lowerings draw the same bits and train the same run bitwise."""
+``set_cpu_threefry``: both lowerings draw the same bits and train the same run bitwise.
+``set_cpu_threads``: XLA starts the asked-for threads, and the run is bitwise the same."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +18,17 @@ from jaxrl import envs
 from jaxrl.agents import dqn, ppo
 from jaxrl.backend import (
     ACCELERATOR_UNROLL,
+    CPU_THREADS_ENV,
     CPU_THREEFRY_ENV,
     UNROLL_ENV,
+    XLA_CPU_THREADS_ENV,
+    cpu_threads,
+    cpu_threads_from_env,
     cpu_threefry,
     cpu_threefry_from_env,
     env_unroll_limit,
     scan_unroll,
+    set_cpu_threads,
     set_cpu_threefry,
 )
 from jaxrl.envs import EpisodeStatistics
@@ -215,10 +225,6 @@ def test_cpu_threefry_rejects_unknown_modes(monkeypatch):
 
 @pytest.mark.parametrize("value", ["unrolled", "rolled", ""])
 def test_cpu_threefry_env_variable_applies_on_import(value):
-    import os
-    import subprocess
-    import sys
-
     environment = {**os.environ, CPU_THREEFRY_ENV: value}
     result = subprocess.run(
         [sys.executable, "-c", "import jaxrl.backend as b; print(b.cpu_threefry())"],
@@ -228,12 +234,61 @@ def test_cpu_threefry_env_variable_applies_on_import(value):
 
 def test_importing_jaxrl_without_the_variable_does_not_import_jax():
     # The CLI's help and env listing start without jax; the variable's check must not pull it in.
-    import os
-    import subprocess
-    import sys
-
-    environment = {k: v for k, v in os.environ.items() if k != CPU_THREEFRY_ENV}
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in (CPU_THREEFRY_ENV, CPU_THREADS_ENV)}
     result = subprocess.run(
         [sys.executable, "-c", "import sys, jaxrl.cli; print('jax' in sys.modules)"],
         env=environment, capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "False"
+
+
+def test_cpu_threads_rejects_bad_sizes_and_a_change_after_the_backend_started(monkeypatch):
+    for bad in (0, -2, "two", 1.5, True, None):
+        with pytest.raises(ValueError, match="cpu threads must be a positive integer"):
+            set_cpu_threads(bad)
+    monkeypatch.setenv(CPU_THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="JAXRL_CPU_THREADS must be a positive integer"):
+        cpu_threads_from_env()
+    jax.devices()  # the CPU backend exists from here on
+    monkeypatch.setenv(XLA_CPU_THREADS_ENV, "2")
+    assert cpu_threads() == 2
+    set_cpu_threads(2)  # the size it started with: nothing to change
+    with pytest.raises(RuntimeError, match=r"already started with 2; set \$JAXRL_CPU_THREADS=3"):
+        set_cpu_threads(3)
+    assert cpu_threads() == 2
+    monkeypatch.delenv(XLA_CPU_THREADS_ENV)
+    assert cpu_threads() is None
+
+
+_THREADS_SCRIPT = """
+import hashlib, os
+import jax, jax.numpy as jnp, numpy as np
+import jaxrl
+from jaxrl import envs
+from jaxrl.agents import ppo
+
+config = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
+                    num_minibatches=2, hidden_sizes=(16,))
+env, params = envs.make("CartPole-v1")
+run = jax.jit(ppo.make_train(config, env, params))(jax.random.key(3))
+leaves = [jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+          for x in jax.tree.leaves(run)]
+digest = hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in leaves)).hexdigest()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(os.environ["PJRT_NPROC"], names.count("tf_XLAEigen"), digest)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_cpu_threads_env_variable_sizes_xla_pool_and_leaves_the_run_bitwise_equal():
+    # XLA names its pool's threads tf_XLAEigen; a jaxlib that stopped reading $PJRT_NPROC
+    # would start one per core and fail here.
+    outputs = []
+    for threads in ("1", "2"):
+        environment = {**os.environ, CPU_THREADS_ENV: threads}
+        environment.pop(XLA_CPU_THREADS_ENV, None)
+        result = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=environment,
+                                capture_output=True, text=True, check=True, timeout=300)
+        outputs.append(result.stdout.split())
+    assert [o[:2] for o in outputs] == [["1", "1"], ["2", "2"]]
+    assert outputs[0][2] == outputs[1][2]

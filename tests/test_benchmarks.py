@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxrl.backend import cpu_threefry
+from jaxrl.backend import cpu_threads, cpu_threefry
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -78,6 +78,7 @@ def test_jaxrl_case_row_has_every_field_and_consistent_throughput():
     assert row["final_return"] is None or math.isfinite(row["final_return"])
     assert set(row["machine"]) >= {"cpu", "cores", "loadavg", "jax", "backend"}
     assert row["cpu_threefry"] == cpu_threefry()
+    assert row["machine"]["xla_cpu_threads"] == cpu_threads()
     derived = harness.derive({**row, "seeds": 2}, matmul_peak=1e9)
     assert derived["env_steps_per_s"] == pytest.approx(256 * 2 / row["run_s"])
     assert derived["updates_per_s"] == pytest.approx(updates * 4 * 2 / row["run_s"])
@@ -142,6 +143,12 @@ def test_targets_report_ratios_pass_miss_and_missing_rows():
                                  {**rows[1], "cpu_threefry": "rolled"}], [])
     assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (threefry unrolled) |" in threefry
     assert "| rejax | ppo | CartPole-v1 | 1 | ok |" in threefry
+    one_thread = {"loadavg": [1.0, 1.0, 1.0], "xla_cpu_threads": 1}
+    threads = harness.markdown([{**rows[0], "machine": one_thread},
+                                {**rows[1], "machine": {**one_thread, "xla_cpu_threads": None}}],
+                               [])
+    assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (1 XLA:CPU thread) |" in threads
+    assert "| rejax | ppo | CartPole-v1 | 1 | ok |" in threads
 
 
 def test_full_suite_on_a_gpu_puts_the_1024_seed_pair_after_the_other_ppo_pairs():

@@ -87,6 +87,8 @@ def test_train_writes_plot_and_timings(two_seed_run):
     assert timings["runs"] == 2
     assert timings["env_steps_per_second"] > 0
     assert timings["cpu_threefry"] == (os.environ.get("JAXRL_CPU_THREEFRY") or "rolled")
+    threads = os.environ.get("PJRT_NPROC")
+    assert timings["cpu_threads"] == (int(threads) if threads else None)
 
 
 def test_same_seed_gives_bitwise_identical_metrics(two_seed_run, tmp_path):
