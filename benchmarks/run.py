@@ -410,13 +410,16 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
         # The JSON keeps the note's last lines; the table shows its final one (the message).
         note = (r.get("note") or "").split(" | ")[-1].strip()[:160]
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {note}"
-        if r["status"] == "ok" and (r.get("scan_unroll") or 1) > 1:
-            status += f" (unroll {r['scan_unroll']})"  # env-step loops, jaxrl.backend
-        if r["status"] == "ok" and r.get("cpu_threefry") == "unrolled":
-            status += " (threefry unrolled)"  # $JAXRL_CPU_THREEFRY, jaxrl.backend
+        settings = []  # jaxrl.backend's settings that differ from the defaults
+        if (r.get("scan_unroll") or 1) > 1:
+            settings.append(f"unroll {r['scan_unroll']}")  # env-step loops
+        if r.get("cpu_threefry") == "unrolled":
+            settings.append("threefry unrolled")  # $JAXRL_CPU_THREEFRY
         threads = (r.get("machine") or {}).get("xla_cpu_threads")
-        if r["status"] == "ok" and threads:  # $JAXRL_CPU_THREADS: every framework's process
-            status += f" ({threads} XLA:CPU thread{'s' if threads > 1 else ''})"
+        if threads:  # $JAXRL_CPU_THREADS: every framework's process
+            settings.append(f"{threads} XLA:CPU thread{'s' if threads > 1 else ''}")
+        if r["status"] == "ok" and settings:
+            status += f" ({', '.join(settings)})"
         lines.append(
             f"| {r['framework']} | {r['algo']} | {r['env']} | {r['seeds']} | {status} "
             f"| {_fmt(r.get('compile_s'), '.1f')} ({_fmt(r.get('compile_cpu_s'), '.1f')}) "

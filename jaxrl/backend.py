@@ -218,13 +218,15 @@ def set_cpu_threads(threads: int) -> None:
 
     XLA's CPU runtime runs the kernels of one program that do not depend on each other
     concurrently, on a pool of one thread per core. A kernel of a small program (one seed, a
-    few envs) takes microseconds, and handing kernels between threads then costs more than
-    running them side by side gains; larger batches gain from the second thread. Measured on a
-    2-core CPU, smoke suite back to back (README, Benchmarks): one thread ran PPO CartPole with
-    one seed 1.37× faster (98k → 134k env steps/s; rejax's PPO 1.74×), DQN 1.28× faster
-    (3.5k → 4.5k updates/s) and the random-policy env loop 5.3× faster, but 64 vmapped PPO seeds
-    10 % slower and the 4-seed DQN learning test 27 % slower. So it is a choice per workload:
-    ``JAXRL_CPU_THREADS=1`` for one-seed runs and notebooks on CPU, the default for many seeds.
+    few envs) takes microseconds, and handing kernels between threads can cost more than
+    running them side by side gains; larger batches gain from the pool. Measured on a 2-core
+    CPU, smoke suite back to back (README, Benchmarks), default pool → one thread: DQN
+    CartPole (1 seed, batch 256) 3.6k → 4.7k updates/s, PPO CartPole 4 seeds 120k → 162k env
+    steps/s, 16 seeds 147k → 152k, 64 seeds 156k → 142k; rejax's PPO with one seed 85k → 99k.
+    jaxrl's one-seed PPO ran the same with JAX's threefry (its kernels already ran on one
+    thread) and 0.56-0.60 → 0.44 s per 65k steps with ``set_cpu_threefry("unrolled")``; the
+    4-seed DQN learning test ran slower (141 → 180 s). So it is a choice per workload:
+    ``JAXRL_CPU_THREADS=1`` for one or a few seeds on a CPU, the default for many.
     Results do not depend on it (a test trains a run under 1 and 2 threads bitwise equal).
 
     Sets ``$PJRT_NPROC``, which XLA reads when JAX creates its CPU backend: call it before the

@@ -149,6 +149,8 @@ def test_targets_report_ratios_pass_miss_and_missing_rows():
                                [])
     assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (1 XLA:CPU thread) |" in threads
     assert "| rejax | ppo | CartPole-v1 | 1 | ok |" in threads
+    both = harness.markdown([{**rows[0], "machine": one_thread, "cpu_threefry": "unrolled"}], [])
+    assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (threefry unrolled, 1 XLA:CPU thread) |" in both
 
 
 def test_full_suite_on_a_gpu_puts_the_1024_seed_pair_after_the_other_ppo_pairs():

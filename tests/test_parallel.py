@@ -31,7 +31,7 @@ TINY_PPO = {**TINY, "update_epochs": 1, "num_minibatches": 2}
 TINY_FLAGS = ["--env", "CartPole-v1", "--total-timesteps", "256", "--num-envs", "8",
               "--num-steps", "16", "--hidden-sizes", "16", "--update-epochs", "1",
               "--num-minibatches", "2", "--no-progress"]
-XLA_THREADS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+XLA_THREADS = "--xla_cpu_multi_thread_eigen=false"
 
 
 # ----------------------------------------------------------------------------------------------
