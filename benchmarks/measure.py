@@ -56,7 +56,11 @@ def cpu_model() -> str:
 
 def machine() -> dict[str, Any]:
     """CPU model, core count, load average now, jax version, backend and devices, and the size
-    of XLA:CPU's thread pool where ``$PJRT_NPROC`` set it (None: one thread per core)."""
+    of XLA:CPU's thread pool where ``$PJRT_NPROC`` set it (None: one thread per core).
+
+    Reads ``$PJRT_NPROC`` itself rather than calling ``jaxrl.backend.cpu_threads``: peers'
+    runners call this too, and importing jaxrl there would apply ``$JAXRL_CPU_THREEFRY`` to
+    the peer's process."""
     threads = os.environ.get("PJRT_NPROC", "").strip()
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg": list(os.getloadavg()),
             "jax": jax.__version__, "backend": jax.default_backend(),
