@@ -29,6 +29,10 @@ asserted: shared machines are too noisy for timed assertions.
   rejax, PPO on MinAtar Breakout and Brax ant with their env-only references, TD3 Pendulum
   against rejax, then sbx's DQN / SAC / TD3 (ordered by importance, for ``--deadline``).
 
+``--rounds N`` runs the cases N times (every other round in reverse order) and reports each
+target as the median of the rounds' ratios with their range: on a shared CPU one round's ratios
+move by tens of percent, so one round's verdict near a goal is unreliable.
+
 The JSON is rewritten after every case. ``--deadline S`` starts no case after S seconds,
 ``--repeats N`` sets the timed calls per case, ``--peer-python NAME=PYTHON`` runs a peer with a
 given interpreter instead of building its venv (``offline_suite.sh`` uses it on a machine with
@@ -45,6 +49,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -334,9 +339,15 @@ def derive(row: dict[str, Any], matmul_peak: float | None) -> dict[str, Any]:
     return {**row, **derived}
 
 
+def _round(row: dict[str, Any]) -> int:
+    """The row's round (``--rounds``); 1 for rows written before rounds existed."""
+    return row.get("round", 1)
+
+
 def _pairs(rows: list[dict[str, Any]], peer: str) -> list[tuple[dict, dict]]:
     def key(row):
-        return row["algo"], row["env"], row["seeds"], json.dumps(row["config"], sort_keys=True)
+        return (_round(row), row["algo"], row["env"], row["seeds"],
+                json.dumps(row["config"], sort_keys=True))
 
     ours = {key(r): r for r in rows if r["framework"] == "jaxrl" and r["status"] == "ok"}
     return [(ours[key(r)], r) for r in rows
@@ -348,12 +359,40 @@ def _target(name: str, ratio: float | None, goal: float, at_least: bool, where: 
     if ratio is None or not math.isfinite(ratio):
         return {"target": name, "where": where, "ratio": None, "result": "n/a"}
     passed = ratio >= goal if at_least else ratio <= goal
-    return {"target": name, "where": where, "ratio": ratio, "goal": goal,
+    return {"target": name, "where": where, "ratio": ratio, "goal": goal, "at_least": at_least,
             "result": "PASS" if passed else "MISS"}
 
 
 def targets(rows: list[dict[str, Any]], backend: str) -> list[dict[str, Any]]:
-    """The issue's targets as ratios with PASS / MISS (n/a where a row is missing)."""
+    """The issue's targets as ratios with PASS / MISS (n/a where a row is missing).
+
+    Each round (``--rounds``) is compared within itself, so both sides of a ratio ran minutes
+    apart; over several rounds a target's ``ratio`` is the median of the rounds' ratios (kept
+    in ``ratios``) and decides the result.
+    """
+    per_round = [_round_targets([r for r in rows if _round(r) == k], backend)
+                 for k in sorted({_round(r) for r in rows})]
+    if len(per_round) <= 1:
+        return per_round[0] if per_round else _round_targets([], backend)
+    combined: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for goals in per_round:
+        for goal in goals:
+            combined.setdefault((goal["target"], goal["where"]), []).append(goal)
+    results = []
+    for (name, where), goals in combined.items():
+        ratios = [g["ratio"] for g in goals if g["ratio"] is not None]
+        known = next((g for g in goals if g["ratio"] is not None), None)
+        if known is None:
+            results.append(_target(name, None, 0.0, True, where))
+            continue
+        median = statistics.median(ratios)
+        results.append({**_target(name, median, known["goal"], known["at_least"], where),
+                        "ratios": ratios})
+    return results
+
+
+def _round_targets(rows: list[dict[str, Any]], backend: str) -> list[dict[str, Any]]:
+    """:func:`targets` for the rows of one round."""
     results = []
     for peer in ("rejax", "sbx"):
         for ours, theirs in _pairs(rows, peer):
@@ -390,12 +429,22 @@ def _fmt(value: Any, spec: str = ",.0f") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _ratio_cell(goal: dict[str, Any]) -> str:
+    """``1.23``, or over several rounds ``1.23 (1.10–1.40, 3 rounds)``: median (range)."""
+    cell = _fmt(goal["ratio"], ".2f")
+    ratios = goal.get("ratios") or []
+    if len(ratios) > 1:
+        cell += f" ({min(ratios):.2f}–{max(ratios):.2f}, {len(ratios)} rounds)"
+    return cell
+
+
 def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
     """The rows and targets as Markdown tables."""
-    lines = ["| framework | algo | env | seeds | status | compile s (CPU s) | run s | env steps/s "
-             "| updates/s | peak host MiB | device MiB | final return | matmul FLOP/s (% peak) "
-             "| load avg start→end |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rounds = len({_round(r) for r in rows}) > 1  # --rounds: a leading "round" column
+    lines = [("| round " if rounds else "") + "| framework | algo | env | seeds | status "
+             "| compile s (CPU s) | run s | env steps/s | updates/s | peak host MiB | device MiB "
+             "| final return | matmul FLOP/s (% peak) | load avg start→end |",
+             "|---" * (15 if rounds else 14) + "|"]
     for r in rows:
         load = (f"{r['machine']['loadavg'][0]:.1f}→{r['loadavg_end'][0]:.1f}"
                 if r.get("machine") and r.get("loadavg_end") else "—")
@@ -421,6 +470,7 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
         if r["status"] == "ok" and settings:
             status += f" ({', '.join(settings)})"
         lines.append(
+            (f"| {_round(r)} " if rounds else "") +
             f"| {r['framework']} | {r['algo']} | {r['env']} | {r['seeds']} | {status} "
             f"| {_fmt(r.get('compile_s'), '.1f')} ({_fmt(r.get('compile_cpu_s'), '.1f')}) "
             f"| {_fmt(r.get('run_s'), '.2f')} "
@@ -428,23 +478,27 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
             f"| {_fmt(r.get('peak_host_mib'))} | {_fmt(device)} "
             f"| {_fmt(r.get('final_return'), '.1f')} | {flops} | {load} |")
     lines += ["", "| target | where | ratio | result |", "|---|---|---|---|"]
-    lines += [f"| {g['target']} | {g['where']} | {_fmt(g['ratio'], '.2f')} | {g['result']} |"
+    lines += [f"| {g['target']} | {g['where']} | {_ratio_cell(g)} | {g['result']} |"
               for g in goals]
     return "\n".join(lines) + "\n"
 
 
 def plot_scaling(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Seeds vs. run seconds and env steps/s of PPO CartPole-v1 per framework; False if fewer
-    than two seed counts ran."""
+    """Seeds vs. run seconds and env steps/s of PPO CartPole-v1 per framework (over several
+    rounds, the median run); False if fewer than two seed counts ran."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {}
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in rows:
         if r["algo"] == "ppo" and r["env"] == "CartPole-v1" and r["status"] == "ok":
-            series.setdefault(r["framework"], []).append(r)
+            runs.setdefault((r["framework"], r["seeds"]), []).append(r)
+    series = {}  # per framework, one point per seed count: the round with the median run time
+    for (framework, _), points in runs.items():
+        points.sort(key=lambda r: r["run_s"])
+        series.setdefault(framework, []).append(points[(len(points) - 1) // 2])
     if max((len(s) for s in series.values()), default=0) < 2:
         return False
     fig, (ax_time, ax_sps) = plt.subplots(1, 2, figsize=(10, 4))
@@ -506,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=RUN_REPEATS,
                         help="timed calls of each compiled run; rows keep the fastest (calls "
                              "stop once they add up to 8 s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the cases this many times (every other round in reverse "
+                             "order); targets take the median of the rounds' ratios: on a noisy "
+                             "machine one round's ratios move by tens of percent")
     parser.add_argument("--deadline", type=float,
                         help="seconds after which no new case starts (the rest become "
                              "'skipped' rows): fits a suite into a machine lease")
@@ -515,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
                              "machine without a package index)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.case:
         fields = json.loads(args.case)
         repeats = fields.pop("repeats", RUN_REPEATS)
@@ -534,8 +594,11 @@ def main(argv: list[str] | None = None) -> int:
         steps = {"total_timesteps": args.total_timesteps}
         cases = [dataclasses.replace(c, config={**c.config, **steps})
                  if "total_timesteps" in c.config else c for c in cases]
-    if MATMUL not in cases:
-        cases.insert(0, MATMUL)
+    cases = [c for c in cases if c != MATMUL]
+    # (round, case): the dense-matmul reference once, first; then the rounds, every other one
+    # in reverse order so that no case always runs right after the same neighbour.
+    schedule = [(1, MATMUL)] + [(k, case) for k in range(1, args.rounds + 1)
+                                for case in (cases if k % 2 else cases[::-1])]
     rows, peers = [], {}
     for spec in args.peer_python:
         name, _, python = spec.partition("=")
@@ -546,8 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or HERE / "results" / f"{args.suite}_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    for case in cases:
-        base = {**dataclasses.asdict(case), "suite": args.suite}
+    for round_, case in schedule:
+        base = {**dataclasses.asdict(case), "suite": args.suite, "round": round_}
         if case == MATMUL:  # measured first, before the loop, to learn the backend
             row = machine
         elif args.deadline and time.perf_counter() - started > args.deadline:
@@ -573,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         # Rewritten after every case (complete: false until the last), via a temporary file
         # and a rename, so a run killed mid-way leaves a readable JSON of the cases done.
         _write_json(out, {
-            "suite": args.suite, "complete": len(rows) == len(cases),
+            "suite": args.suite, "rounds": args.rounds, "complete": len(rows) == len(schedule),
             "machine": machine.get("machine"),
             "loadavg_note": "os.getloadavg() at each case's start (machine.loadavg) and end "
                             "(loadavg_end); a load above the core count means the timings are "

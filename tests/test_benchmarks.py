@@ -153,6 +153,55 @@ def test_targets_report_ratios_pass_miss_and_missing_rows():
     assert "| jaxrl | ppo | CartPole-v1 | 1 | ok (threefry unrolled, 1 XLA:CPU thread) |" in both
 
 
+def test_targets_over_rounds_take_the_median_ratio_and_show_the_range():
+    def row(round_, framework, seeds, sps, compile_s):
+        return {"round": round_, "framework": framework, "algo": "ppo", "env": "CartPole-v1",
+                "seeds": seeds, "config": TINY_PPO, "status": "ok", "env_steps_per_s": sps,
+                "compile_s": compile_s, "run_s": 1.0, "machine": None}
+
+    # Rounds are compared within themselves: round 2's fast rejax row never meets round 1's.
+    rows = [row(1, "jaxrl", 1, 160.0, 6.0), row(1, "rejax", 1, 100.0, 5.0),
+            row(2, "rejax", 1, 200.0, 5.0), row(2, "jaxrl", 1, 280.0, 6.0),
+            row(3, "jaxrl", 1, 150.0, 6.0), row(3, "rejax", 1, 100.0, 7.5)]
+    goals = {g["target"]: g for g in harness.targets(rows, backend="cpu")}
+    sps = goals["PPO env steps/s ≥ 1.5× peer"]
+    assert sps["ratios"] == pytest.approx([1.6, 1.4, 1.5])
+    assert sps["ratio"] == pytest.approx(1.5) and sps["result"] == "PASS"  # median ≥ 1.5
+    compile_goal = goals["compile s ≤ peer"]
+    assert compile_goal["ratios"] == pytest.approx([1.2, 1.2, 0.8])
+    assert compile_goal["ratio"] == pytest.approx(1.2) and compile_goal["result"] == "MISS"
+    # no 64-seed row in any round: still one n/a target, not one per round
+    scaling = [g for g in goals.values() if g["target"].startswith("64 seeds")]
+    assert len(scaling) == 1 and scaling[0]["result"] == "n/a"
+    table = harness.markdown(rows, list(goals.values()))
+    assert ("| PPO env steps/s ≥ 1.5× peer | ppo CartPole-v1 1 seed(s) vs rejax "
+            "| 1.50 (1.40–1.60, 3 rounds) | PASS |") in table
+    assert table.splitlines()[0].startswith("| round | framework |")
+    assert "| 2 | rejax | ppo | CartPole-v1 | 1 | ok |" in table
+    # one round: the table and targets look as before
+    single = harness.targets(rows[:2], backend="cpu")
+    assert "ratios" not in single[0] and single[0]["ratio"] == pytest.approx(1.6)
+    assert harness.markdown(rows[:2], single).startswith("| framework |")
+
+
+def test_rounds_repeat_the_cases_in_alternating_order(tmp_path, monkeypatch):
+    out = tmp_path / "r.json"
+    config = {"total_timesteps": 64, "num_envs": 2, "num_steps": 8}
+    cases = [harness.Case("reference", "env_only", "CartPole-v1", n, config) for n in (1, 2)]
+    monkeypatch.setitem(harness.CASES, "smoke", [harness.MATMUL, *cases])
+    assert harness.main(["--suite", "smoke", "--rounds", "2", "--repeats", "1",
+                         "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["complete"] is True and result["rounds"] == 2
+    assert [(r["round"], r["algo"], r["seeds"]) for r in result["rows"]] == [
+        (1, "matmul", 1), (1, "env_only", 1), (1, "env_only", 2),
+        (2, "env_only", 2), (2, "env_only", 1)]  # the reference once; round 2 reversed
+    assert all(r["status"] == "ok" for r in result["rows"])
+    assert out.with_suffix(".md").read_text().startswith("| round |")
+    with pytest.raises(SystemExit):
+        harness.main(["--rounds", "0", "--out", str(tmp_path / "x.json")])
+
+
 def test_full_suite_on_a_gpu_puts_the_1024_seed_pair_after_the_other_ppo_pairs():
     names = [c.name for c in harness.suite_cases("full", backend="gpu")]
     ppo = [n for n in names if "/ppo/CartPole-v1/" in n]
