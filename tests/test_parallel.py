@@ -25,6 +25,11 @@ import pytest
 
 from jaxrl import parallel
 
+# One xdist group (README's command runs ``--dist loadgroup``): the module-scoped ``single``
+# fixture (a subprocess compiling the 8-device runs, ≈ 50 s) then runs on one worker only,
+# instead of once on every worker that draws one of its tests.
+pytestmark = pytest.mark.xdist_group("parallel")
+
 # 2 updates of 8 envs × 16 steps: compilation dominates; 8 envs split over 8 devices.
 TINY = {"total_timesteps": 256, "num_envs": 8, "num_steps": 16, "hidden_sizes": (16,)}
 TINY_PPO = {**TINY, "update_epochs": 1, "num_minibatches": 2}
