@@ -235,7 +235,8 @@ class DatasetOptions:
     steps: int = 100_000
     """transitions to collect (rounded up to a multiple of --num-envs)"""
     expert_algo: str = "ppo"
-    """algorithm trained as the expert (jaxrl train --help lists them)"""
+    """algorithm trained as the expert (jaxrl train --help lists them), or `scripted`: the env's
+    hand-written expert (CartPole-v1, Pendulum-v1, PointGoal-v0), no training"""
     expert_steps: int | None = None
     """env steps of expert training (default: the algorithm's total_timesteps)"""
     expert_run: str | None = None
@@ -286,7 +287,8 @@ class OpeOptions:
     policy_run: str | None = None
     """use the newest checkpoint of this `jaxrl train` run directory as the target"""
     target_algo: str = "ppo"
-    """algorithm trained as the target (expert / medium)"""
+    """algorithm trained as the target (expert / medium), or `scripted` (the env's hand-written
+    expert; expert only)"""
     target_steps: int | None = None
     """env steps of target training (default: the algorithm's total_timesteps)"""
     target_noise: float | None = None

@@ -28,7 +28,9 @@ Behaviour policies and their log-probabilities (``log_probs``):
   distribution) the behaviour is the expert's deterministic action plus noise: ε-greedy with
   ``ε = noise`` for discrete actions, ``π_b(a|s) = (1 - ε) 1[a = a*(s)] + ε / n``; for continuous
   actions ``u ~ N(a*(s), (noise · (high - low) / 2)²)`` per dimension, executed as
-  ``clip(u, low, high)``.
+  ``clip(u, low, high)``. ``expert_algo="scripted"`` uses the env's hand-written expert
+  (``SCRIPTED_EXPERTS``: CartPole-v1, Pendulum-v1, PointGoal-v0) with that noise rule (default
+  0.1) instead of training one: expert data in seconds.
 - ``medium``: the same algorithm and behaviour rule, trained for ``medium_fraction`` (default
   0.25) of ``expert_steps`` — a partially trained agent.
 - ``mixed``: the collecting envs split in thirds (env ``i`` uses component ``i mod 3``): random,
@@ -60,14 +62,16 @@ from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
 from jaxrl.rollout import reset_envs, rollout
 
-__all__ = ["ARRAY_KEYS", "EXPERT_CONFIGS", "POLICY_KINDS", "SCRIPTED_EXPERTS", "Dataset",
-           "PolicyFn", "Transitions", "agent_policy", "behaviour_of", "collect", "episode_bounds",
-           "generate", "load", "noisy_policy", "random_policy", "save", "scripted_expert",
-           "train_expert", "validate"]
+__all__ = ["ARRAY_KEYS", "EXPERT_CONFIGS", "POLICY_KINDS", "SCRIPTED", "SCRIPTED_EXPERTS",
+           "Dataset", "PolicyFn", "Transitions", "agent_policy", "behaviour_of", "collect",
+           "episode_bounds", "generate", "load", "noisy_policy", "random_policy", "save",
+           "scripted_expert", "train_expert", "validate"]
 
 ARRAY_KEYS = ("observations", "actions", "rewards", "next_observations", "terminated",
               "truncated", "log_probs")
 POLICY_KINDS = ("expert", "medium", "random", "mixed")
+SCRIPTED = "scripted"
+"""``expert_algo`` naming the env's hand-written expert (``SCRIPTED_EXPERTS``), not an agent."""
 
 PolicyFn = Callable[[jax.Array], distrax.Distribution]
 """Batched observations ``[B, ...]`` → the behaviour distribution over (pre-clip) actions."""
@@ -351,11 +355,15 @@ def agent_policy(module: Any, config: Any, env: Any, env_params: Any, train_stat
     def greedy(obs: jax.Array) -> jax.Array:
         return agent.act(train_state, obs, jax.random.key(0), True)
 
-    kind = (f"epsilon-greedy around the greedy action, epsilon = {noise:g}"
-            if isinstance(action_space, Discrete)
-            else f"greedy action + N(0, ({noise:g} (high - low) / 2)^2) noise, clipped; "
-                 "log-prob of the unclipped sample")
-    return noisy_policy(greedy, action_space, noise), kind
+    return noisy_policy(greedy, action_space, noise), _noise_rule(action_space, noise)
+
+
+def _noise_rule(action_space: Space, noise: float) -> str:
+    """How ``noisy_policy`` acts, for the dataset's metadata."""
+    if isinstance(action_space, Discrete):
+        return f"epsilon-greedy around the greedy action, epsilon = {noise:g}"
+    return (f"greedy action + N(0, ({noise:g} (high - low) / 2)^2) noise, clipped; "
+            "log-prob of the unclipped sample")
 
 
 EXPERT_CONFIGS: dict[tuple[str, str], dict[str, Any]] = {
@@ -373,8 +381,9 @@ def behaviour_of(kind: str, env_id: str, env: Any, env_params: Any, *, expert_al
     """``(policy, description, provenance)`` of behaviour ``kind`` in ``random, medium, expert``.
 
     ``expert`` loads the newest checkpoint of ``expert_run`` (a ``jaxrl train`` run directory,
-    via ``jaxrl.policy.load_policy``) when given, else trains ``expert_algo`` for
-    ``expert_steps``; ``medium`` trains it for ``medium_fraction`` of those steps.
+    via ``jaxrl.policy.load_policy``) when given, else the scripted expert
+    (``expert_algo="scripted"``, no medium) or ``expert_algo`` trained for ``expert_steps``;
+    ``medium`` trains it for ``medium_fraction`` of those steps.
     """
     from jaxrl.agents import get_algorithm
 
@@ -391,6 +400,14 @@ def behaviour_of(kind: str, env_id: str, env: Any, env_params: Any, *, expert_al
                                            env_params, loaded.params, noise)
         return policy, description, {"run": str(expert_run), "algo": loaded.algo,
                                      "seed": loaded.seed, "updates": loaded.updates}
+    if expert_algo == SCRIPTED:
+        if kind != "expert":
+            raise ValueError(f"--expert-algo {SCRIPTED} has no partially trained ({kind}) policy: "
+                             "use --policy expert or random, or a trained expert such as ppo")
+        noise = 0.1 if noise is None else noise
+        action_space = env.action_space(env_params)
+        return (noisy_policy(scripted_expert(env), action_space, noise),
+                f"scripted expert: {_noise_rule(action_space, noise)}", {"algo": SCRIPTED})
     full = expert_steps or get_algorithm(expert_algo).Config().total_timesteps
     steps = full if kind == "expert" else max(1, int(full * medium_fraction))
     module, config, state = train_expert(expert_algo, env_id, steps, seed, env_kwargs)

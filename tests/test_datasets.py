@@ -101,6 +101,34 @@ def test_random_continuous_dataset_stores_clipped_actions_and_uniform_log_probs(
     np.testing.assert_allclose(data.log_probs, -np.log(4.0), rtol=1e-6)
 
 
+def test_scripted_expert_datasets_need_no_training(cartpole):
+    # CartPole's scripted expert with ε = 0: every action is its own, log π_b(a|s) = 0 (log 1).
+    data = datasets.generate("CartPole-v1", "expert", 200, expert_algo=datasets.SCRIPTED,
+                             noise=0.0, num_envs=2)
+    expert = datasets.scripted_expert(cartpole[0])
+    np.testing.assert_array_equal(data.actions, expert(jnp.asarray(data.observations)))
+    np.testing.assert_array_equal(data.log_probs, 0.0)
+    assert data.metadata["training"]["expert"] == {"algo": "scripted"}
+    assert data.metadata["behaviour"]["expert"] == (
+        "scripted expert: epsilon-greedy around the greedy action, epsilon = 0")
+    assert data.metadata["reference_returns"]["expert"] == 500.0
+    # Pendulum's: Gaussian noise (default 0.1 of the half-range, σ = 0.2), clipped to ±2.
+    data = datasets.generate("Pendulum-v1", "expert", 400, expert_algo="scripted", num_envs=2)
+    returns = data.metadata["reference_returns"]
+    assert returns["expert"] > -250 > -900 > returns["random"], returns
+    assert (np.abs(data.actions) <= 2.0).all() and np.isfinite(data.log_probs).all()
+    pendulum = envs.make("Pendulum-v1")[0]
+    greedy = np.asarray(datasets.scripted_expert(pendulum)(jnp.asarray(data.observations)))
+    unclipped = (np.abs(data.actions) < 2.0)[:, 0]  # stored action = the sample
+    assert unclipped.sum() > 100
+    z = (data.actions - greedy)[unclipped, 0] / 0.2
+    np.testing.assert_allclose(data.log_probs[unclipped],
+                               -0.5 * z**2 - np.log(0.2 * np.sqrt(2 * np.pi)), atol=1e-4)
+    for policy in ("medium", "mixed"):
+        with pytest.raises(ValueError, match="scripted has no partially trained"):
+            datasets.generate("Pendulum-v1", policy, 30, expert_algo="scripted", num_envs=3)
+
+
 # ----------------------------------------------------------------------------------------------
 # Every loader error names the key and the problem
 
@@ -185,3 +213,15 @@ def test_cli_dataset_reports_bad_input(tmp_path, capsys):
     assert code == 2
     assert "mixed needs --num-envs >= 3" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_cli_dataset_from_the_scripted_expert(tmp_path, capsys):
+    out = tmp_path / "pendulum.npz"
+    assert main(["dataset", "--env", "Pendulum-v1", "--expert-algo", "scripted", "--steps", "64",
+                 "--num-envs", "2", "--out", str(out)]) == 0
+    assert f"wrote {out}: 64 transitions" in capsys.readouterr().out
+    assert datasets.load(out).metadata["training"]["expert"] == {"algo": "scripted"}
+    assert main(["dataset", "--env", "Pendulum-v1", "--policy", "medium", "--expert-algo",
+                 "scripted", "--out", str(tmp_path / "medium.npz")]) == 2
+    assert "--expert-algo scripted has no partially trained" in capsys.readouterr().err
+    assert not (tmp_path / "medium.npz").exists()
