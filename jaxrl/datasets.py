@@ -385,7 +385,7 @@ def behaviour_of(kind: str, env_id: str, env: Any, env_params: Any, *, expert_al
     (``expert_algo="scripted"``, no medium) or ``expert_algo`` trained for ``expert_steps``;
     ``medium`` trains it for ``medium_fraction`` of those steps.
     """
-    from jaxrl.agents import get_algorithm
+    from jaxrl.agents import ALGORITHMS, get_algorithm
 
     if kind == "random":
         return random_policy(env.action_space(env_params)), "uniform over the action space", {}
@@ -402,12 +402,16 @@ def behaviour_of(kind: str, env_id: str, env: Any, env_params: Any, *, expert_al
                                      "seed": loaded.seed, "updates": loaded.updates}
     if expert_algo == SCRIPTED:
         if kind != "expert":
-            raise ValueError(f"--expert-algo {SCRIPTED} has no partially trained ({kind}) policy: "
-                             "use --policy expert or random, or a trained expert such as ppo")
+            raise ValueError(f"the scripted expert has no partially trained ({kind}) version: "
+                             "ask for the expert or random behaviour, or name an algorithm to "
+                             "train (e.g. ppo)")
         noise = 0.1 if noise is None else noise
         action_space = env.action_space(env_params)
         return (noisy_policy(scripted_expert(env), action_space, noise),
                 f"scripted expert: {_noise_rule(action_space, noise)}", {"algo": SCRIPTED})
+    if expert_algo not in ALGORITHMS:
+        raise ValueError(f"unknown expert algorithm {expert_algo!r}; choose {SCRIPTED} or one of: "
+                         f"{', '.join(ALGORITHMS)}")
     full = expert_steps or get_algorithm(expert_algo).Config().total_timesteps
     steps = full if kind == "expert" else max(1, int(full * medium_fraction))
     module, config, state = train_expert(expert_algo, env_id, steps, seed, env_kwargs)

@@ -125,7 +125,7 @@ def test_scripted_expert_datasets_need_no_training(cartpole):
     np.testing.assert_allclose(data.log_probs[unclipped],
                                -0.5 * z**2 - np.log(0.2 * np.sqrt(2 * np.pi)), atol=1e-4)
     for policy in ("medium", "mixed"):
-        with pytest.raises(ValueError, match="scripted has no partially trained"):
+        with pytest.raises(ValueError, match="scripted expert has no partially trained"):
             datasets.generate("Pendulum-v1", policy, 30, expert_algo="scripted", num_envs=3)
 
 
@@ -223,5 +223,11 @@ def test_cli_dataset_from_the_scripted_expert(tmp_path, capsys):
     assert datasets.load(out).metadata["training"]["expert"] == {"algo": "scripted"}
     assert main(["dataset", "--env", "Pendulum-v1", "--policy", "medium", "--expert-algo",
                  "scripted", "--out", str(tmp_path / "medium.npz")]) == 2
-    assert "--expert-algo scripted has no partially trained" in capsys.readouterr().err
+    assert "the scripted expert has no partially trained" in capsys.readouterr().err
     assert not (tmp_path / "medium.npz").exists()
+
+
+def test_unknown_expert_algorithm_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown expert algorithm 'ppo2'; choose scripted or "
+                                         "one of: .*ppo"):
+        datasets.generate("CartPole-v1", "expert", 10, expert_algo="ppo2", num_envs=2)
