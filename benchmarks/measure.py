@@ -9,8 +9,8 @@ own virtualenvs (rejax, sbx). One case runs in one fresh process; the runner end
   ``scan`` body by its length. XLA's ``cost_analysis`` counts a loop body once, and one PPO
   update holds three nested scans (rollout steps, epochs, minibatches), so it undercounts by
   orders of magnitude; the jaxpr count is exact for ``dot_general`` / convolutions.
-- ``JAXRL_BENCH_PROFILE=DIR``: each case also writes its optimised HLO and a ``jax.profiler``
-  trace of one extra call to ``DIR`` (after the timed calls).
+- ``JAXRL_BENCH_PROFILE=DIR``: each case also writes its optimised HLO, a ``jax.profiler``
+  trace of one extra call to ``DIR`` (after the timed calls) and ``trace_summary`` of it.
 - ``peak_host_mib`` (``ru_maxrss`` of this process), ``device_memory`` (where the backend
   reports it), ``machine`` (CPU model, cores, load average, jax version and backend).
 """
@@ -122,8 +122,9 @@ def compile_and_run(fn: Callable[..., Any], *args: Any,
 
 
 def _profile(compiled: Any, args: tuple[Any, ...], prefix: Path) -> None:
-    """Write the optimised HLO (``<prefix>.hlo.txt``) and a trace of one more call
-    (``<prefix>.trace.json.gz``, Perfetto / Chrome format) of ``compiled``."""
+    """Write the optimised HLO (``<prefix>.hlo.txt``), a trace of one more call
+    (``<prefix>.trace.json.gz``, Perfetto / Chrome format) of ``compiled`` and its
+    ``trace_summary`` (``<prefix>.summary.json``)."""
     import glob
     import shutil
     import tempfile
@@ -136,6 +137,54 @@ def _profile(compiled: Any, args: tuple[Any, ...], prefix: Path) -> None:
         traces = glob.glob(f"{logdir}/**/*.trace.json.gz", recursive=True)
         if traces:
             shutil.copy(traces[0], f"{prefix}.trace.json.gz")
+            summary = trace_summary(traces[0])
+            Path(f"{prefix}.summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def trace_summary(path: str | os.PathLike[str], top: int = 40) -> dict[str, Any]:
+    """Per (process, thread) of a Perfetto / Chrome trace (``.json.gz``): the number of complete
+    events, their summed duration, the span from the first start to the last end (µs; their
+    ratio is how busy the thread was), and the ``top`` event names by summed duration with their
+    counts and the first one's ``args`` (on a GPU: each kernel's HLO op). Small enough to read
+    where a whole trace (hundreds of MB for a long run) is not."""
+    import gzip
+    from collections import defaultdict
+
+    with gzip.open(path, "rt") as f:
+        events = json.load(f)["traceEvents"]
+    processes, threads = {}, {}
+    for e in events:
+        if e.get("ph") == "M" and e.get("name") == "process_name":
+            processes[e["pid"]] = e["args"]["name"]
+        elif e.get("ph") == "M" and e.get("name") == "thread_name":
+            threads[(e["pid"], e["tid"])] = e["args"]["name"]
+    groups: dict[tuple, dict[str, Any]] = defaultdict(
+        lambda: {"events": 0, "total_us": 0.0, "start": math.inf, "end": -math.inf,
+                 "names": defaultdict(lambda: [0, 0.0, None])})
+    for e in events:
+        if e.get("ph") != "X":
+            continue
+        group = groups[(e["pid"], e.get("tid"))]
+        duration = float(e.get("dur", 0.0))
+        group["events"] += 1
+        group["total_us"] += duration
+        group["start"] = min(group["start"], float(e["ts"]))
+        group["end"] = max(group["end"], float(e["ts"]) + duration)
+        entry = group["names"][e["name"]]
+        entry[0] += 1
+        entry[1] += duration
+        if entry[2] is None:
+            entry[2] = {k: str(v)[:200] for k, v in (e.get("args") or {}).items()}
+    out = []
+    for (pid, tid), group in groups.items():
+        names = sorted(group["names"].items(), key=lambda item: -item[1][1])[:top]
+        out.append({"process": processes.get(pid, str(pid)), "thread": threads.get((pid, tid),
+                                                                                   str(tid)),
+                    "events": group["events"], "total_us": round(group["total_us"], 1),
+                    "span_us": round(group["end"] - group["start"], 1),
+                    "top": [{"name": name[:160], "count": count, "total_us": round(total, 1),
+                             "args": args} for name, (count, total, args) in names]})
+    return {"threads": sorted(out, key=lambda t: -t["total_us"])}
 
 
 def _dot_flops(eqn: Any) -> int:

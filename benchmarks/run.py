@@ -34,7 +34,8 @@ target as the median of the rounds' ratios with their range: on a shared CPU one
 move by tens of percent, so one round's verdict near a goal is unreliable.
 
 The JSON is rewritten after every case. ``--deadline S`` starts no case after S seconds,
-``--repeats N`` sets the timed calls per case, ``--peer-python NAME=PYTHON`` runs a peer with a
+``--repeats N`` sets the timed calls per case, ``--set FIELD=VALUE`` overrides a config field
+(e.g. a shorter logging interval for a profile), ``--peer-python NAME=PYTHON`` runs a peer with a
 given interpreter instead of building its venv (``offline_suite.sh`` uses it on a machine with
 no package index), and ``JAXRL_BENCH_PROFILE=DIR`` saves each case's HLO and a profiler trace.
 ``JAXRL_CPU_THREEFRY=unrolled`` compiles jaxrl's cases with the straight-line threefry, and
@@ -555,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(repeatable)")
     parser.add_argument("--total-timesteps", type=int,
                         help="override every case's env steps per seed (quick harness checks)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field (a JSON value, e.g. log_frequency=500) "
+                             "in every case whose config has it (repeatable)")
     parser.add_argument("--timeout", type=float, default=CASE_TIMEOUT_S,
                         help="seconds per case")
     parser.add_argument("--repeats", type=int, default=RUN_REPEATS,
@@ -594,7 +598,15 @@ def main(argv: list[str] | None = None) -> int:
         steps = {"total_timesteps": args.total_timesteps}
         cases = [dataclasses.replace(c, config={**c.config, **steps})
                  if "total_timesteps" in c.config else c for c in cases]
-    cases = [c for c in cases if c != MATMUL]
+    overrides = {}
+    for spec in args.set:
+        field, _, value = spec.partition("=")
+        try:
+            overrides[field] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set wants FIELD=VALUE with a JSON value; got {spec!r}")
+    cases = [dataclasses.replace(c, config={**c.config, **{
+        k: v for k, v in overrides.items() if k in c.config}}) for c in cases if c != MATMUL]
     # (round, case): the dense-matmul reference once, first; then the rounds, every other one
     # in reverse order so that no case always runs right after the same neighbour.
     schedule = [(1, MATMUL)] + [(k, case) for k in range(1, args.rounds + 1)

@@ -34,7 +34,7 @@ from jaxrl.replay import ReplayBuffer, Sample, buffer_for
 from jaxrl.rollout import episode_return_metric, reset_envs, rollout
 
 __all__ = ["OffPolicyConfig", "OffPolicyHooks", "OffPolicySetup", "TrainState", "adam",
-           "linear_epsilon", "make_off_policy_agent", "masked", "polyak_update", "setup",
+           "every", "linear_epsilon", "make_off_policy_agent", "masked", "polyak_update", "setup",
            "validate_off_policy"]
 
 
@@ -237,6 +237,7 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
         state = state.replace(update_count=state.update_count + 1)
         return hooks.gradient_step(keys[1], state, sample)
 
+    @jax.jit
     def iteration(state: TrainState, keys: jax.Array) -> tuple[TrainState, Metrics]:
         env_steps = state.vector_steps.astype(jnp.float32) * num_envs
 
@@ -263,8 +264,24 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
         key, interval_key, eval_key = jax.random.split(state.key, 3)
         keys = jax.random.split(interval_key,
                                 (config.iterations_per_update, 1 + 2 * config.updates_per_step))
-        state, metrics = jax.lax.scan(iteration, state.replace(key=key), keys)
-        metrics = jax.tree.map(jnp.mean, metrics)
+        # Running sums in the carry rather than per-iteration stacked outputs: one fused add
+        # instead of a buffer write per statistic and iteration (a kernel each on a GPU, where
+        # a one-seed iteration is a chain of ~90 small kernels).
+        # (Traced on shapes alone, so the key-reuse checker sees no use of the keys here.)
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                             weak_type=jax.typeof(x).weak_type),
+                              state)
+        row = jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                             jax.eval_shape(iteration, shapes, row)[1])
+
+        def summed(carry, iteration_keys):
+            state, totals = carry
+            state, metrics = iteration(state, iteration_keys)
+            return (state, jax.tree.map(jnp.add, totals, metrics)), None
+
+        (state, totals), _ = jax.lax.scan(summed, (state.replace(key=key), zeros), keys)
+        metrics = jax.tree.map(lambda total: total / config.iterations_per_update, totals)
         metrics["episode_return"] = state.last_episode_return
         if config.eval_episodes:
             metrics["eval_return"] = evaluate(
@@ -295,12 +312,23 @@ def polyak_update(online: Any, target: Any, tau: float | jax.Array, update_count
 
     τ = 1 copies (DQN's hard update every ``frequency`` steps); τ = 0 keeps the target.
     """
-    do = (update_count % frequency) == 0
-    return masked(do, optax.incremental_update(online, target, tau), target)
+    return masked(every(update_count, frequency), optax.incremental_update(online, target, tau),
+                  target)
 
 
-def masked(condition: jax.Array, new: Any, old: Any) -> Any:
-    """``new`` where ``condition`` (a scalar) holds, else ``old``, leaf by leaf."""
+def every(count: jax.Array, frequency: int | jax.Array) -> jax.Array | bool:
+    """``count % frequency == 0``, or the constant ``True`` where ``frequency`` is the Python int
+    1: then ``masked`` returns the new values with no per-leaf select (a kernel each on a GPU)."""
+    if isinstance(frequency, int) and frequency == 1:
+        return True
+    return (count % frequency) == 0
+
+
+def masked(condition: jax.Array | bool, new: Any, old: Any) -> Any:
+    """``new`` where ``condition`` (a scalar) holds, else ``old``, leaf by leaf; ``new`` itself
+    when ``condition`` is the constant ``True`` (``every``)."""
+    if condition is True:
+        return new
     return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
 
 

@@ -119,7 +119,7 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
             params["critic"], params, state.target_params, sample, critic_key)
         params["critic"], opt_state["critic"] = step("critic", params, opt_state, grads)
 
-        delayed = (state.update_count % config.policy_frequency) == 0
+        delayed = off_policy.every(state.update_count, config.policy_frequency)
         alpha = temperature(params)
         (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
             params["actor"], params["critic"], alpha, sample.obs, actor_key)

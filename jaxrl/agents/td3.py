@@ -120,7 +120,7 @@ def make_deterministic_agent(config: DeterministicConfig, env: Any, env_params: 
         updates, opt_state["critic"] = optimizer.update(critic_grads, opt_state["critic"])
         params["critic"] = optax.apply_updates(params["critic"], updates)
 
-        delayed = (state.update_count % policy_frequency) == 0
+        delayed = off_policy.every(state.update_count, policy_frequency)
         loss, actor_grads = jax.value_and_grad(actor_loss)(params["actor"], params["critic"],
                                                            sample.obs)
         updates, actor_opt = optimizer.update(actor_grads, opt_state["actor"])

@@ -19,7 +19,7 @@ from flax import struct
 
 from jaxrl import losses
 from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, train_from_agent
-from jaxrl.agents.off_policy import masked, polyak_update
+from jaxrl.agents.off_policy import every, masked, polyak_update
 from jaxrl.agents.offline import make_offline_agent, validate_offline
 from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
 from jaxrl.datasets import Dataset, Transitions
@@ -110,7 +110,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         params["critic"], opt_state["critic"] = apply_gradients(
             optimizer, grads, opt_state["critic"], params["critic"])
         count = learner.update_count + 1
-        delayed = (count % config.policy_frequency) == 0
+        delayed = every(count, config.policy_frequency)
         loss, grads = jax.value_and_grad(actor_loss)(params["actor"], params["critic"], batch)
         new_actor = apply_gradients(optimizer, grads, opt_state["actor"], params["actor"])
         params["actor"], opt_state["actor"] = masked(
