@@ -579,6 +579,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    overrides = {}
+    for spec in args.set:
+        field, _, value = spec.partition("=")
+        try:
+            overrides[field] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set wants FIELD=VALUE with a JSON value (e.g. log_frequency=500, "
+                         f"hidden_sizes=[64,64]); got {spec!r}")
+        if not field:
+            parser.error(f"--set wants FIELD=VALUE; got {spec!r}")
+    selected = [c for c in suite_cases(args.suite)
+                if not args.only or any(part in c.name for part in args.only)]
+    unknown = sorted(set(overrides) - {k for c in selected for k in c.config})
+    if unknown:
+        parser.error(f"--set {', '.join(unknown)}: no selected case's config has "
+                     f"{'this field' if len(unknown) == 1 else 'these fields'}")
     if args.case:
         fields = json.loads(args.case)
         repeats = fields.pop("repeats", RUN_REPEATS)
@@ -598,13 +614,6 @@ def main(argv: list[str] | None = None) -> int:
         steps = {"total_timesteps": args.total_timesteps}
         cases = [dataclasses.replace(c, config={**c.config, **steps})
                  if "total_timesteps" in c.config else c for c in cases]
-    overrides = {}
-    for spec in args.set:
-        field, _, value = spec.partition("=")
-        try:
-            overrides[field] = json.loads(value)
-        except json.JSONDecodeError:
-            parser.error(f"--set wants FIELD=VALUE with a JSON value; got {spec!r}")
     cases = [dataclasses.replace(c, config={**c.config, **{
         k: v for k, v in overrides.items() if k in c.config}}) for c in cases if c != MATMUL]
     # (round, case): the dense-matmul reference once, first; then the rounds, every other one

@@ -255,3 +255,51 @@ def test_unroll_sweep_writes_rows_and_a_recommendation(tmp_path, monkeypatch):
     assert all(r["run_s"] > 0 and r["env_steps_per_s"] > 0 for r in saved["rows"])
     with pytest.raises(SystemExit):
         unroll.main(["--cases", "nope"])
+
+
+def test_set_overrides_a_field_only_where_the_config_has_it(tmp_path):
+    out = tmp_path / "r.json"
+    assert harness.main(["--suite", "full", "--only", "jaxrl/sac", "--only",
+                         "jaxrl/ppo/CartPole-v1/1", "--set", "log_frequency=250", "--set",
+                         "hidden_sizes=[8, 8]", "--deadline", "1e-9", "--out", str(out)]) == 0
+    rows = {r["algo"]: r for r in json.loads(out.read_text())["rows"][1:]}
+    assert rows["sac"]["config"]["log_frequency"] == 250
+    assert rows["sac"]["config"]["hidden_sizes"] == [8, 8]
+    assert rows["ppo"]["config"]["hidden_sizes"] == [8, 8]
+    assert "log_frequency" not in rows["ppo"]["config"]  # PPO has no such field: left out
+
+
+@pytest.mark.parametrize("spec", ["log_frequency=abc", "=3", "log_freq=250"])
+def test_set_refuses_bad_values_and_fields_no_case_has(spec, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        harness.main(["--suite", "full", "--only", "jaxrl/sac", "--set", spec,
+                      "--out", str(tmp_path / "r.json")])
+    assert "--set" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_trace_summary_totals_spans_and_top_names(tmp_path):
+    import gzip
+
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #7"}},
+        {"ph": "X", "pid": 1, "tid": 7, "ts": 10.0, "dur": 2.0, "name": "gemm",
+         "args": {"hlo_op": "dot.1"}},
+        {"ph": "X", "pid": 1, "tid": 7, "ts": 20.0, "dur": 3.0, "name": "gemm",
+         "args": {"hlo_op": "dot.2"}},
+        {"ph": "X", "pid": 1, "tid": 7, "ts": 30.0, "dur": 1.0, "name": "add"},
+        {"ph": "X", "pid": 2, "tid": 1, "ts": 0.0, "dur": 50.0, "name": "host"},
+        {"ph": "i", "pid": 1, "tid": 7, "ts": 5.0, "name": "instant, not counted"},
+    ]
+    path = tmp_path / "t.trace.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    summary = measure.trace_summary(path, top=1)
+    host, gpu = summary["threads"]  # sorted by total time: the 50 µs host event first
+    assert (host["process"], host["thread"], host["total_us"]) == ("2", "1", 50.0)
+    assert (gpu["process"], gpu["thread"]) == ("/device:GPU:0", "Stream #7")
+    # 2 + 3 + 1 µs of kernels between 10 and 31 µs: busy 6 of a 21 µs span.
+    assert (gpu["events"], gpu["total_us"], gpu["span_us"]) == (3, 6.0, 21.0)
+    assert gpu["top"] == [{"name": "gemm", "count": 2, "total_us": 5.0,
+                           "args": {"hlo_op": "dot.1"}}]

@@ -116,6 +116,26 @@ def test_polyak_update_only_every_frequency_updates():
     assert_allclose(off_policy.polyak_update(online, target, 1.0, jnp.int32(4), 2)["w"], [1, 1])
 
 
+def test_every_is_static_true_for_the_python_constant_one_only():
+    assert off_policy.every(jnp.int32(3), 1) is True
+    assert bool(off_policy.every(jnp.int32(4), 2)) and not bool(off_policy.every(jnp.int32(3), 2))
+    # A traced frequency (a hyperparameter sweep) keeps the computed predicate, even at 1.
+    predicate = jax.jit(lambda f: off_policy.every(jnp.int32(3), f))(jnp.int32(1))
+    assert bool(predicate)
+    assert not bool(jax.jit(lambda f: off_policy.every(jnp.int32(3), f))(jnp.int32(2)))
+
+
+def test_masked_with_static_true_returns_new_without_a_select():
+    new, old = {"w": jnp.ones(2)}, {"w": jnp.zeros(2)}
+    assert off_policy.masked(True, new, old) is new
+    jaxpr = jax.make_jaxpr(lambda n, o: off_policy.polyak_update(n, o, 0.5, jnp.int32(3)))(
+        new, old)
+    assert "select_n" not in str(jaxpr)
+    assert "select_n" in str(jax.make_jaxpr(
+        lambda n, o: off_policy.polyak_update(n, o, 0.5, jnp.int32(3), 2))(new, old))
+    assert_allclose(off_policy.masked(jnp.bool_(False), new, old)["w"], [0, 0])
+
+
 def test_linear_epsilon_decays_then_stays_at_the_end_value():
     eps = [float(off_policy.linear_epsilon(1.0, 0.1, 100.0, jnp.float32(t)))
            for t in (0, 50, 100, 1000)]
