@@ -37,7 +37,8 @@ The JSON is rewritten after every case. ``--deadline S`` starts no case after S 
 ``--repeats N`` sets the timed calls per case, ``--set FIELD=VALUE`` overrides a config field
 (e.g. a shorter logging interval for a profile), ``--peer-python NAME=PYTHON`` runs a peer with a
 given interpreter instead of building its venv (``offline_suite.sh`` uses it on a machine with
-no package index), and ``JAXRL_BENCH_PROFILE=DIR`` saves each case's HLO and a profiler trace.
+no package index), and ``JAXRL_BENCH_PROFILE=DIR`` saves each case's HLO, a profiler trace and
+its summary.
 ``JAXRL_CPU_THREEFRY=unrolled`` compiles jaxrl's cases with the straight-line threefry, and
 ``JAXRL_CPU_THREADS=N`` gives XLA:CPU an N-thread pool in every case's process, peers' too
 (``jaxrl.backend``); rows record both.
@@ -579,6 +580,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.case:
+        fields = json.loads(args.case)
+        repeats = fields.pop("repeats", RUN_REPEATS)
+        measure.emit({"status": "ok", **run_jaxrl_case(Case(**fields), repeats)})
+        return 0
+
     overrides = {}
     for spec in args.set:
         field, _, value = spec.partition("=")
@@ -595,11 +602,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--set {', '.join(unknown)}: no selected case's config has "
                      f"{'this field' if len(unknown) == 1 else 'these fields'}")
-    if args.case:
-        fields = json.loads(args.case)
-        repeats = fields.pop("repeats", RUN_REPEATS)
-        measure.emit({"status": "ok", **run_jaxrl_case(Case(**fields), repeats)})
-        return 0
 
     # $JAXRL_CPU_THREADS sizes XLA:CPU's thread pool ($PJRT_NPROC) in every case's process,
     # the peers' included, so both sides of a comparison run with the same pool.
