@@ -142,7 +142,7 @@ def set_cpu_threefry(mode: str) -> str:
     XLA then fuses a draw with its neighbours. The random bits are identical either way (a test
     checks splits, uniforms, normals and permutations bit for bit; whole training runs are
     bitwise equal). Measured on a 2-core CPU, each in one process with alternating builds
-    (README, Benchmarks): compile time falls by a quarter to a third (PPO CartPole 1 seed
+    (``benchmarks/RESULTS.md``): compile time falls by a quarter to a third (PPO CartPole 1 seed
     8.5 → 6.4 s, DQN 7.7 → 5.2 s; the test suite's compile-bound agents ≈ 14 %), draws run 2-10×
     faster (64 keys × 4,096 bits: 2.4 → 0.37 ms), PPO at 64 vmapped seeds runs 4 % faster — but
     with XLA's default thread pool one seed of PPO CartPole runs 10-45 % slower over a 65k-step
@@ -220,7 +220,7 @@ def set_cpu_threads(threads: int) -> None:
     concurrently, on a pool of one thread per core. A kernel of a small program (one seed, a
     few envs) takes microseconds, and handing kernels between threads can cost more than
     running them side by side gains; larger batches gain from the pool. Measured on a 2-core
-    CPU, smoke suite back to back (README, Benchmarks), default pool → one thread: DQN
+    CPU, smoke suite back to back (``benchmarks/RESULTS.md``), default pool → one thread: DQN
     CartPole (1 seed, batch 256) 3.6k → 4.7k updates/s, PPO CartPole 4 seeds 120k → 162k env
     steps/s, 16 seeds 147k → 152k, 64 seeds 156k → 142k; rejax's PPO with one seed 85k → 99k.
     jaxrl's one-seed PPO ran the same with JAX's threefry (its kernels already ran on one

@@ -242,7 +242,7 @@ def make_optimizer(config: Any, num_updates: int, steps_per_update: int,
 
     The optimizer works on the parameters raveled into one vector (``optax.flatten``): the same
     element-wise update, but a handful of kernels instead of several per parameter leaf, which
-    cut PPO's XLA compile by ≈ 10-30 % on CPU at no cost in run time (benchmarks, README).
+    cut PPO's XLA compile by ≈ 10-30 % on CPU at no cost in run time (``benchmarks/RESULTS.md``).
     """
 
     def learning_rate(count: jax.Array) -> jax.Array:
