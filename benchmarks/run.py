@@ -66,7 +66,7 @@ import measure  # noqa: E402
 import venvs  # noqa: E402
 
 __all__ = ["CASES", "Case", "derive", "main", "markdown", "run_case", "run_jaxrl_case",
-           "suite_cases", "targets"]
+           "selected_cases", "suite_cases", "targets"]
 
 CASE_TIMEOUT_S = 1800
 RUN_REPEATS = 2
@@ -191,6 +191,12 @@ def suite_cases(suite: str, backend: str = "cpu") -> list[Case]:
         at = max(i for i, c in enumerate(cases) if c.algo == "ppo" and c.env == "CartPole-v1")
         cases[at + 1:at + 1] = extra
     return cases
+
+
+def selected_cases(suite: str, backend: str, only: list[str]) -> list[Case]:
+    """``suite_cases`` whose name contains one of ``only`` (all of them when ``only`` is empty)."""
+    return [c for c in suite_cases(suite, backend)
+            if not only or any(part in c.name for part in only)]
 
 
 # --- the jaxrl side (runs in the case's subprocess) ---------------------------------------------
@@ -586,9 +592,12 @@ def main(argv: list[str] | None = None) -> int:
         measure.emit({"status": "ok", **run_jaxrl_case(Case(**fields), repeats)})
         return 0
 
-    overrides = {}
+    # Config overrides, applied to every selected case whose config has the field.
+    overrides = {"total_timesteps": args.total_timesteps} if args.total_timesteps else {}
+    named = set()
     for spec in args.set:
         field, _, value = spec.partition("=")
+        named.add(field)
         try:
             overrides[field] = json.loads(value)
         except json.JSONDecodeError:
@@ -596,9 +605,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"hidden_sizes=[64,64]); got {spec!r}")
         if not field:
             parser.error(f"--set wants FIELD=VALUE; got {spec!r}")
-    selected = [c for c in suite_cases(args.suite)
-                if not args.only or any(part in c.name for part in args.only)]
-    unknown = sorted(set(overrides) - {k for c in selected for k in c.config})
+    # (The GPU suite's extra cases are PPO's, with the same fields.)
+    known = {k for c in selected_cases(args.suite, "cpu", args.only) for k in c.config}
+    unknown = sorted(named - known)
     if unknown:
         parser.error(f"--set {', '.join(unknown)}: no selected case's config has "
                      f"{'this field' if len(unknown) == 1 else 'these fields'}")
@@ -610,14 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     cpu_threads_from_env()
     machine = run_case(MATMUL, sys.executable, Path(__file__), args.timeout)
     backend = (machine.get("machine") or {}).get("backend", "cpu")
-    cases = [c for c in suite_cases(args.suite, backend)
-             if not args.only or any(part in c.name for part in args.only)]
-    if args.total_timesteps:
-        steps = {"total_timesteps": args.total_timesteps}
-        cases = [dataclasses.replace(c, config={**c.config, **steps})
-                 if "total_timesteps" in c.config else c for c in cases]
     cases = [dataclasses.replace(c, config={**c.config, **{
-        k: v for k, v in overrides.items() if k in c.config}}) for c in cases if c != MATMUL]
+        k: v for k, v in overrides.items() if k in c.config}})
+             for c in selected_cases(args.suite, backend, args.only) if c != MATMUL]
     # (round, case): the dense-matmul reference once, first; then the rounds, every other one
     # in reverse order so that no case always runs right after the same neighbour.
     schedule = [(1, MATMUL)] + [(k, case) for k in range(1, args.rounds + 1)

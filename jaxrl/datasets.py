@@ -62,14 +62,17 @@ from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
 from jaxrl.rollout import reset_envs, rollout
 
-__all__ = ["ARRAY_KEYS", "EXPERT_CONFIGS", "POLICY_KINDS", "SCRIPTED", "SCRIPTED_EXPERTS",
-           "Dataset", "PolicyFn", "Transitions", "agent_policy", "behaviour_of", "collect",
-           "episode_bounds", "generate", "load", "noisy_policy", "random_policy", "save",
-           "scripted_expert", "train_expert", "validate"]
+__all__ = ["ARRAY_KEYS", "DEFAULT_NOISE", "EXPERT_CONFIGS", "POLICY_KINDS", "SCRIPTED",
+           "SCRIPTED_EXPERTS", "Dataset", "PolicyFn", "Transitions", "agent_policy",
+           "behaviour_of", "collect", "episode_bounds", "generate", "load", "noisy_policy",
+           "random_policy", "save", "scripted_expert", "train_expert", "validate"]
 
 ARRAY_KEYS = ("observations", "actions", "rewards", "next_observations", "terminated",
               "truncated", "log_probs")
 POLICY_KINDS = ("expert", "medium", "random", "mixed")
+DEFAULT_NOISE = 0.1
+"""Behaviour noise (ε, or σ as a fraction of the half-range) where ``noise=None`` asks for the
+deterministic expert plus noise (``noisy_policy``)."""
 SCRIPTED = "scripted"
 """``expert_algo`` naming the env's hand-written expert (``SCRIPTED_EXPERTS``), not an agent."""
 
@@ -349,7 +352,7 @@ def agent_policy(module: Any, config: Any, env: Any, env_params: Any, train_stat
             return network.apply(train_state.params, obs, method="policy")
 
         return own, "the agent's own stochastic policy"
-    noise = 0.1 if noise is None else noise
+    noise = DEFAULT_NOISE if noise is None else noise
     agent = module.make_agent(config, env, env_params)
 
     def greedy(obs: jax.Array) -> jax.Array:
@@ -405,7 +408,7 @@ def behaviour_of(kind: str, env_id: str, env: Any, env_params: Any, *, expert_al
             raise ValueError(f"the scripted expert has no partially trained ({kind}) version: "
                              "ask for the expert or random behaviour, or name an algorithm to "
                              "train (e.g. ppo)")
-        noise = 0.1 if noise is None else noise
+        noise = DEFAULT_NOISE if noise is None else noise
         action_space = env.action_space(env_params)
         return (noisy_policy(scripted_expert(env), action_space, noise),
                 f"scripted expert: {_noise_rule(action_space, noise)}", {"algo": SCRIPTED})
