@@ -215,7 +215,7 @@ def jaxrl_config(module: Any, config: dict[str, Any]) -> Any:
 def gradient_steps_per_seed(config: Any, num_updates: int) -> int | None:
     """Gradient steps of one seed's run: ``num_updates · update_epochs · num_minibatches`` for
     epoch-based agents, ``num_updates · iterations_per_update · updates_per_step`` for the
-    off-policy ones (``jaxrl.agents.off_policy``); None for agents with neither."""
+    off-policy ones (``jaxrl.training.off_policy``); None for agents with neither."""
     if hasattr(config, "update_epochs"):
         return num_updates * config.update_epochs * getattr(config, "num_minibatches", 1)
     if hasattr(config, "updates_per_step"):

@@ -340,7 +340,7 @@ def noisy_policy(act: Callable[[jax.Array], jax.Array], action_space: Space,
 def agent_policy(module: Any, config: Any, env: Any, env_params: Any, train_state: Any,
                  noise: float | None) -> tuple[PolicyFn, str]:
     """The behaviour of one trained agent and its description (see the module docstring)."""
-    from jaxrl.agents import on_policy
+    from jaxrl.training import on_policy
 
     action_space = env.action_space(env_params)
     if noise is None and isinstance(train_state, on_policy.TrainState):

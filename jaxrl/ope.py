@@ -29,12 +29,12 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl.agents.base import flat_adam
 from jaxrl.datasets import Dataset, Transitions, episode_bounds
 from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.models import MLP
 from jaxrl.rollout import reset_envs, rollout
+from jaxrl.training.optim import flat_adam
 
 __all__ = ["Episodes", "TargetPolicy", "discounted_returns", "episodes", "fitted_q_evaluation",
            "log_ratios", "ordinary_is", "per_decision_is", "report", "rollout_value",

@@ -18,10 +18,13 @@ from flax import struct
 from jaxrl.backend import env_unroll_limit, scan_unroll
 from jaxrl.parallel import constrain_env_axis
 
-__all__ = ["Transition", "bootstrap_values", "episode_return_metric", "random_permutation",
-           "reset_envs", "rollout", "shuffled_minibatches"]
+__all__ = ["Transition", "bootstrap_values", "env_minibatches", "episode_return_metric",
+           "random_permutation", "reset_carry", "reset_envs", "rollout", "rollout_with_carry",
+           "shuffled_minibatches"]
 
 Policy = Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+CarryPolicy = Callable[[jax.Array, jax.Array, Any, Any],
+                       tuple[jax.Array, dict[str, jax.Array], Any]]
 
 
 class Transition(struct.PyTreeNode):
@@ -69,27 +72,56 @@ def rollout(key: jax.Array, env: Any, env_params: Any, env_state: Any, obs: jax.
     runs once (an off-policy agent's warm-up), where unrolling adds compile time and saves
     nothing worth having.
     """
+    def general(key, obs, env_state, carry):
+        return (*policy(key, obs), carry)
+
+    env_state, obs, _, transitions = rollout_with_carry(
+        key, env, env_params, env_state, obs, (), general, num_steps, (), unroll)
+    return env_state, obs, transitions
+
+
+def reset_carry(carry: Any, done: jax.Array, initial_carry: Any) -> Any:
+    """``initial_carry`` in the envs whose episode ended (``done [N]``), ``carry`` elsewhere."""
+    def select(initial, current):
+        mask = done.reshape(done.shape + (1,) * (current.ndim - done.ndim))
+        return jnp.where(mask, initial, current)
+
+    return jax.tree.map(select, initial_carry, carry)
+
+
+def rollout_with_carry(key: jax.Array, env: Any, env_params: Any, env_state: Any,
+                       obs: jax.Array, carry: Any, policy: CarryPolicy, num_steps: int,
+                       initial_carry: Any, unroll: int | None = None
+                       ) -> tuple[Any, jax.Array, Any, Transition]:
+    """``rollout`` for a policy with memory, or one that reads the env state:
+    ``(env_state, obs, carry, transitions)``.
+
+    ``policy(key, obs, env_state, carry) -> (actions, extras, carry)``; after each step the
+    carry of every env whose episode ended (terminated or truncated) is reset to
+    ``initial_carry`` (leaves ``[num_envs, ...]``), so the next episode starts fresh.
+    """
     num_envs = jax.tree.leaves(env_state)[0].shape[0]
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def step(carry, step_keys):
-        env_state, obs = carry
-        action, extras = policy(step_keys[0], obs)
+    def step(loop_carry, step_keys):
+        env_state, obs, carry = loop_carry
+        action, extras, carry = policy(step_keys[0], obs, env_state, carry)
         next_obs, env_state, reward, terminated, truncated, info = batched_step(
             step_keys[1:], env_state, action, env_params)
         info = dict(info)
         final_obs = info.pop("final_obs")
         transition = Transition(obs, action, reward, terminated, truncated, final_obs, info, extras)
-        return (env_state, next_obs), transition
+        carry = reset_carry(carry, terminated | truncated, initial_carry)
+        return (env_state, next_obs, carry), transition
 
     # Every key of the rollout in one split (row t: the policy's key, then one per env): on CPU
     # each threefry call is a small loop of its own, so splitting inside the step costs more.
-    (env_state, obs), transitions = jax.lax.scan(
-        step, (env_state, obs), jax.random.split(key, (num_steps, 1 + num_envs)),
+    (env_state, obs, carry), transitions = jax.lax.scan(
+        step, (env_state, obs, carry), jax.random.split(key, (num_steps, 1 + num_envs)),
         unroll=unroll or scan_unroll(num_steps, env_unroll_limit(env)))
     # As in reset_envs, so the carried env batch stays sharded (also in a resumed run).
     env_state, obs = constrain_env_axis((env_state, obs))
-    return env_state, obs, transitions
+    return env_state, obs, carry, transitions
 
 
 def _first_cut_steps(truncated: jax.Array, k: int) -> jax.Array:
@@ -174,6 +206,24 @@ def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> An
     permutation = random_permutation(key, size)
     return jax.tree.map(
         lambda x: x[permutation].reshape((num_minibatches, -1, *x.shape[1:])), flat)
+
+
+def env_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any:
+    """Shuffle the env axis of ``[T, N, ...]`` leaves and split it into ``num_minibatches``
+    groups of whole env sequences: ``[num_minibatches, T, N / num_minibatches, ...]``.
+
+    For policies with memory: each minibatch keeps its envs' time order, so a recurrent network
+    replays them step by step from the carry stored at the start of the rollout (put that carry
+    in ``batch`` with a leading axis of 1, ``[1, N, ...]``, so it is split with the same envs).
+    """
+    num_envs = jax.tree.leaves(batch)[0].shape[1]
+    permutation = random_permutation(key, num_envs)
+
+    def split(x):
+        x = x[:, permutation]
+        return jnp.moveaxis(x.reshape((x.shape[0], num_minibatches, -1, *x.shape[2:])), 1, 0)
+
+    return jax.tree.map(split, batch)
 
 
 def episode_return_metric(info: dict[str, jax.Array], previous: jax.Array) -> jax.Array:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxrl import natural_gradient as ng
-from jaxrl.agents import on_policy
 from jaxrl.envs import Box, Discrete
 from jaxrl.models import make_actor_critic
+from jaxrl.training import natural_gradient as ng
+from jaxrl.training import on_policy
 
 
 def _spd(n: int, seed: int = 0) -> np.ndarray:

@@ -11,9 +11,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 from jaxrl import envs, losses
-from jaxrl.agents import off_policy
 from jaxrl.envs import Box, Discrete
 from jaxrl.replay import ReplayBuffer, storage_dtype
+from jaxrl.training import off_policy, optim
 
 
 @pytest.fixture(autouse=True)
@@ -104,36 +104,36 @@ def test_polyak_tau_one_copies_tau_zero_keeps_and_tau_mixes():
     online = {"w": jnp.array([1.0, 2.0])}
     target = {"w": jnp.array([3.0, 6.0])}
     count = jnp.int32(4)
-    assert_allclose(off_policy.polyak_update(online, target, 1.0, count)["w"], [1.0, 2.0])
-    assert_allclose(off_policy.polyak_update(online, target, 0.0, count)["w"], [3.0, 6.0])
+    assert_allclose(optim.polyak_update(online, target, 1.0, count)["w"], [1.0, 2.0])
+    assert_allclose(optim.polyak_update(online, target, 0.0, count)["w"], [3.0, 6.0])
     # τ = 0.25: 0.25·1 + 0.75·3 = 2.5, 0.25·2 + 0.75·6 = 5.
-    assert_allclose(off_policy.polyak_update(online, target, 0.25, count)["w"], [2.5, 5.0])
+    assert_allclose(optim.polyak_update(online, target, 0.25, count)["w"], [2.5, 5.0])
 
 
 def test_polyak_update_only_every_frequency_updates():
     online, target = {"w": jnp.ones(2)}, {"w": jnp.zeros(2)}
-    assert_allclose(off_policy.polyak_update(online, target, 1.0, jnp.int32(3), 2)["w"], [0, 0])
-    assert_allclose(off_policy.polyak_update(online, target, 1.0, jnp.int32(4), 2)["w"], [1, 1])
+    assert_allclose(optim.polyak_update(online, target, 1.0, jnp.int32(3), 2)["w"], [0, 0])
+    assert_allclose(optim.polyak_update(online, target, 1.0, jnp.int32(4), 2)["w"], [1, 1])
 
 
 def test_every_is_static_true_for_the_python_constant_one_only():
-    assert off_policy.every(jnp.int32(3), 1) is True
-    assert bool(off_policy.every(jnp.int32(4), 2)) and not bool(off_policy.every(jnp.int32(3), 2))
+    assert optim.every(jnp.int32(3), 1) is True
+    assert bool(optim.every(jnp.int32(4), 2)) and not bool(optim.every(jnp.int32(3), 2))
     # A traced frequency (a hyperparameter sweep) keeps the computed predicate, even at 1.
-    predicate = jax.jit(lambda f: off_policy.every(jnp.int32(3), f))(jnp.int32(1))
+    predicate = jax.jit(lambda f: optim.every(jnp.int32(3), f))(jnp.int32(1))
     assert bool(predicate)
-    assert not bool(jax.jit(lambda f: off_policy.every(jnp.int32(3), f))(jnp.int32(2)))
+    assert not bool(jax.jit(lambda f: optim.every(jnp.int32(3), f))(jnp.int32(2)))
 
 
 def test_masked_with_static_true_returns_new_without_a_select():
     new, old = {"w": jnp.ones(2)}, {"w": jnp.zeros(2)}
-    assert off_policy.masked(True, new, old) is new
-    jaxpr = jax.make_jaxpr(lambda n, o: off_policy.polyak_update(n, o, 0.5, jnp.int32(3)))(
+    assert optim.masked(True, new, old) is new
+    jaxpr = jax.make_jaxpr(lambda n, o: optim.polyak_update(n, o, 0.5, jnp.int32(3)))(
         new, old)
     assert "select_n" not in str(jaxpr)
     assert "select_n" in str(jax.make_jaxpr(
-        lambda n, o: off_policy.polyak_update(n, o, 0.5, jnp.int32(3), 2))(new, old))
-    assert_allclose(off_policy.masked(jnp.bool_(False), new, old)["w"], [0, 0])
+        lambda n, o: optim.polyak_update(n, o, 0.5, jnp.int32(3), 2))(new, old))
+    assert_allclose(optim.masked(jnp.bool_(False), new, old)["w"], [0, 0])
 
 
 def test_linear_epsilon_decays_then_stays_at_the_end_value():

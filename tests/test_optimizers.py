@@ -12,8 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxrl.agents import off_policy, on_policy
-from jaxrl.agents.base import grad_norm
+from jaxrl.training import on_policy, optim
+from jaxrl.training.optim import grad_norm
 
 
 def tree(key: jax.Array, scale: float) -> dict:
@@ -63,7 +63,7 @@ def test_on_policy_optimizer_matches_the_per_leaf_chain(kind, scale, anneal_lr):
 @pytest.mark.parametrize("max_grad_norm", [None, 0.5])
 @pytest.mark.parametrize("anneal_steps", [None, 4])
 def test_off_policy_adam_matches_the_per_leaf_chain(max_grad_norm, anneal_steps):
-    flat = off_policy.adam(1e-3, max_grad_norm, anneal_steps)
+    flat = optim.adam(1e-3, max_grad_norm, anneal_steps)
     rate = optax.linear_schedule(1e-3, 0.0, anneal_steps) if anneal_steps else 1e-3
     per_leaf = optax.adam(rate)
     if max_grad_norm is not None:

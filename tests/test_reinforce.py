@@ -8,8 +8,8 @@ import pytest
 from probe_envs import ConstantRewardEnv, ObservedSignEnv, ProbeParams
 
 from jaxrl import envs
-from jaxrl.agents import on_policy, reinforce
 from jaxrl.models import make_actor_critic
+from jaxrl.training import on_policy, reinforce
 
 TINY = reinforce.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
                         hidden_sizes=(16,))

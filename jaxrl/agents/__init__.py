@@ -20,7 +20,7 @@ from jaxrl.agents import (
     td3_bc,
     trpo,
 )
-from jaxrl.agents.base import Agent, as_typed_key, train_from_agent
+from jaxrl.training.agent import Agent, as_typed_key, train_from_agent
 
 __all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "awac", "bc", "cql", "dagger", "ddpg",
            "dqn", "get_algorithm", "iql", "npg", "ppo", "reinforce", "sac", "soft_q", "td3",

@@ -25,8 +25,9 @@ import jax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents import on_policy
-from jaxrl.agents.base import Agent, check_ranges, train_from_agent
+from jaxrl.training import on_policy
+from jaxrl.training.agent import Agent, train_from_agent
+from jaxrl.training.config import check_ranges
 
 __all__ = ["Config", "TrainState", "advantages_and_targets", "check_config", "make_agent",
            "make_train", "validate"]
@@ -133,7 +134,7 @@ def advantages_and_targets(batch: on_policy.Batch, config: Config) -> tuple[jax.
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build A2C's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.base``)."""
+    """Build A2C's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
     parts = on_policy.setup(config, env, env_params, "A2C")
     optimizer = on_policy.make_optimizer(config, config.num_updates, config.num_minibatches,

@@ -20,8 +20,6 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, train_from_agent
-from jaxrl.agents.offline import make_offline_agent, validate_offline
 from jaxrl.agents.offline_actor_critic import (
     CriticLearner,
     OfflineConfig,
@@ -30,6 +28,10 @@ from jaxrl.agents.offline_actor_critic import (
 )
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.models import CriticEnsemble, GaussianHead, PolicyNetwork, make_torso
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
+from jaxrl.training.offline import make_offline_agent, validate_offline
+from jaxrl.training.optim import flat_adam
 
 __all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
            "validate"]

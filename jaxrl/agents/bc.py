@@ -26,18 +26,20 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, grad_norm, train_from_agent
-from jaxrl.agents.offline import (
+from jaxrl.datasets import Dataset, Transitions, episode_bounds
+from jaxrl.envs import goal as _goal_env  # noqa: F401  (registers PointGoal-v0)
+from jaxrl.envs.spaces import Box, Discrete, Space
+from jaxrl.models import MLP
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
+from jaxrl.training.offline import (
     ObsNormalizer,
     device_dataset,
     make_offline_agent,
     sample,
     validate_offline,
 )
-from jaxrl.datasets import Dataset, Transitions, episode_bounds
-from jaxrl.envs import goal as _goal_env  # noqa: F401  (registers PointGoal-v0)
-from jaxrl.envs.spaces import Box, Discrete, Space
-from jaxrl.models import MLP
+from jaxrl.training.optim import flat_adam, grad_norm
 
 __all__ = ["OFFLINE", "Config", "Learner", "PolicyNetwork", "bc_loss", "check_config",
            "hindsight_sampler", "make_agent", "make_train", "policy_action", "validate"]

@@ -27,12 +27,14 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, train_from_agent
-from jaxrl.agents.offline import make_offline_agent, validate_offline
 from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.envs.spaces import Discrete
 from jaxrl.models import CriticEnsemble, make_q_network, make_tanh_gaussian_actor
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
+from jaxrl.training.offline import make_offline_agent, validate_offline
+from jaxrl.training.optim import flat_adam
 
 __all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
            "validate"]

@@ -29,22 +29,17 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl.agents.base import (
-    Agent,
-    Metrics,
-    as_typed_key,
-    check_ranges,
-    flat_adam,
-    train_from_agent,
-)
 from jaxrl.agents.bc import PolicyNetwork, bc_loss, policy_action
-from jaxrl.agents.offline import eval_window
 from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.datasets import scripted_expert
 from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.evaluation import evaluate
 from jaxrl.rollout import reset_envs, rollout
+from jaxrl.training.agent import Agent, Metrics, as_typed_key, train_from_agent
+from jaxrl.training.config import check_ranges
+from jaxrl.training.offline import eval_window
+from jaxrl.training.optim import flat_adam
 
 __all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxrl.agents import td3
-from jaxrl.agents.base import Agent, train_from_agent
+from jaxrl.training.agent import Agent, train_from_agent
 
 __all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
 
@@ -32,7 +32,7 @@ def check_config(config: Config) -> None:
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build DDPG's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
+    """Build DDPG's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
     return td3.make_deterministic_agent(config, env, env_params, "ddpg", num_critics=1,
                                         policy_noise=0.0, noise_clip=0.0, policy_frequency=1)

@@ -26,11 +26,13 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents import off_policy
-from jaxrl.agents.base import Agent, Metrics, check_ranges, grad_norm, train_from_agent
 from jaxrl.envs.spaces import Discrete
 from jaxrl.models import make_q_network
 from jaxrl.replay import Sample
+from jaxrl.training import off_policy, optim
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
+from jaxrl.training.optim import grad_norm
 
 __all__ = ["Config", "NextValue", "QConfig", "TrainState", "check_config", "check_q_ranges",
            "greedy_next_value", "make_agent", "make_q_agent", "make_train", "validate"]
@@ -123,7 +125,7 @@ def make_q_agent(config: Any, env: Any, env_params: Any, algo: str, next_value: 
     parts = off_policy.setup(env, env_params, algo.upper(), Discrete)
     network = make_q_network(parts.observation_space, parts.action_space, config.hidden_sizes,
                              config.activation, getattr(config, "dueling", False))
-    optimizer = off_policy.adam(config.learning_rate, config.max_grad_norm,
+    optimizer = optim.adam(config.learning_rate, config.max_grad_norm,
                                 config.total_gradient_steps if config.anneal_lr else None)
 
     def init(key, obs):
@@ -148,7 +150,7 @@ def make_q_agent(config: Any, env: Any, env_params: Any, algo: str, next_value: 
                                                          state.target_params["q"], sample)
         updates, opt_state = optimizer.update(grads, state.opt_state["q"], state.params["q"])
         params = optax.apply_updates(state.params["q"], updates)
-        target = off_policy.polyak_update(params, state.target_params["q"], config.tau,
+        target = optim.polyak_update(params, state.target_params["q"], config.tau,
                                           state.update_count, config.target_network_frequency)
         metrics["grad_norm"] = grad_norm(grads)
         return state.replace(params={"q": params}, target_params={"q": target},
@@ -166,7 +168,7 @@ def make_q_agent(config: Any, env: Any, env_params: Any, algo: str, next_value: 
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build DQN's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
+    """Build DQN's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
 
     def epsilon_greedy(key, q_values, env_steps):

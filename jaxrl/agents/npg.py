@@ -10,7 +10,7 @@ is the policy gradient ``g``) and the Fisher matrix ``F`` (the Hessian of the me
 maximises the linearised surrogate inside the quadratic trust region ``½ Δθᵀ F Δθ ≤ δ``
 (δ = ``max_kl``); ``step_size > 0`` takes a fixed ``α`` instead. ``s`` comes from
 ``cg_iters`` conjugate-gradient iterations on damped Fisher-vector products ``(F + c I) v``,
-``c = cg_damping`` (``jaxrl.natural_gradient``); no dense Fisher is formed. One update:
+``c = cg_damping`` (``jaxrl.training.natural_gradient``); no dense Fisher is formed. One update:
 
 1. roll out ``π_θ`` (``on_policy.collect``); ``Â = GAE(γ, λ)``, normalised over the batch;
 2. ``g = ∇L``, ``s = CG(F + cI, g)``, full step ``sqrt(2δ / sᵀ(F + cI)s) s``;
@@ -34,16 +34,11 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import losses
-from jaxrl import natural_gradient as ng
-from jaxrl.agents import on_policy
-from jaxrl.agents.base import (
-    Agent,
-    Metrics,
-    as_typed_key,
-    check_ranges,
-    flat_adam,
-    train_from_agent,
-)
+from jaxrl.training import natural_gradient as ng
+from jaxrl.training import on_policy
+from jaxrl.training.agent import Agent, Metrics, as_typed_key, train_from_agent
+from jaxrl.training.config import check_ranges
+from jaxrl.training.optim import flat_adam
 
 __all__ = ["RANGES", "Config", "Evaluate", "NaturalGradientConfig", "StepRule", "TrainState",
            "check_config", "make_agent", "make_natural_gradient_agent", "make_train",
@@ -232,7 +227,7 @@ def make_natural_gradient_agent(config: NaturalGradientConfig, env: Any, env_par
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build NPG's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
+    """Build NPG's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     return make_natural_gradient_agent(config, env, env_params, natural_step, "NPG")
 
 

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl.agents.offline import ObsNormalizer, device_dataset, sample
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.envs.spaces import Box, Discrete, Space
+from jaxrl.training.offline import ObsNormalizer, device_dataset, sample
 
 __all__ = ["CriticLearner", "OfflineConfig", "Prepared", "apply_gradients", "prepare"]
 

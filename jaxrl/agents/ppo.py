@@ -18,8 +18,9 @@ import jax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents import on_policy
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.training import on_policy
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
 
 __all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "policy_change",
            "ppo_loss", "validate"]
@@ -142,7 +143,7 @@ def policy_change(network: Any, config: Config, params: Any,
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build PPO's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
+    """Build PPO's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
     parts = on_policy.setup(config, env, env_params, "PPO")
     optimizer = on_policy.make_optimizer(config, config.num_updates,

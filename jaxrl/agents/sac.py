@@ -20,11 +20,12 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents import off_policy
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
 from jaxrl.envs.spaces import Box
 from jaxrl.models import CriticEnsemble, make_tanh_gaussian_actor
 from jaxrl.replay import Sample
+from jaxrl.training import off_policy, optim
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
 
 __all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
 
@@ -64,15 +65,15 @@ def check_config(config: Config) -> None:
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build SAC's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
+    """Build SAC's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
     parts = off_policy.setup(env, env_params, "SAC", Box)
     actor = make_tanh_gaussian_actor(parts.observation_space, parts.action_space,
                                      config.hidden_sizes, config.activation)
     critic = CriticEnsemble(2, config.hidden_sizes, config.activation)
-    optimizers = {"actor": off_policy.adam(config.policy_lr),
-                  "critic": off_policy.adam(config.q_lr),
-                  "log_alpha": off_policy.adam(config.q_lr)}
+    optimizers = {"actor": optim.adam(config.policy_lr),
+                  "critic": optim.adam(config.q_lr),
+                  "log_alpha": optim.adam(config.q_lr)}
     target_entropy = -config.target_entropy_scale * parts.action_space.shape[0]
 
     def init(key, obs):
@@ -119,7 +120,7 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
             params["critic"], params, state.target_params, sample, critic_key)
         params["critic"], opt_state["critic"] = step("critic", params, opt_state, grads)
 
-        delayed = off_policy.every(state.update_count, config.policy_frequency)
+        delayed = optim.every(state.update_count, config.policy_frequency)
         alpha = temperature(params)
         (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
             params["actor"], params["critic"], alpha, sample.obs, actor_key)
@@ -130,9 +131,9 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
         if not config.autotune:
             new_alpha = (params["log_alpha"], opt_state["log_alpha"])
         (params["actor"], opt_state["actor"]), (params["log_alpha"], opt_state["log_alpha"]) = (
-            off_policy.masked(delayed, new, (params[name], opt_state[name]))
+            optim.masked(delayed, new, (params[name], opt_state[name]))
             for name, new in (("actor", new_actor), ("log_alpha", new_alpha)))
-        target = {"critic": off_policy.polyak_update(
+        target = {"critic": optim.polyak_update(
             params["critic"], state.target_params["critic"], config.tau, state.update_count,
             config.target_network_frequency)}
         metrics.update(actor_loss=loss, alpha=alpha, alpha_loss=alpha_loss,

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from jaxrl import losses
 from jaxrl.agents import dqn
-from jaxrl.agents.base import Agent, check_ranges, train_from_agent
+from jaxrl.training.agent import Agent, train_from_agent
+from jaxrl.training.config import check_ranges
 
 __all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
 
@@ -45,7 +46,7 @@ def check_config(config: Config) -> None:
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build soft Q-learning's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.base``)."""
+    """Build soft Q-learning's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
 
     def boltzmann(key, q_values, env_steps):

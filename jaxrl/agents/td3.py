@@ -21,11 +21,12 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents import off_policy
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
 from jaxrl.envs.spaces import Box
 from jaxrl.models import CriticEnsemble, make_deterministic_actor
 from jaxrl.replay import Sample
+from jaxrl.training import off_policy, optim
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
 
 __all__ = ["Config", "DeterministicConfig", "TrainState", "check_config", "check_ranges_of",
            "make_agent", "make_deterministic_agent", "make_train", "validate"]
@@ -83,7 +84,7 @@ def make_deterministic_agent(config: DeterministicConfig, env: Any, env_params: 
     actor = make_deterministic_actor(parts.observation_space, parts.action_space,
                                      config.hidden_sizes, config.activation)
     critic = CriticEnsemble(num_critics, config.hidden_sizes, config.activation)
-    optimizer = off_policy.adam(config.learning_rate)
+    optimizer = optim.adam(config.learning_rate)
 
     def init(key, obs):
         actor_key, critic_key = jax.random.split(key)
@@ -120,14 +121,14 @@ def make_deterministic_agent(config: DeterministicConfig, env: Any, env_params: 
         updates, opt_state["critic"] = optimizer.update(critic_grads, opt_state["critic"])
         params["critic"] = optax.apply_updates(params["critic"], updates)
 
-        delayed = off_policy.every(state.update_count, policy_frequency)
+        delayed = optim.every(state.update_count, policy_frequency)
         loss, actor_grads = jax.value_and_grad(actor_loss)(params["actor"], params["critic"],
                                                            sample.obs)
         updates, actor_opt = optimizer.update(actor_grads, opt_state["actor"])
-        params["actor"] = off_policy.masked(delayed, optax.apply_updates(params["actor"], updates),
+        params["actor"] = optim.masked(delayed, optax.apply_updates(params["actor"], updates),
                                             params["actor"])
-        opt_state["actor"] = off_policy.masked(delayed, actor_opt, opt_state["actor"])
-        target = off_policy.polyak_update(params, state.target_params, config.tau,
+        opt_state["actor"] = optim.masked(delayed, actor_opt, opt_state["actor"])
+        target = optim.polyak_update(params, state.target_params, config.tau,
                                           state.update_count,
                                           policy_frequency * config.target_network_frequency)
         metrics["actor_loss"] = loss
@@ -143,7 +144,7 @@ def make_deterministic_agent(config: DeterministicConfig, env: Any, env_params: 
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build TD3's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
+    """Build TD3's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
     return make_deterministic_agent(config, env, env_params, "td3", 2, config.policy_noise,
                                     config.noise_clip, config.policy_frequency)

@@ -18,12 +18,13 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, check_ranges, flat_adam, train_from_agent
-from jaxrl.agents.off_policy import every, masked, polyak_update
-from jaxrl.agents.offline import make_offline_agent, validate_offline
 from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.models import CriticEnsemble, make_deterministic_actor
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
+from jaxrl.training.offline import make_offline_agent, validate_offline
+from jaxrl.training.optim import every, flat_adam, masked, polyak_update
 
 __all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
            "validate"]

@@ -22,9 +22,10 @@ from typing import Any
 import jax
 from flax import struct
 
-from jaxrl import natural_gradient as ng
 from jaxrl.agents import npg
-from jaxrl.agents.base import Agent, Metrics, check_ranges, train_from_agent
+from jaxrl.training import natural_gradient as ng
+from jaxrl.training.agent import Agent, Metrics, train_from_agent
+from jaxrl.training.config import check_ranges
 
 __all__ = ["Config", "TrainState", "check_config", "line_search_step", "make_agent", "make_train",
            "validate"]
@@ -62,7 +63,7 @@ def line_search_step(config: Config, params: jax.Array, direction: jax.Array,
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build TRPO's pure ``init`` / ``update`` / ``act`` for ``env`` (see ``jaxrl.agents.base``)."""
+    """Build TRPO's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     validate(config)
     return npg.make_natural_gradient_agent(config, env, env_params, line_search_step, "TRPO")
 

@@ -22,20 +22,18 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
-from jaxrl.agents.base import Agent, Metrics, as_typed_key, flat_adam
 from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.envs import EpisodeStatistics, RescaleAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
 from jaxrl.replay import ReplayBuffer, Sample, buffer_for
 from jaxrl.rollout import episode_return_metric, reset_envs, rollout
+from jaxrl.training.agent import Agent, Metrics, as_typed_key
 
-__all__ = ["OffPolicyConfig", "OffPolicyHooks", "OffPolicySetup", "TrainState", "adam",
-           "every", "linear_epsilon", "make_off_policy_agent", "masked", "polyak_update", "setup",
-           "validate_off_policy"]
+__all__ = ["OffPolicyConfig", "OffPolicyHooks", "OffPolicySetup", "TrainState",
+           "linear_epsilon", "make_off_policy_agent", "setup", "validate_off_policy"]
 
 
 class OffPolicyConfig(struct.PyTreeNode):
@@ -308,45 +306,9 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
                  initial_steps=config.warmup_vector_steps * num_envs)
 
 
-def polyak_update(online: Any, target: Any, tau: float | jax.Array, update_count: jax.Array,
-                  frequency: int | jax.Array = 1) -> Any:
-    """``θ' ← τ θ + (1 - τ) θ'`` when ``update_count % frequency == 0``, else ``θ'`` unchanged.
-
-    τ = 1 copies (DQN's hard update every ``frequency`` steps); τ = 0 keeps the target.
-    """
-    return masked(every(update_count, frequency), optax.incremental_update(online, target, tau),
-                  target)
-
-
-def every(count: jax.Array, frequency: int | jax.Array) -> jax.Array | bool:
-    """``count % frequency == 0``, or the constant ``True`` where ``frequency`` is the Python int
-    1: then ``masked`` returns the new values with no per-leaf select (a kernel each on a GPU)."""
-    if isinstance(frequency, int) and frequency == 1:
-        return True
-    return (count % frequency) == 0
-
-
-def masked(condition: jax.Array | bool, new: Any, old: Any) -> Any:
-    """``new`` where ``condition`` (a scalar) holds, else ``old``, leaf by leaf; ``new`` itself
-    when ``condition`` is the constant ``True`` (``every``)."""
-    if condition is True:
-        return new
-    return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
-
-
 def linear_epsilon(start_e: float | jax.Array, end_e: float | jax.Array,
                    duration: float | jax.Array, env_steps: jax.Array) -> jax.Array:
     """``ε_t = start_e + min(t / duration, 1) · (end_e - start_e)`` (``end_e`` if duration 0)."""
     fraction = jnp.where(duration > 0, jnp.clip(env_steps / jnp.maximum(duration, 1e-8), 0, 1),
                          1.0)
     return start_e + fraction * (end_e - start_e)
-
-
-def adam(learning_rate: float | jax.Array, max_grad_norm: float | jax.Array | None = None,
-         anneal_steps: int | None = None) -> optax.GradientTransformation:
-    """Adam at ``learning_rate`` (may be traced), after global-norm clipping if given; with
-    ``anneal_steps`` the rate decays linearly to 0 over that many gradient updates. On the
-    raveled parameter vector (``base.flat_adam``; it made the overhead-bound DQN update faster)."""
-    if anneal_steps:
-        learning_rate = optax.linear_schedule(learning_rate, 0.0, anneal_steps)
-    return flat_adam(learning_rate, max_grad_norm=max_grad_norm)

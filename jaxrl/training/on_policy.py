@@ -21,7 +21,6 @@ import optax
 from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.base import Agent, Metrics, as_typed_key, grad_norm
 from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted_return_trace
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.models import make_actor_critic
@@ -32,6 +31,8 @@ from jaxrl.rollout import (
     rollout,
     shuffled_minibatches,
 )
+from jaxrl.training.agent import Agent, Metrics, as_typed_key
+from jaxrl.training.optim import grad_norm
 
 __all__ = ["ACTOR_MODULES", "Batch", "OnPolicySetup", "RolloutState", "TrainState",
            "actor_critic_loss", "collect", "gradient_epochs", "init_rollout", "make_act",

@@ -27,12 +27,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.agents.base import Agent, Metrics, as_typed_key
 from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box
 from jaxrl.evaluation import evaluate
+from jaxrl.training.agent import Agent, Metrics, as_typed_key
 
 __all__ = ["OFFLINE_STATIC_FIELDS", "OfflineState", "ObsNormalizer", "device_dataset",
            "eval_window", "make_offline_agent", "sample", "validate_offline"]
