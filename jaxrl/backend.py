@@ -5,21 +5,24 @@ program's kernels on (``set_cpu_threads``).
 
 A ``lax.scan`` compiles to an XLA while loop. On a GPU each trip is launched from the host, so a
 loop whose body is one env step of a few envs is dominated by launch latency; unrolling ``u``
-bodies per trip divides the trips by ``u``. Measured on an H200 (PPO CartPole-v1, 4 envs × 128
-steps, ``benchmarks/results/unroll_gpu.json``): unroll 1 / 8 / 16 ran 111k / 138k / 165k env
-steps/s for one seed and 5.8M / 7.4M / 7.9M for 64 seeds, and compiled in 7.9 / 11.0 / 15.9 s.
-Only env-step loops (rollouts, evaluation) are unrolled: unrolling PPO's gradient loops as well
-made 64 seeds compile for over 2 minutes. On a CPU a trip is cheap and unrolling only slows
-things down (measured here: the rollout unrolled 8× ran 25 % slower and compiled in twice the
-time), so the CPU default is 1. ``JAXRL_SCAN_UNROLL=1`` trades the GPU speed-up for the shorter
-compile, e.g. in a notebook.
+bodies per trip divides the trips by ``u``, at the price of a longer compile. Only the training
+rollouts' env-step loops are unrolled: unrolling the gradient loops too made compiles far longer
+for little speed. On a CPU a trip is cheap and unrolling only slows things down, so the CPU
+default is 1. ``JAXRL_SCAN_UNROLL=1`` trades the GPU speed-up for the shorter compile, e.g. in a
+notebook or a short run. The measurements are in ``benchmarks/RESULTS.md`` ("One GPU: env-step
+loops unrolled"; "Measurements formerly in docstrings").
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import re
+import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,18 +32,17 @@ import jax
 __all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "CPU_THREADS_ENV", "CPU_THREEFRY_ENV",
            "DEFAULT_COMPILE_CACHE", "ONE_OFF_UNROLL", "UNROLL_ENV", "XLA_CPU_THREADS_ENV",
            "cpu_threads", "cpu_threads_from_env", "cpu_threefry", "cpu_threefry_from_env",
-           "enable_compile_cache", "env_unroll_limit", "scan_unroll", "set_cpu_threads",
-           "set_cpu_threefry"]
+           "enable_compile_cache", "env_unroll_limit", "filtered_stderr", "scan_unroll",
+           "set_cpu_threads", "set_cpu_threefry"]
 
 ACCELERATOR_UNROLL = 16
 """Env steps per loop trip on GPU / TPU: the fastest of 1 / 8 / 16 on an H200
 (``benchmarks/unroll.py``)."""
 ONE_OFF_UNROLL = 1
 """Unroll of the env loops that run once per logged row or once per run: agents' evaluations
-between updates and an off-policy agent's warm-up. Unrolling them (16 steps per trip on a GPU)
-saved nothing measurable but made DQN CartPole compile in 33.9 s instead of 5.4 s and SAC
-Pendulum in 25.1 s instead of 8.5 s (H200, ``benchmarks/results/full_gpu.json`` against
-``full_gpu_offpolicy.json``)."""
+between updates and an off-policy agent's warm-up. They stay rolled: unrolling them saved no
+run time and multiplied the off-policy agents' compile time (``benchmarks/RESULTS.md``, "One
+GPU: the full suite")."""
 UNROLL_ENV = "JAXRL_SCAN_UNROLL"
 """Environment variable that overrides the unroll on every backend (read at trace time)."""
 
@@ -141,19 +143,15 @@ def set_cpu_threefry(mode: str) -> str:
     draw. ``"unrolled"``: the 20 rounds as straight-line code, as JAX lowers them on GPU / TPU;
     XLA then fuses a draw with its neighbours. The random bits are identical either way (a test
     checks splits, uniforms, normals and permutations bit for bit; whole training runs are
-    bitwise equal). Measured on a 2-core CPU, each in one process with alternating builds
-    (``benchmarks/RESULTS.md``): compile time falls by a quarter to a third (PPO CartPole 1 seed
-    8.5 → 6.4 s, DQN 7.7 → 5.2 s; the test suite's compile-bound agents ≈ 14 %), draws run 2-10×
-    faster (64 keys × 4,096 bits: 2.4 → 0.37 ms), PPO at 64 vmapped seeds runs 4 % faster — but
-    with XLA's default thread pool one seed of PPO CartPole runs 10-45 % slower over a 65k-step
-    run (0.50-0.63 → 0.61-0.84 s). The cause: with the hash's loops gone, a rollout step holds
+    bitwise equal). Compiles get shorter and draws faster, but with XLA's default thread pool a
+    one-seed on-policy run can get slower: with the hash's loops gone, a rollout step holds
     more kernels that do not depend on each other, and XLA:CPU hands those to a second thread,
-    which for microsecond kernels costs more than it gains (a profile showed the unrolled run's
-    kernels on two threads, the rolled run's on one). With one thread (``set_cpu_threads(1)``)
-    the unrolled hash is the faster one there too (0.47 → 0.44 s). An env loop unrolled on a
-    CPU (``$JAXRL_SCAN_UNROLL`` > 1) compiles 2-3.6× longer with it and is no longer bitwise
-    equal to the rolled loop: without the hash's loop as a barrier, consecutive env steps fuse.
-    Hence an opt-in: it suits notebooks and tests, where compile time dominates.
+    which for microsecond kernels costs more than it gains. With one thread
+    (``set_cpu_threads(1)``) the unrolled hash is the faster one there too. An env loop unrolled
+    on a CPU (``$JAXRL_SCAN_UNROLL`` > 1) compiles longer with it and is no longer bitwise equal
+    to the rolled loop: without the hash's loop as a barrier, consecutive env steps fuse. Hence
+    an opt-in: it suits notebooks and tests, where compile time dominates
+    (``docs/performance.md``; the measurements are in ``benchmarks/RESULTS.md``).
 
     Uses JAX's internal lowering hooks (``jax._src.prng``); where a JAX version lacks them a
     ``RuntimeError`` says so. No effect on GPU / TPU, which always use the unrolled form.
@@ -219,14 +217,9 @@ def set_cpu_threads(threads: int) -> None:
     XLA's CPU runtime runs the kernels of one program that do not depend on each other
     concurrently, on a pool of one thread per core. A kernel of a small program (one seed, a
     few envs) takes microseconds, and handing kernels between threads can cost more than
-    running them side by side gains; larger batches gain from the pool. Measured on a 2-core
-    CPU, smoke suite back to back (``benchmarks/RESULTS.md``), default pool → one thread: DQN
-    CartPole (1 seed, batch 256) 3.6k → 4.7k updates/s, PPO CartPole 4 seeds 120k → 162k env
-    steps/s, 16 seeds 147k → 152k, 64 seeds 156k → 142k; rejax's PPO with one seed 85k → 99k.
-    jaxrl's one-seed PPO ran the same with JAX's threefry (its kernels already ran on one
-    thread) and 0.56-0.60 → 0.44 s per 65k steps with ``set_cpu_threefry("unrolled")``; the
-    4-seed DQN learning test ran slower (141 → 180 s). So it is a choice per workload:
-    ``JAXRL_CPU_THREADS=1`` for one or a few seeds on a CPU, the default for many.
+    running them side by side gains; larger batches gain from the pool. So it is a choice per
+    workload: ``JAXRL_CPU_THREADS=1`` for one or a few seeds on a CPU, the default for many
+    (``docs/performance.md``; the measurements are in ``benchmarks/RESULTS.md``).
     Results do not depend on it (a test trains a run under 1 and 2 threads bitwise equal).
 
     Sets ``$PJRT_NPROC``, which XLA reads when JAX creates its CPU backend: call it before the
@@ -256,3 +249,39 @@ def cpu_threads_from_env() -> None:
     choice = os.environ.get(CPU_THREADS_ENV, "").strip()
     if choice:
         set_cpu_threads(_positive_threads(choice, f"${CPU_THREADS_ENV}"))
+
+
+HARMLESS_STDERR = (
+    # XLA logs this for every executable read back from the persistent compile cache.
+    re.compile(r"pjrt_executable\.cc.*Assume version compatibility"),
+)
+"""Lines of XLA's C++ logging that jaxrl's own calls trigger and that say nothing actionable."""
+
+
+@contextlib.contextmanager
+def filtered_stderr(patterns: tuple[re.Pattern[str], ...] = HARMLESS_STDERR) -> Iterator[None]:
+    """Run the block with file descriptor 2 read through a pipe: every line is passed on to the
+    real stderr at once, except lines matching ``patterns``. For XLA's C++ log lines, which
+    bypass Python's ``warnings`` and logging."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                if not any(pattern.search(line.decode(errors="replace"))
+                           for pattern in patterns):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=forward, name="jaxrl-stderr-filter", daemon=True)
+    thread.start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the thread reads to its end
+        thread.join()
+        os.close(saved)

@@ -12,7 +12,9 @@ jaxrl uses one 1-D ``jax.sharding.Mesh`` over the chosen devices, axis ``"batch"
   propagates that sharding through the rollout scan and adds the collectives the batch means of
   the loss need. ``num_envs`` must be a multiple of the device count.
 
-Sharded results equal the one-device run up to float rounding (reductions may be reordered)::
+A sharded program rounds differently from the one-device program (each device sees a narrower
+batch; reductions may be reordered): the two match closely over short runs and drift apart over
+long ones, and each layout is reproducible on its own::
 
     placement = Placement.create("all", runs=8, seeds=8)
     keys = placement.shard(jax.random.split(jax.random.key(0), 8))

@@ -10,7 +10,8 @@ In a notebook::
 ``policy.params`` is that seed's whole restored train state (what the agent's ``act`` reads:
 parameters and, for on-policy agents, the observation-normalisation statistics); ``policy.act``
 is the agent's ``act(train_state, obs, key, deterministic)``, pure and jit-able, for one
-observation or a batch.
+observation or a batch. Agents with memory or that plan on the env state act through
+``policy.agent`` (``jaxrl.training.agent.policy_fn``), which evaluation does for every agent.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import jax
 import numpy as np
 
 from jaxrl import checkpoint, envs
-from jaxrl.agents import get_algorithm
 from jaxrl.evaluation import episode_returns
 from jaxrl.runner import agent_factory, latest_checkpoint, read_run, sweep_settings
+from jaxrl.training.agent import Agent, policy_fn
 
 __all__ = ["EVAL_STEP_MARGIN", "Policy", "evaluate_policy", "evaluate_run", "load_policy",
            "load_policies"]
@@ -47,6 +48,8 @@ class Policy(NamedTuple):
     seed: int
     setting: dict[str, float]
     updates: int
+    agent: Agent
+    """the configured agent (its acting protocol: memory, env state)"""
 
 
 def load_policies(run_dir: str | Path, checkpoint_path: str | Path | None = None) -> list[Policy]:
@@ -54,10 +57,9 @@ def load_policies(run_dir: str | Path, checkpoint_path: str | Path | None = None
     from its newest checkpoint (or ``checkpoint_path``); ``CheckpointError`` if none is valid."""
     spec = read_run(run_dir)
     path = Path(checkpoint_path) if checkpoint_path is not None else latest_checkpoint(run_dir)
-    module = get_algorithm(spec.algo)
     env, env_params = envs.make(spec.env_id, **spec.env_kwargs)
     settings = sweep_settings(spec.config, spec.sweep)
-    make_agent = agent_factory(module, spec.env_id, env, env_params, spec.dataset)
+    make_agent = agent_factory(spec.algo, spec.env_id, env, env_params, spec.dataset)
     agents = [make_agent(spec.config.replace(**setting), env, env_params) for setting in settings]
     runs = len(settings) * spec.seeds
     single = jax.eval_shape(agents[0].init, jax.random.key(0))
@@ -73,7 +75,7 @@ def load_policies(run_dir: str | Path, checkpoint_path: str | Path | None = None
             act=agents[setting_index].act, params=params,
             algo=spec.algo, env_id=spec.env_id, env=env, env_params=env_params,
             config=spec.config.replace(**settings[setting_index]), seed=spec.seed + seed_index,
-            setting=settings[setting_index], updates=updates))
+            setting=settings[setting_index], updates=updates, agent=agents[setting_index]))
     return policies
 
 
@@ -107,9 +109,9 @@ def evaluate_policy(policy: Policy, key: jax.Array, episodes: int,
 
 def _evaluator(policy: Policy, episodes: int, num_steps: int, deterministic: bool):
     def run(params, key):
-        return episode_returns(key, policy.env, policy.env_params,
-                               lambda k, obs: policy.act(params, obs, k, deterministic),
-                               episodes, num_steps)
+        act, initial_carry = policy_fn(policy.agent, params, deterministic)
+        return episode_returns(key, policy.env, policy.env_params, act, episodes, num_steps,
+                               initial_carry=initial_carry)
 
     return jax.jit(run)
 

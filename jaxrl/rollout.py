@@ -128,8 +128,8 @@ def _first_cut_steps(truncated: jax.Array, k: int) -> jax.Array:
     """``[k, N]`` distinct steps per env: its cuts (``truncated [T, N]``) in time order, then
     uncut steps, earliest first (which ``bootstrap_values``' final ``where`` ignores).
 
-    ``lax.top_k(truncated.T, k)[1].T`` by ``k`` first-maximum reductions: top_k is a sort on
-    XLA:CPU (2.8 ms per PPO update for 64 seeds × 4 envs × 128 steps), and ``k`` is small.
+    ``lax.top_k(truncated.T, k)[1].T`` by ``k`` first-maximum reductions: top_k is a slow sort
+    on XLA:CPU, and ``k`` is small.
     """
     score = truncated.astype(jnp.int32)  # 1 cut, 0 uncut, -1 taken
     steps = []
@@ -174,14 +174,14 @@ def random_permutation(key: jax.Array, n: int) -> jax.Array:
     ``jax.random.permutation(key, n)`` draws one, with cheaper sorts.
 
     jax sorts random 32-bit keys together with the positions (a key-value sort); XLA:CPU runs
-    that through a compiled comparator, ≈ 110 µs for 512 elements against ≈ 20 µs for a
-    keys-only sort of plain integers. So each round here sorts single ``uint32`` words
+    that through a compiled comparator, several times slower than a keys-only sort of plain
+    integers. So each round here sorts single ``uint32`` words
     ``(random bits << b) | position`` with ``b = ⌈log2 n⌉``: the order is that of the random
     bits, and equal random bits keep the position order, as jax's stable sort does. Rounds
     compose, and there are as many as jax's own rule asks for its 32-bit keys with our
     ``32 - b`` random bits (``⌈3 ln n / ln 2^(32-b)⌉``: 2 for n = 512), so ties are as unlikely.
-    Past 3 rounds (n > 2^16) this is jax's permutation. PPO CartPole's 4 shuffles of 512 per
-    update took 6.2 ms → 2.0 ms each for 64 vmapped seeds on a 2-core CPU.
+    Past 3 rounds (n > 2^16) this is jax's permutation. The minibatch shuffles of on-policy
+    agents use it (measurements: ``benchmarks/RESULTS.md``).
     """
     index_bits = max(1, (n - 1).bit_length())
     random_bits = 32 - index_bits

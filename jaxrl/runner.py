@@ -6,7 +6,10 @@ The CLI is a thin layer over ``run``; notebooks can call it too::
     result = run("ppo", "CartPole-v1", ppo.Config(total_timesteps=100_000), seeds=4, out="runs/x")
 
 Seed rule: seed ``s`` trains from ``jax.random.key(s)``; ``seeds=N`` trains ``seed … seed+N-1``
-vmapped in one compiled call, so any seed of a multi-seed run can be reproduced alone.
+vmapped in one compiled call. Seed ``s`` of an ``N``-seed run is reproduced bitwise by
+``seed=s, seeds=N``: one batch width compiles to the same kernels, and a seed's run does not
+depend on its position or neighbours. Alone, or in a batch of another width, it rounds
+differently and drifts from the batched run.
 
 Reliability: the whole train state of every run is checkpointed under ``out/checkpoints/``
 between chunks (``jaxrl.checkpoint``, atomic); ``resume_run(out)`` continues a stopped run and
@@ -45,15 +48,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import checkpoint, envs, parallel
-from jaxrl.agents import get_algorithm
-from jaxrl.backend import cpu_threads, cpu_threefry
+from jaxrl import checkpoint, envs, parallel, registry
+from jaxrl.backend import cpu_threads, cpu_threefry, filtered_stderr
+from jaxrl.training.config import check_config, config_from_dict, config_to_dict
 
-__all__ = ["KEEP_CHECKPOINTS", "NAN_ALLOWED_METRICS", "RUN_IDENTITY", "RunInterrupted",
-           "RunResult", "RunSpec", "TrainingDiverged", "agent_factory", "chunk_length",
-           "default_checkpoint_every", "default_out_dir", "env_steps", "latest_checkpoint",
-           "params_finite", "read_run", "resume_run", "run", "seed_keys", "setting_label",
-           "sweep_settings"]
+__all__ = ["KEEP_CHECKPOINTS", "LEGACY_METRICS", "NAN_ALLOWED_METRICS", "RUN_IDENTITY",
+           "RunInterrupted", "RunResult", "RunSpec", "TrainingDiverged", "agent_factory",
+           "chunk_length", "default_checkpoint_every", "default_out_dir", "env_steps",
+           "latest_checkpoint", "params_finite", "read_run", "resume_run", "return_metric", "run",
+           "seed_keys", "setting_label", "sweep_settings"]
 
 VERSIONED_PACKAGES = ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax",
                       "brax", "numpy")
@@ -72,10 +75,14 @@ class RunResult:
     settings: list[dict[str, float]] = dataclasses.field(default_factory=lambda: [{}])
     resumed_updates: int = 0
     """updates restored from a checkpoint (``run(..., resume=True)``), not timed"""
+    step_unit: str = "env steps"
+    """what ``steps`` count (``Agent.step_unit``): env steps, or gradient steps offline"""
+    compile_cache_hits: int = 0
+    """programs loaded from the on-disk compile cache instead of compiled"""
 
     @property
     def steps_per_second(self) -> float:
-        """Environment steps per second summed over every run (settings × seeds), counting
+        """Steps (``step_unit``) per second summed over every run (settings × seeds), counting
         only the updates this call ran."""
         runs = next(iter(self.metrics.values())).shape[0]
         restored = int(self.steps[self.resumed_updates - 1]) if self.resumed_updates else 0
@@ -119,11 +126,6 @@ def _git_revision() -> str | None:
     return result.stdout.strip() or None
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a Config's fields (tuples become lists)."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-
-
 def _format(value: Any) -> str:
     value = float(value)
     return "nan" if math.isnan(value) else format(value, ".9g")
@@ -135,9 +137,32 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last ``window`` entries of the last axis, NaNs skipped (NaN where
+    the window holds none); ``window`` 1 returns ``values``."""
+    if window <= 1:
+        return values
+    finite = np.isfinite(values)
+    sums = np.cumsum(np.where(finite, values, 0.0), axis=-1)
+    counts = np.cumsum(finite, axis=-1)
+    sums[..., window:] = sums[..., window:] - sums[..., :-window]
+    counts[..., window:] = counts[..., window:] - counts[..., :-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def default_smoothing(num_updates: int) -> int:
+    """The ``returns.png`` smoothing window: about a twentieth of the run (1 for short runs)."""
+    return max(1, num_updates // 20)
+
+
 def plot_returns(steps: np.ndarray, returns: np.ndarray, path: Path, title: str,
-                 labels: list[str] | None = None) -> None:
-    """Mean ± std over seeds of ``returns [groups, seeds, updates]`` (or ``[seeds, updates]``)."""
+                 labels: list[str] | None = None, ylabel: str = "episode return", *,
+                 xlabel: str = "environment steps", training: np.ndarray | None = None,
+                 window: int = 1) -> None:
+    """Mean ± std over seeds of ``returns [groups, seeds, updates]`` (or ``[seeds, updates]``),
+    each seed smoothed over ``window`` updates; ``training`` (same shape; the training-episode
+    returns where ``returns`` are evaluations) is drawn as lighter dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,17 +170,23 @@ def plot_returns(steps: np.ndarray, returns: np.ndarray, path: Path, title: str,
 
     if returns.ndim == 2:
         returns = returns[None]
+        training = None if training is None else training[None]
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, group in enumerate(returns):
         with warnings.catch_warnings():  # all-NaN columns before the first finished episode
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(group, axis=0)
-            std = np.nanstd(group, axis=0)
+            mean = np.nanmean(smooth(group, window), axis=0)
+            std = np.nanstd(smooth(group, window), axis=0)
+            train_mean = (None if training is None
+                          else np.nanmean(smooth(training[i], window), axis=0))
         label = labels[i] if labels else f"mean ± std over {group.shape[0]} seed(s)"
-        ax.plot(steps, mean, label=label)
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return")
+        (line,) = ax.plot(steps, mean, label=label)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.25, color=line.get_color())
+        if train_mean is not None:
+            ax.plot(steps, train_mean, color=line.get_color(), alpha=0.4, linestyle="--",
+                    label="training episodes" if i == 0 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel + (f" (smoothed over {window} logs)" if window > 1 else ""))
     ax.set_title(title)
     ax.legend(loc="best")
     fig.tight_layout()
@@ -243,21 +274,27 @@ def env_steps(updates: int, steps_per_update: int, initial_steps: int = 0) -> in
     return int(initial_steps) + int(updates) * int(steps_per_update)
 
 
-def agent_factory(module: Any, env_id: str, env: Any, env_params: Any,
+def agent_factory(algorithm: registry.Algorithm | str, env_id: str, env: Any, env_params: Any,
                   dataset: str | Path | None = None) -> Callable[..., Any]:
-    """``module.make_agent``; for offline algorithms (``OFFLINE = True``) with the dataset file
-    loaded, checked against the env and bound as ``dataset=``."""
-    if not getattr(module, "OFFLINE", False):
+    """The algorithm's ``make_agent``; for one that needs a dataset (``registry.DATASET``) with
+    the dataset file loaded, checked against the env and bound as ``dataset=``."""
+    if isinstance(algorithm, str):
+        algorithm = registry.get(algorithm)
+    make_agent = algorithm.load().make_agent
+    if registry.DATASET not in algorithm.needs:
         if dataset is not None:
-            raise ValueError("--dataset is for offline algorithms (bc, ...); drop it")
-        return module.make_agent
+            users = [a.name for a in registry.algorithms() if registry.DATASET in a.needs]
+            raise ValueError(f"{algorithm.name} does not learn from a dataset; --dataset is for "
+                             f"{', '.join(users)}: drop it")
+        return make_agent
+    if dataset is None:
+        raise ValueError(f"{algorithm.name} learns from a dataset: pass --dataset FILE.npz (make "
+                         f"one with `jaxrl dataset --env {env_id} --policy expert --steps N "
+                         "--out FILE.npz`)")
     from jaxrl import datasets
 
-    if dataset is None:
-        raise ValueError("this algorithm learns from a dataset: pass --dataset FILE.npz (make "
-                         "one with `jaxrl dataset --env ENV --policy expert --steps N --out F`)")
     loaded = datasets.load(dataset, env, env_params, env_id)
-    return functools.partial(module.make_agent, dataset=loaded)
+    return functools.partial(make_agent, dataset=loaded)
 
 
 def default_checkpoint_every(total_steps: int) -> int:
@@ -273,9 +310,7 @@ def read_run(out: str | Path) -> RunSpec:
         raise checkpoint.CheckpointError(f"{out} holds no run ({path} is missing)")
     try:
         record = json.loads(path.read_text())
-        module = get_algorithm(record["algo"])
-        config = module.Config(**{name: tuple(value) if isinstance(value, list) else value
-                                  for name, value in record["config"].items()})
+        config = config_from_dict(registry.get(record["algo"]).load().Config, record["config"])
         devices = record.get("devices")
         return RunSpec(algo=record["algo"], env_id=record["env"],
                        env_kwargs=record.get("env_kwargs", {}), config=config,
@@ -303,7 +338,17 @@ def latest_checkpoint(out: str | Path) -> Path:
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps({k: record.get(k) for k in RUN_IDENTITY}, default=str))
+    """The ``RUN_IDENTITY`` fields of a ``config.json`` (or checkpoint) record, with the config
+    read through its class: renamed fields (``LEGACY_NAMES``) and fields added since the run
+    was written (at their defaults) compare equal."""
+    identity = {k: record.get(k) for k in RUN_IDENTITY}
+    if isinstance(identity["config"], dict) and identity["algo"] in registry.names():
+        try:
+            config_class = registry.get(identity["algo"]).load().Config
+            identity["config"] = config_to_dict(config_from_dict(config_class, identity["config"]))
+        except (TypeError, ValueError):
+            pass  # a corrupt record stays as it is and compares unequal
+    return json.loads(json.dumps(identity, default=str))
 
 
 def _check_same_run(out: Path, record: dict[str, Any]) -> None:
@@ -412,18 +457,37 @@ def _csv_rows(metrics: dict[str, np.ndarray], columns: list[str], first: int, ac
     return buffer.getvalue()
 
 
+LEGACY_METRICS = {"episode_return": "eval_return"}
+"""Metric names of earlier releases: offline agents wrote their evaluation return under
+``episode_return``. A resumed run's ``metrics.csv`` header is rewritten to today's names."""
+
+
+def _legacy_header(stored: str, header: str) -> bool:
+    """Whether ``stored`` is ``header`` written with the old names of ``LEGACY_METRICS``."""
+    renamed = [LEGACY_METRICS.get(name, name) if name not in header.split(",") else name
+               for name in stored.split(",")]
+    return stored != header and ",".join(renamed) == header
+
+
 def _resume_metrics(path: Path, header: str, rows: int, runs: int,
                     info: dict[str, Any], columns: list[str],
                     steps: np.ndarray) -> tuple[int, dict[str, np.ndarray]]:
     """Keep the header and the first ``rows`` rows of ``metrics.csv``: ``(their byte length,
-    metrics [runs, rows / runs])`` parsed back (9 significant digits round-trip float32)."""
+    metrics [runs, rows / runs])`` parsed back (9 significant digits round-trip float32). A
+    header with ``LEGACY_METRICS`` names is rewritten in place (atomically) first."""
     try:
         lines = path.read_bytes().splitlines(keepends=True)
     except OSError as error:
         raise checkpoint.CheckpointError(f"cannot read {path} ({error})") from None
     kept = lines[:rows + 1]
-    if (len(kept) < rows + 1 or not kept[-1].endswith(b"\n")
-            or kept[0].decode(errors="replace").rstrip("\r\n") != header):
+    stored_header = kept[0].decode(errors="replace").rstrip("\r\n") if kept else ""
+    if len(kept) == rows + 1 and _legacy_header(stored_header, header):
+        kept[0] = (header + "\r\n").encode()
+        tmp = path.with_suffix(".csv.tmp")
+        tmp.write_bytes(b"".join(kept))
+        os.replace(tmp, path)
+        stored_header = header
+    if len(kept) < rows + 1 or not kept[-1].endswith(b"\n") or stored_header != header:
         raise checkpoint.CheckpointError(
             f"{path} does not hold the {rows} rows its last checkpoint covers; the run "
             "directory is corrupt")
@@ -470,55 +534,81 @@ def _save_checkpoint(out: Path, states: Any, updates: int, metadata: dict[str, A
     return path
 
 
-def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
-        out: str | Path | None = None, env_kwargs: dict[str, Any] | None = None,
-        sweep: dict[str, list[float]] | None = None, progress: bool = True,
-        on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
-        devices: int | str = 1, checkpoint_every: int | None = None,
-        resume: bool = False, dataset: str | Path | None = None) -> RunResult:
-    """Train ``algo`` on ``env_id`` for every sweep setting × ``seeds`` seeds in one vmapped call.
+@dataclasses.dataclass
+class _Plan:
+    """Everything ``run`` decides before compiling: the env, the agent, the runs and the record
+    that ``config.json`` holds."""
 
-    ``sweep`` maps numeric Config fields to lists of values; the grid (every combination) is
-    crossed with the seeds, and each setting uses the same seed keys. Writes ``config.json``,
-    ``metrics.csv`` (``step, seed``, the swept fields, ``episode_return``, then the other metrics;
-    one row per setting per seed per update), ``timings.json``, ``returns.png`` (one curve per
-    setting) and ``checkpoints/update_<N>/`` (``jaxrl.checkpoint``; the last
-    ``KEEP_CHECKPOINTS`` are kept). ``out=None`` writes nothing. Bad input raises ``ValueError``
-    before anything is written. Metrics come back as ``[settings * seeds, updates]`` arrays
-    (setting-major). ``devices`` (``"all"`` or a count) shards the runs, or a single run's envs,
-    over a device mesh (``jaxrl.parallel``); in a multi-host run only process 0 writes files.
+    algo: str
+    env_id: str
+    env: Any
+    env_params: Any
+    settings: list[dict[str, float]]
+    configs: list[Any]
+    make_agent: Callable[..., Any]
+    agent: Any
+    seed: int
+    seeds: int
+    placement: parallel.Placement
+    record: dict[str, Any]
+    checkpoint_every: int
 
-    Checkpoints are written at the first chunk boundary after every ``checkpoint_every`` env
-    steps (default: ``default_checkpoint_every``, about ten per run; 0: only at the end), at the
-    end, and on Ctrl-C, which then raises ``RunInterrupted``. ``resume=True`` continues the run
-    in ``out`` (same arguments, see ``resume_run``) from its newest checkpoint: rows of
-    ``metrics.csv`` after it are dropped and recomputed, so the files and final state equal an
-    uninterrupted run's bitwise. After each chunk, a non-finite metric (other than
-    ``NAN_ALLOWED_METRICS``) or parameter raises ``TrainingDiverged`` without writing the bad
-    chunk.
-    """
-    module = get_algorithm(algo)
+    @property
+    def swept(self) -> list[str]:
+        return list(self.settings[0])
+
+    @property
+    def runs(self) -> int:
+        return len(self.settings) * self.seeds
+
+    @property
+    def run_labels(self) -> list[tuple[dict[str, float], int]]:
+        """``(setting, seed)`` of run ``b = setting_index * seeds + seed_index``."""
+        return [(self.settings[b // self.seeds], self.seed + b % self.seeds)
+                for b in range(self.runs)]
+
+    @property
+    def chunk(self) -> int:
+        return chunk_length(self.agent.num_updates)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Env steps after each update (int64, exact past 2^31)."""
+        agent = self.agent
+        return agent.initial_steps + np.arange(1, agent.num_updates + 1,
+                                               dtype=np.int64) * agent.steps_per_update
+
+    def env_steps(self, updates: int) -> int:
+        return env_steps(updates, self.agent.steps_per_update, self.agent.initial_steps)
+
+    @property
+    def unit(self) -> str:
+        return self.agent.step_unit
+
+
+def _plan(algo: str, env_id: str, config: Any, *, seed: int, seeds: int,
+          env_kwargs: dict[str, Any] | None, sweep: dict[str, list[float]] | None,
+          devices: int | str, checkpoint_every: int | None,
+          dataset: str | Path | None) -> _Plan:
+    """Check the arguments (``ValueError`` / ``TypeError`` before anything is written), build
+    the env and the agent, and the record of the run."""
+    algorithm = registry.get(algo)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if checkpoint_every is not None and checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0 env steps (0: only at the end), got "
                          f"{checkpoint_every}")
-    if resume and out is None:
-        raise ValueError("resume=True needs out=DIR, the directory of the run to continue")
     env, env_params = envs.make(env_id, **(env_kwargs or {}))
+    registry.check_env(algorithm, env_id, env, env_params)
     settings = sweep_settings(config, sweep)
     configs = [config.replace(**setting) for setting in settings]
-    if hasattr(module, "check_config"):
-        for setting_config in configs:
-            module.check_config(setting_config)
-    make_agent = agent_factory(module, env_id, env, env_params, dataset)
+    for setting_config in configs:
+        check_config(setting_config)
+    make_agent = agent_factory(algorithm, env_id, env, env_params, dataset)
     agent = make_agent(config, env, env_params)
-    swept = list(settings[0])
     placement = parallel.Placement.create(devices, runs=len(settings) * seeds, seeds=seeds,
                                           settings=len(settings),
                                           num_envs=getattr(config, "num_envs", None))
-    out_path = Path(out) if out is not None else None
-    out_dir = out_path if out_path is not None and parallel.is_main_process() else None
     total_steps = env_steps(agent.num_updates, agent.steps_per_update, agent.initial_steps)
     every = default_checkpoint_every(total_steps) if checkpoint_every is None else checkpoint_every
     record = {
@@ -529,32 +619,46 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         "devices": placement.describe(),
         **({"dataset": str(Path(dataset).resolve())} if dataset is not None else {}),
     }
-    resume_from = None
+    return _Plan(algo, env_id, env, env_params, settings, configs, make_agent, agent, seed,
+                 seeds, placement, record, every)
+
+
+def _open_run_dir(plan: _Plan, out_path: Path | None, out_dir: Path | None,
+                  resume: bool) -> Path | None:
+    """Start the run directory (write ``config.json``) or, resuming, check it holds this run;
+    returns the checkpoint to resume from (``None`` for a new run)."""
     if resume:
         read_run(out_path)
-        _check_same_run(out_path, record)
-        resume_from = latest_checkpoint(out_path)
-    elif out_dir is not None:
+        _check_same_run(out_path, plan.record)
+        return latest_checkpoint(out_path)
+    if out_dir is not None:
         if (out_dir / "config.json").exists():
             raise ValueError(f"output directory {out_dir} already holds a run; "
                              f"pass a different --out or continue it with --resume {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(out_dir / "config.json", record)
+        _write_json_atomic(out_dir / "config.json", plan.record)
+    return None
 
-    chunk = chunk_length(agent.num_updates)
-    num_chunks = -(-agent.num_updates // chunk)
+
+def _compile_runs(plan: _Plan, resume_from: Path | None, out_path: Path | None):
+    """Compile the init and chunk programs; the initial states (restored when resuming).
+
+    Returns ``(chunk_fn, states, batched_configs, start_updates)``. Every run of the batch
+    (sweep settings × seeds) is one vmapped program; the last chunk may be partial, its surplus
+    updates computed and discarded, so every chunk shares one compilation.
+    """
+    swept, chunk = plan.swept, plan.chunk
     # Run b = setting * seeds + seed_index; without a sweep the config is a closure constant.
     batched_configs = None
     if swept:
-        batched_configs = jax.tree.map(lambda *leaves: jnp.repeat(jnp.stack(leaves), seeds, 0),
-                                       *configs)
+        batched_configs = jax.tree.map(
+            lambda *leaves: jnp.repeat(jnp.stack(leaves), plan.seeds, 0), *plan.configs)
 
     def agent_for(run_config):
-        return agent if run_config is None else make_agent(run_config, env, env_params)
+        return plan.agent if run_config is None else plan.make_agent(run_config, plan.env,
+                                                                     plan.env_params)
 
     def run_chunk(run_configs, states, num_active):
-        # The last chunk may be partial: its surplus updates are computed and discarded, so
-        # every chunk shares one compilation.
         def one_run(run_config, state):
             update = agent_for(run_config).update
 
@@ -574,138 +678,312 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         return jax.vmap(lambda c, k: agent_for(c).init(k),
                         in_axes=(0 if swept else None, 0))(run_configs, keys)
 
-    keys, batched_configs = placement.shard((jnp.tile(seed_keys(seed, seeds), len(settings)),
-                                             batched_configs))
-    runs = len(settings) * seeds
-    run_labels = [(settings[b // seeds], seed + b % seeds) for b in range(runs)]
-    steps = (agent.initial_steps
-             + np.arange(1, agent.num_updates + 1, dtype=np.int64) * agent.steps_per_update)
-    metadata = {name: record.get(name) for name in RUN_IDENTITY} | {
-        "num_updates": agent.num_updates, "chunk_updates": chunk,
-        "runs": [{"seed": s, "setting": setting} for setting, s in run_labels]}
-    compile_start = time.perf_counter()
+    placement = plan.placement
+    keys, batched_configs = placement.shard(
+        (jnp.tile(seed_keys(plan.seed, plan.seeds), len(plan.settings)), batched_configs))
     start_updates = 0
     if resume_from is not None:
-        stored = checkpoint.read_metadata(resume_from)
-        if any(_identity(stored)[name] != _identity(record)[name] for name in RUN_IDENTITY):
-            raise checkpoint.CheckpointError(f"checkpoint {resume_from} belongs to a different "
-                                             f"run than {out_path}/config.json")
-        start_updates = int(stored.get("updates", -1))
-        if start_updates == agent.num_updates:
-            raise ValueError(f"the run in {out_path} is already complete ({start_updates} "
-                             "updates); nothing to resume")
-        if start_updates <= 0 or start_updates % chunk:
-            raise checkpoint.CheckpointError(f"checkpoint {resume_from} is corrupt: it records "
-                                             f"{start_updates} updates")
+        start_updates = _checkpoint_updates(plan, resume_from, out_path)
         like = jax.eval_shape(init_runs, batched_configs, keys)
         states = placement.shard(checkpoint.restore(resume_from, like=like))
     else:
-        init_fn = placement.compile(init_runs, batched_configs, keys)
-        states = init_fn(batched_configs, keys)
+        states = placement.compile(init_runs, batched_configs, keys)(batched_configs, keys)
     chunk_fn = placement.compile(run_chunk, batched_configs, states, chunk, donate_argnums=1)
-    compile_seconds = time.perf_counter() - compile_start
+    return chunk_fn, states, batched_configs, start_updates
 
-    metric_info = chunk_fn.out_info[1]
-    columns = ["episode_return", *sorted(k for k in metric_info
-                                         if k not in ("step", "episode_return"))]
-    header = ",".join(["step", "seed", *swept, *columns])
-    collected: list[dict[str, np.ndarray]] = []
-    csv_file = None
-    if resume_from is not None:
-        csv_length, earlier = _resume_metrics(out_path / "metrics.csv", header,
-                                              start_updates * runs, runs, metric_info, columns,
-                                              steps)
-        collected.append(earlier)
-    if out_dir is not None:
+
+def _checkpoint_updates(plan: _Plan, resume_from: Path, out_path: Path) -> int:
+    """The updates ``resume_from`` covers, after checking it belongs to this run."""
+    stored = checkpoint.read_metadata(resume_from)
+    if any(_identity(stored)[name] != _identity(plan.record)[name] for name in RUN_IDENTITY):
+        raise checkpoint.CheckpointError(f"checkpoint {resume_from} belongs to a different "
+                                         f"run than {out_path}/config.json")
+    updates = int(stored.get("updates", -1))
+    if updates == plan.agent.num_updates:
+        raise ValueError(f"the run in {out_path} is already complete ({updates} updates); "
+                         "nothing to resume")
+    if updates <= 0 or updates % plan.chunk:
+        raise checkpoint.CheckpointError(f"checkpoint {resume_from} is corrupt: it records "
+                                         f"{updates} updates")
+    return updates
+
+
+def return_metric(metrics: Any) -> str:
+    """The return a run reports first (progress bar, summary, plot, first CSV column):
+    ``episode_return`` of the training episodes where the agent has them, else the
+    evaluation's ``eval_return`` (offline agents)."""
+    return "episode_return" if "episode_return" in metrics else "eval_return"
+
+
+class _MetricsFile:
+    """``metrics.csv``: one row per run per update, appended chunk by chunk (fsynced before a
+    checkpoint that covers it); resuming keeps the rows a checkpoint covers and drops the rest."""
+
+    def __init__(self, plan: _Plan, metric_info: dict[str, Any]):
+        self.plan = plan
+        self.info = metric_info
+        first = return_metric(metric_info)
+        self.columns = [first, *sorted(k for k in metric_info if k not in ("step", first))]
+        self.header = ",".join(["step", "seed", *plan.swept, *self.columns])
+        self.file = None
+
+    def open(self, out_dir: Path | None, resume_from: Path | None, out_path: Path | None,
+             start_updates: int) -> list[dict[str, np.ndarray]]:
+        """Open the file; returns the metrics of the kept rows (empty for a new run)."""
+        collected = []
+        csv_length = None
+        if resume_from is not None:
+            csv_length, earlier = _resume_metrics(
+                out_path / "metrics.csv", self.header, start_updates * self.plan.runs,
+                self.plan.runs, self.info, self.columns, self.plan.steps)
+            collected.append(earlier)
+        if out_dir is None:
+            return collected
         if resume_from is not None:
             for leftover in (out_dir / "checkpoints").glob(".update_*"):
                 shutil.rmtree(leftover, ignore_errors=True)  # a save or delete cut short
-            csv_file = open(out_dir / "metrics.csv", "r+", newline="")  # noqa: SIM115
-            csv_file.truncate(csv_length)
-            csv_file.seek(csv_length)
+            self.file = open(out_dir / "metrics.csv", "r+", newline="")  # noqa: SIM115
+            self.file.truncate(csv_length)
+            self.file.seek(csv_length)
         else:
-            csv_file = open(out_dir / "metrics.csv", "w", newline="")  # noqa: SIM115
-            csv_file.write(header + "\r\n")
+            self.file = open(out_dir / "metrics.csv", "w", newline="")  # noqa: SIM115
+            self.file.write(self.header + "\r\n")
+        return collected
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    def append(self, metrics: dict[str, np.ndarray], first: int, active: int) -> None:
+        if self.file is not None:
+            self.file.write(_csv_rows(metrics, self.columns, first, active, self.plan.steps,
+                                      self.plan.run_labels, self.plan.swept))
+            self.file.flush()
 
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[sps]} steps/s"),
-                   TextColumn("return {task.fields[ret]}"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress)
+    def sync(self) -> None:
+        if self.file is not None:
+            os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class _Progress:
+    """What a run tells its user: "compiling…" (and whether the compile cache served it), the
+    resume point, then a progress bar on a terminal (sized to its width) or, when output is
+    piped, a plain line every tenth of the run. Silent with ``progress=False``."""
+
+    def __init__(self, plan: _Plan, enabled: bool):
+        from rich.console import Console
+
+        self.plan, self.enabled = plan, enabled
+        self.console = Console()
+        self.total = plan.env_steps(plan.agent.num_updates)
+        self.bar = self.task = None
+        self.next_line = 0.0
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            self.console.print(message, highlight=False, soft_wrap=True)
+
+    def __enter__(self) -> _Progress:
+        if self.enabled and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            columns = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
+                       MofNCompleteColumn(), TextColumn("{task.fields[sps]}/s"),
+                       TextColumn("return {task.fields[ret]}")]
+            if self.console.width >= 100:
+                from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+                columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+            self.bar = Progress(*columns, console=self.console, expand=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task(f"{self.plan.algo} {self.plan.env_id}",
+                                          total=self.total, sps="-", ret="-")
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc_info)
+
+    def update(self, done: int, steps_per_second: float, current: float) -> None:
+        ret = "-" if np.isnan(current) else f"{current:.1f}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, sps=f"{steps_per_second:,.0f}", ret=ret)
+        elif self.enabled and (done >= self.next_line * self.total or done == self.total):
+            self.next_line = math.floor(10 * done / max(self.total, 1)) / 10 + 0.1
+            self.say(f"{self.plan.algo} {self.plan.env_id}: {done:,}/{self.total:,} "
+                     f"{self.plan.unit}, return {ret}, {steps_per_second:,.0f} "
+                     f"{self.plan.unit}/s")
+
+
+@contextlib.contextmanager
+def _compile_cache_hits() -> Iterator[list[int]]:
+    """Count the programs JAX loads from its persistent compile cache inside the block."""
+    from jax import monitoring
+
+    hits = [0]
+
+    def listener(event: str, **kwargs: Any) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            hits[0] += 1
+
+    monitoring.register_event_listener(listener)
+    try:
+        yield hits
+    finally:
+        monitoring.unregister_event_listener(listener)
+
+
+def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
+                  start_updates: int, resume_from: Path | None, out_path: Path | None,
+                  out_dir: Path | None, csv_file: _MetricsFile, collected: list,
+                  progress: _Progress,
+                  on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None) -> Any:
+    """The chunk loop: run, check finiteness, write rows, checkpoint, report progress.
+
+    Returns the final states; appends each chunk's metrics to ``collected``.
+    """
+    agent, placement = plan.agent, plan.placement
+    chunk, steps, runs = plan.chunk, plan.steps, plan.runs
+    num_chunks = -(-agent.num_updates // chunk)
+    metadata = {name: plan.record.get(name) for name in RUN_IDENTITY} | {
+        "num_updates": agent.num_updates, "chunk_updates": chunk,
+        "runs": [{"seed": s, "setting": setting} for setting, s in plan.run_labels]}
+    headline = csv_file.columns[0]
     last_checkpoint = resume_from
-    saved_steps = env_steps(start_updates, agent.steps_per_update, agent.initial_steps)
+    saved_steps = plan.env_steps(start_updates)
+    every = plan.checkpoint_every
+    run_start = time.perf_counter()
+    with _deferred_interrupt(out_path is not None) as interrupt, progress:
+        for chunk_index in range(start_updates // chunk, num_chunks):
+            first = chunk_index * chunk
+            active = min(chunk, agent.num_updates - first)
+            states, metrics, finite = chunk_fn(batched_configs, states, active)
+            metrics = {k: v[:, :active] for k, v in placement.fetch(metrics).items()}
+            _check_finite(metrics, placement.fetch(finite), first, plan.run_labels, steps,
+                          last_checkpoint)
+            collected.append(metrics)
+            csv_file.append(metrics, first, active)
+            updates = first + active
+            done_steps = plan.env_steps(updates)
+            stop = interrupt.requested and updates < agent.num_updates
+            if out_path is not None and (updates == agent.num_updates or stop or (
+                    every and done_steps // every > saved_steps // every)):
+                csv_file.sync()  # the rows a checkpoint covers are on disk
+                last_checkpoint = _save_checkpoint(out_path, _host_tree(placement, states),
+                                                   updates, metadata, out_dir is not None)
+                saved_steps = done_steps
+            elapsed = time.perf_counter() - run_start
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                current = np.nanmean(metrics[headline][:, -1])
+            run_steps = done_steps - plan.env_steps(start_updates)
+            progress.update(done_steps, run_steps * runs / max(elapsed, 1e-9), current)
+            if on_chunk is not None:
+                on_chunk(chunk_index, metrics)
+            if stop:
+                raise RunInterrupted(plan.algo, out_path, last_checkpoint, updates)
+    return states
+
+
+def _write_outputs(plan: _Plan, result: RunResult, out_dir: Path, window: int | None) -> None:
+    """``timings.json`` and ``returns.png``: the evaluation return where the agent logs one
+    (training episodes as a lighter second curve), else the training episodes' return."""
+    _write_json_atomic(out_dir / "timings.json", {
+        "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
+        f"{plan.unit}_per_second".replace(" ", "_"): result.steps_per_second, "runs": plan.runs,
+        "seeds": plan.seeds, "settings": len(plan.settings),
+        f"total_{plan.unit}_per_run".replace(" ", "_"): plan.env_steps(plan.agent.num_updates),
+        "chunk_updates": plan.chunk, "resumed_from_update": result.resumed_updates,
+        # compile_seconds is short when the programs came from this on-disk cache.
+        "compile_cache": jax.config.jax_compilation_cache_dir,
+        "compile_cache_hits": result.compile_cache_hits,
+        # Which threefry lowering compiled it on CPU (same results; compile / run time differ).
+        "cpu_threefry": cpu_threefry(),
+        # XLA:CPU's thread-pool size ($JAXRL_CPU_THREADS); None: one thread per core.
+        "cpu_threads": cpu_threads(),
+    })
+    shape = (len(plan.settings), plan.seeds, -1)
+    shown = "eval_return" if "eval_return" in result.metrics else "episode_return"
+    training = (result.metrics["episode_return"].reshape(shape)
+                if shown == "eval_return" and "episode_return" in result.metrics else None)
+    plot_returns(plan.steps, result.metrics[shown].reshape(shape), out_dir / "returns.png",
+                 f"{plan.algo} on {plan.env_id}",
+                 [setting_label(s) for s in plan.settings] if plan.swept else None,
+                 ylabel=shown.replace("_", " "), xlabel=plan.unit, training=training,
+                 window=default_smoothing(plan.agent.num_updates) if window is None else window)
+
+
+def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
+        out: str | Path | None = None, env_kwargs: dict[str, Any] | None = None,
+        sweep: dict[str, list[float]] | None = None, progress: bool = True,
+        on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+        devices: int | str = 1, checkpoint_every: int | None = None,
+        resume: bool = False, dataset: str | Path | None = None,
+        smooth: int | None = None) -> RunResult:
+    """Train ``algo`` on ``env_id`` for every sweep setting × ``seeds`` seeds in one vmapped call.
+
+    ``env_kwargs`` are the env's arguments (``envs.make``). ``sweep`` maps numeric Config fields
+    to lists of values; the grid (every combination) is crossed with the seeds, and each setting
+    uses the same seed keys. Writes ``config.json``, ``metrics.csv`` (``step, seed``, the swept
+    fields, the return (``episode_return``, or ``eval_return`` for agents without training
+    episodes), then the other metrics; one row per setting per seed per update),
+    ``timings.json``, ``returns.png`` (one curve per setting, each seed smoothed over ``smooth``
+    logged updates; default ``default_smoothing``) and ``checkpoints/update_<N>/``
+    (``jaxrl.checkpoint``; the last ``KEEP_CHECKPOINTS`` are kept). ``out=None`` writes nothing.
+    Bad input raises ``ValueError`` / ``TypeError`` before anything is written. Metrics come
+    back as ``[settings * seeds, updates]`` arrays (setting-major). ``devices`` (``"all"`` or a
+    count) shards the runs, or a single run's envs, over a device mesh (``jaxrl.parallel``); in
+    a multi-host run only process 0 writes files.
+
+    Checkpoints are written at the first chunk boundary after every ``checkpoint_every`` env
+    steps (default: ``default_checkpoint_every``, about ten per run; 0: only at the end), at the
+    end, and on Ctrl-C, which then raises ``RunInterrupted``. ``resume=True`` continues the run
+    in ``out`` (same arguments, see ``resume_run``) from its newest checkpoint: rows of
+    ``metrics.csv`` after it are dropped and recomputed, so the files and final state equal an
+    uninterrupted run's bitwise. After each chunk, a non-finite metric (other than
+    ``NAN_ALLOWED_METRICS``) or parameter raises ``TrainingDiverged`` without writing the bad
+    chunk.
+    """
+    if resume and out is None:
+        raise ValueError("resume=True needs out=DIR, the directory of the run to continue")
+    plan = _plan(algo, env_id, config, seed=seed, seeds=seeds, env_kwargs=env_kwargs,
+                 sweep=sweep, devices=devices, checkpoint_every=checkpoint_every,
+                 dataset=dataset)
+    out_path = Path(out) if out is not None else None
+    out_dir = out_path if out_path is not None and parallel.is_main_process() else None
+    resume_from = _open_run_dir(plan, out_path, out_dir, resume)
+    reporter = _Progress(plan, progress)
+    if resume_from is not None:
+        updates = int(checkpoint.read_metadata(resume_from).get("updates", 0))
+        reporter.say(f"resuming {out_path} from update {updates} ({plan.unit[:-1]} "
+                     f"{plan.env_steps(updates):,})")
+    reporter.say(f"compiling {algo} on {env_id} ({plan.runs} run(s) in one program)…")
+
+    compile_start = time.perf_counter()
+    with _compile_cache_hits() as hits, filtered_stderr():
+        chunk_fn, states, batched_configs, start_updates = _compile_runs(plan, resume_from,
+                                                                         out_path)
+    compile_seconds = time.perf_counter() - compile_start
+    reporter.say(f"compiled in {compile_seconds:.1f} s" + (
+        f" ({hits[0]} program(s) loaded from the compile cache)" if hits[0] else ""))
+
+    csv_file = _MetricsFile(plan, chunk_fn.out_info[1])
+    collected = csv_file.open(out_dir, resume_from, out_path, start_updates)
     run_start = time.perf_counter()
     try:
-        with _deferred_interrupt(out_path is not None) as interrupt, bar:
-            task = bar.add_task(f"{algo} {env_id}", total=total_steps, sps="-", ret="-",
-                                completed=saved_steps if start_updates else 0)
-            for chunk_index in range(start_updates // chunk, num_chunks):
-                first = chunk_index * chunk
-                active = min(chunk, agent.num_updates - first)
-                states, metrics, finite = chunk_fn(batched_configs, states, active)
-                metrics = {k: v[:, :active] for k, v in placement.fetch(metrics).items()}
-                _check_finite(metrics, placement.fetch(finite), first, run_labels, steps,
-                              last_checkpoint)
-                collected.append(metrics)
-                if csv_file is not None:
-                    csv_file.write(_csv_rows(metrics, columns, first, active, steps,
-                                             run_labels, swept))
-                    csv_file.flush()
-                updates = first + active
-                done_steps = env_steps(updates, agent.steps_per_update, agent.initial_steps)
-                stop = interrupt.requested and updates < agent.num_updates
-                if out_path is not None and (updates == agent.num_updates or stop or (
-                        every and done_steps // every > saved_steps // every)):
-                    if csv_file is not None:
-                        os.fsync(csv_file.fileno())  # the rows a checkpoint covers are on disk
-                    last_checkpoint = _save_checkpoint(out_path, _host_tree(placement, states),
-                                                       updates, metadata, out_dir is not None)
-                    saved_steps = done_steps
-                elapsed = time.perf_counter() - run_start
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    current = np.nanmean(metrics["episode_return"][:, -1])
-                run_steps = done_steps - env_steps(start_updates, agent.steps_per_update,
-                                                   agent.initial_steps)
-                bar.update(task, completed=done_steps,
-                           sps=f"{run_steps * runs / max(elapsed, 1e-9):,.0f}",
-                           ret="-" if np.isnan(current) else f"{current:.1f}")
-                if on_chunk is not None:
-                    on_chunk(chunk_index, metrics)
-                if stop:
-                    raise RunInterrupted(algo, out_path, last_checkpoint, updates)
+        states = _train_chunks(plan, chunk_fn, states, batched_configs, start_updates,
+                               resume_from, out_path, out_dir, csv_file, collected, reporter,
+                               on_chunk)
     finally:
-        if csv_file is not None:
-            csv_file.close()
+        csv_file.close()
     jax.block_until_ready(states)
     run_seconds = time.perf_counter() - run_start
     metrics = {k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]}
-    result = RunResult(states, metrics, steps, out_dir, compile_seconds, run_seconds, settings,
-                       resumed_updates=start_updates)
+    result = RunResult(states, metrics, plan.steps, out_dir, compile_seconds, run_seconds,
+                       plan.settings, resumed_updates=start_updates, step_unit=plan.unit,
+                       compile_cache_hits=hits[0])
     if out_dir is not None:
-        _write_json_atomic(out_dir / "timings.json", {
-            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-            "env_steps_per_second": result.steps_per_second, "runs": runs, "seeds": seeds,
-            "settings": len(settings), "total_env_steps_per_run": total_steps,
-            "chunk_updates": chunk, "resumed_from_update": start_updates,
-            # compile_seconds is short when the programs came from this on-disk cache.
-            "compile_cache": jax.config.jax_compilation_cache_dir,
-            # Which threefry lowering compiled it on CPU (same results; compile / run time differ).
-            "cpu_threefry": cpu_threefry(),
-            # XLA:CPU's thread-pool size ($JAXRL_CPU_THREADS); None: one thread per core.
-            "cpu_threads": cpu_threads(),
-        })
-        returns = metrics["episode_return"].reshape(len(settings), seeds, -1)
-        plot_returns(steps, returns, out_dir / "returns.png", f"{algo} on {env_id}",
-                     [setting_label(s) for s in settings] if swept else None)
+        _write_outputs(plan, result, out_dir, smooth)
     return result
 
 

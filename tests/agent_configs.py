@@ -20,7 +20,7 @@ _OFF_POLICY = {"total_timesteps": 16 + 4 * 8, "num_envs": 2, "buffer_size": 64, 
                "learning_starts": 16, "train_frequency": 1, "updates_per_step": 1,
                "log_frequency": 8, "eval_episodes": 0, "hidden_sizes": (16,)}
 # Offline agents: 2 updates of 2 gradient steps; each update evaluates 1 episode.
-_OFFLINE = {"total_steps": 4, "eval_every": 2, "batch_size": 8, "eval_envs": 1,
+_OFFLINE = {"total_gradient_steps": 4, "log_frequency": 2, "batch_size": 8, "eval_episodes": 1,
             "hidden_sizes": (16,)}
 
 TINY: dict[str, tuple[str, dict[str, Any]]] = {
@@ -34,10 +34,10 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
     "ddpg": ("Pendulum-v1", _OFF_POLICY),
     "td3": ("Pendulum-v1", _OFF_POLICY),
     "sac": ("Pendulum-v1", _OFF_POLICY),
-    "bc": ("CartPole-v1", {"total_steps": 8, "eval_every": 4, "batch_size": 16, "eval_envs": 2,
-                           "hidden_sizes": (16,)}),
+    "bc": ("CartPole-v1", {"total_gradient_steps": 8, "log_frequency": 4, "batch_size": 16,
+                           "eval_episodes": 2, "hidden_sizes": (16,)}),
     "dagger": ("CartPole-v1", {"num_rounds": 2, "num_envs": 2, "num_steps": 8, "train_steps": 4,
-                               "batch_size": 8, "eval_envs": 2, "hidden_sizes": (16,)}),
+                               "batch_size": 8, "eval_episodes": 2, "hidden_sizes": (16,)}),
     "cql": ("CartPole-v1", _OFFLINE),
     "iql": ("Pendulum-v1", _OFFLINE),
     "awac": ("Pendulum-v1", _OFFLINE),

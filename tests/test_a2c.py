@@ -7,8 +7,10 @@ import pytest
 from probe_envs import ConstantRewardEnv, ObservedSignEnv, ProbeParams
 
 from jaxrl import envs
-from jaxrl.agents import a2c, on_policy
+from jaxrl.agents import a2c
 from jaxrl.models import make_actor_critic
+from jaxrl.training import on_policy
+from jaxrl.training.config import check_config
 
 # n-step targets and two minibatches, so the compiled API tests cover those paths too.
 TINY = a2c.Config(total_timesteps=2 * 4 * 8, num_envs=4, num_steps=8, num_minibatches=2,
@@ -151,11 +153,11 @@ def test_invalid_sizes_raise_clear_errors(cartpole):
 
 
 def test_check_config_rejects_out_of_range_values():
-    a2c.check_config(a2c.Config())
+    check_config(a2c.Config())
     for field, value in [("learning_rate", -1.0), ("gamma", 1.5), ("gae_lambda", 2.0),
                          ("ent_coef", -0.1), ("vf_coef", -1.0), ("max_grad_norm", 0.0)]:
         with pytest.raises(ValueError, match=field):
-            a2c.check_config(TINY.replace(**{field: value}))
+            check_config(TINY.replace(**{field: value}))
 
 
 def test_metrics_have_one_entry_per_update(run):

@@ -14,7 +14,9 @@ from probe_envs import ProbeParams, TargetActionEnv
 from jaxrl import datasets, envs
 from jaxrl.agents import bc
 from jaxrl.cli import main
+from jaxrl.datasets import generation
 from jaxrl.envs import Box, Discrete, TimeLimitedEnv
+from jaxrl.training.config import check_config
 
 # The scripted policy of the ring: state s → action TABLE[s].
 TABLE = jnp.array([2, 0, 1, 1, 0, 2], jnp.int32)
@@ -47,14 +49,14 @@ class RingEnv(TimeLimitedEnv):
 def scripted_dataset(env, params, expert, num_envs=4, steps=16) -> datasets.Dataset:
     """Rollouts of ``expert`` (exact for discrete actions, ±0.1 % noise for continuous ones)."""
     space = env.action_space(params)
-    behaviour = datasets.noisy_policy(expert, space, 0.0 if isinstance(space, Discrete) else 1e-3)
-    arrays = jax.jit(lambda k: datasets.collect(k, env, params, [behaviour], num_envs, steps))(
+    behaviour = generation.noisy_policy(expert, space, 0.0 if isinstance(space, Discrete) else 1e-3)
+    arrays = jax.jit(lambda k: generation.collect(k, env, params, [behaviour], num_envs, steps))(
         jax.random.key(0))
     return datasets.Dataset(**{k: np.asarray(v) for k, v in arrays.items()}, metadata={})
 
 
-TINY = bc.Config(total_steps=300, eval_every=100, batch_size=32, hidden_sizes=(32,),
-                 eval_envs=4, learning_rate=1e-2, normalize_obs=False)
+TINY = bc.Config(total_gradient_steps=300, log_frequency=100, batch_size=32, hidden_sizes=(32,),
+                 eval_episodes=4, learning_rate=1e-2, normalize_obs=False)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def test_bc_recovers_a_scripted_discrete_policy_exactly(ring):
     agent = bc.make_agent(TINY, env, params, data)
     actions = agent.act(state, jnp.eye(6), jax.random.key(1), True)
     np.testing.assert_array_equal(actions, TABLE)  # every state, exactly
-    np.testing.assert_array_equal(metrics["episode_return"][-1], 6.0)  # the scripted return
+    np.testing.assert_array_equal(metrics["eval_return"][-1], 6.0)  # the scripted return
     np.testing.assert_array_equal(metrics["step"], [100, 200, 300])
     assert metrics["loss"][-1] < 0.05
 
@@ -79,12 +81,12 @@ def test_bc_recovers_a_scripted_continuous_policy():
     # One-step episodes, observation ±1; the scripted action is 0.5 · sign (reward 0 there).
     env, params = TargetActionEnv(), ProbeParams()
     data = scripted_dataset(env, params, lambda obs: 0.5 * obs)
-    config = TINY.replace(total_steps=500)
+    config = TINY.replace(total_gradient_steps=500)
     state, metrics = jax.jit(bc.make_train(config, env, params, data))(jax.random.key(0))
     actions = bc.make_agent(config, env, params, data).act(
         state, jnp.array([[-1.0], [1.0]]), jax.random.key(1), True)
     np.testing.assert_allclose(actions, [[-0.5], [0.5]], atol=0.02)
-    assert metrics["episode_return"][-1] > -1e-3
+    assert metrics["eval_return"][-1] > -1e-3
 
 
 def test_same_key_same_run_bitwise(ring):
@@ -95,7 +97,7 @@ def test_same_key_same_run_bitwise(ring):
 
 def test_hindsight_goals_are_achieved_later_in_the_same_episode():
     env, params = envs.make("PointGoal-v0")
-    data = datasets.generate("PointGoal-v0", "random", 400, num_envs=4)
+    data = generation.generate("PointGoal-v0", "random", 400, num_envs=4)
     transitions = data.transitions()
     sample = jax.jit(bc.hindsight_sampler(env, transitions, data, 512, 1.0))
     batch = sample(jax.random.key(0))
@@ -121,28 +123,28 @@ def test_bc_errors_say_what_to_change(ring):
         bc.make_agent(TINY, env, params, None)
     with pytest.raises(ValueError, match="needs a goal env"):
         bc.make_agent(TINY.replace(hindsight=True), env, params, data)
-    with pytest.raises(ValueError, match="eval_every = 500 exceeds total_steps"):
-        bc.make_agent(TINY.replace(eval_every=500), env, params, data)
+    with pytest.raises(ValueError, match="log_frequency = 500 exceeds total_gradient_steps"):
+        bc.make_agent(TINY.replace(log_frequency=500), env, params, data)
     with pytest.raises(ValueError, match="hindsight_fraction"):
-        bc.check_config(TINY.replace(hindsight_fraction=1.5))
+        check_config(TINY.replace(hindsight_fraction=1.5))
     with pytest.raises(ValueError, match="'observations': shape per transition"):
         bc.make_agent(TINY, *envs.make("CartPole-v1"), data)
 
 
 def test_cli_train_bc_from_a_dataset_file(tmp_path, capsys):
     path = tmp_path / "random.npz"
-    datasets.save(path, datasets.generate("CartPole-v1", "random", 64, num_envs=4))
+    datasets.save(path, generation.generate("CartPole-v1", "random", 64, num_envs=4))
     out = tmp_path / "run"
-    code = main(["train", "bc", "--env", "CartPole-v1", "--dataset", str(path), "--total-steps",
-                 "40", "--eval-every", "20", "--batch-size", "16", "--hidden-sizes", "8",
-                 "--eval-envs", "2", "--no-progress", "--out", str(out)])
+    code = main(["train", "bc", "--env", "CartPole-v1", "--dataset", str(path),
+                 "--total-gradient-steps", "40", "--log-frequency", "20", "--batch-size", "16",
+                 "--hidden-sizes", "8", "--eval-episodes", "2", "--no-progress", "--out", str(out)])
     assert code == 0
     record = json.loads((out / "config.json").read_text())
     assert record["algo"] == "bc" and record["dataset"] == str(path.resolve())
     with open(out / "metrics.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert [int(r["step"]) for r in rows] == [20, 40]
-    assert all(float(r["episode_return"]) >= 8 for r in rows)  # CartPole returns are >= 8
+    assert all(float(r["eval_return"]) >= 8 for r in rows)  # CartPole returns are >= 8
     assert main(["train", "bc", "--env", "CartPole-v1", "--no-progress",
                  "--out", str(tmp_path / "none")]) == 2
     assert "learns from a dataset: pass --dataset" in capsys.readouterr().err
@@ -153,11 +155,12 @@ def test_goal_conditioned_bc_with_hindsight_learns_to_reach_goals():
     # Random-walk data rarely reaches its own goal (~6 %); relabelled with achieved goals, BC
     # learns to reach new goals; without relabelling it only imitates the random walk.
     env, params = envs.make("PointGoal-v0")
-    data = datasets.generate("PointGoal-v0", "random", 20_000, num_envs=100)
-    config = bc.Config(total_steps=3000, eval_every=1000, hidden_sizes=(64, 64), eval_envs=64)
+    data = generation.generate("PointGoal-v0", "random", 20_000, num_envs=100)
+    config = bc.Config(total_gradient_steps=3000, log_frequency=1000, hidden_sizes=(64, 64),
+                       eval_episodes=64)
     success = {}
     for hindsight in (False, True):
         train = jax.jit(bc.make_train(config.replace(hindsight=hindsight), env, params, data))
-        success[hindsight] = float(train(jax.random.key(0))[1]["episode_return"][-1])
+        success[hindsight] = float(train(jax.random.key(0))[1]["eval_return"][-1])
     assert success[True] > 0.6
     assert success[True] > success[False] + 0.4

@@ -9,10 +9,12 @@ from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import datasets, envs
 from jaxrl.agents import bc, dagger
+from jaxrl.datasets import generation
+from jaxrl.envs import experts
 from jaxrl.evaluation import evaluate
 
 TINY = dagger.Config(num_rounds=3, num_envs=2, num_steps=4, train_steps=5, batch_size=8,
-                     eval_envs=2, hidden_sizes=(8,))
+                     eval_episodes=2, hidden_sizes=(8,))
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def cartpole():
 
 def test_rounds_aggregate_expert_labels_of_visited_states(cartpole):
     env, params = cartpole
-    expert = datasets.SCRIPTED_EXPERTS["CartPole-v1"]
+    expert = experts.SCRIPTED_EXPERTS["CartPole-v1"]
     state, metrics = jax.jit(dagger.make_train(TINY, env, params))(jax.random.key(0))
     # 3 rounds × 2 envs × 4 steps = 24 slots, all filled, each labelled by the expert
     assert state.buffer_obs.shape == (24, 4)
@@ -30,7 +32,7 @@ def test_rounds_aggregate_expert_labels_of_visited_states(cartpole):
     assert (jnp.abs(state.buffer_obs).sum(1) > 0).all()  # no empty slot left
     np.testing.assert_array_equal(state.buffer_action, expert(state.buffer_obs))
     np.testing.assert_array_equal(metrics["step"], [8, 16, 24])  # expert labels so far
-    assert np.isfinite(metrics["loss"]).all() and (metrics["episode_return"] >= 8).all()
+    assert np.isfinite(metrics["loss"]).all() and (metrics["eval_return"] >= 8).all()
 
 
 def test_custom_expert_function_and_missing_expert():
@@ -52,25 +54,25 @@ def test_dagger_beats_bc_with_the_same_expert_labels(cartpole):
     # Same network, optimiser and number of gradient steps; mean over 8 seeds.
     env, params = cartpole
     config = dagger.Config(num_rounds=6, num_envs=1, num_steps=8, train_steps=200, batch_size=64,
-                           hidden_sizes=(32, 32), eval_envs=16)
+                           hidden_sizes=(32, 32), eval_episodes=16)
     keys = jax.random.split(jax.random.key(0), 8)
     _, metrics = jax.jit(jax.vmap(dagger.make_train(config, env, params)))(keys)
-    dagger_return = float(metrics["episode_return"][:, -1].mean())
-    expert = datasets.SCRIPTED_EXPERTS["CartPole-v1"]
-    arrays = jax.jit(lambda k: datasets.collect(
-        k, env, params, [datasets.noisy_policy(expert, env.action_space(params), 0.0)], 1, 48))(
+    dagger_return = float(metrics["eval_return"][:, -1].mean())
+    expert = experts.SCRIPTED_EXPERTS["CartPole-v1"]
+    arrays = jax.jit(lambda k: generation.collect(
+        k, env, params, [generation.noisy_policy(expert, env.action_space(params), 0.0)], 1, 48))(
         jax.random.key(1))
     data = datasets.Dataset(**{k: np.asarray(v) for k, v in arrays.items()}, metadata={})
-    bc_config = bc.Config(total_steps=6 * 200, eval_every=200, batch_size=64,
-                          hidden_sizes=(32, 32), eval_envs=16, normalize_obs=False)
+    bc_config = bc.Config(total_gradient_steps=6 * 200, log_frequency=200, batch_size=64,
+                          hidden_sizes=(32, 32), eval_episodes=16, normalize_obs=False)
     _, metrics = jax.jit(jax.vmap(bc.make_train(bc_config, env, params, data)))(keys)
-    bc_return = float(metrics["episode_return"][:, -1].mean())
+    bc_return = float(metrics["eval_return"][:, -1].mean())
     assert dagger_return >= bc_return + 20, (dagger_return, bc_return)
 
 
 def test_scripted_pendulum_expert_swings_up_and_balances():
     env, params = envs.make("Pendulum-v1")
-    expert = datasets.scripted_expert(env)
+    expert = experts.scripted_expert(env)
     mean_return = jax.jit(lambda k: evaluate(k, env, params, lambda key, obs: expert(obs), 32,
                                              201))(jax.random.key(0))
     # Measured -124 over 64 episodes; a random policy averages about -1200.
@@ -87,5 +89,5 @@ def test_dagger_imitates_the_scripted_pendulum_expert():
     env, params = envs.make("Pendulum-v1")
     keys = jnp.stack([jax.random.key(s) for s in range(4)])
     _, metrics = jax.jit(jax.vmap(dagger.make_train(dagger.Config(), env, params)))(keys)
-    final = np.asarray(metrics["episode_return"])[:, -1]
+    final = np.asarray(metrics["eval_return"])[:, -1]
     assert final.mean() >= -400, final

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,8 @@ import pytest
 
 from jaxrl import datasets, envs
 from jaxrl.cli import main
-from jaxrl.envs import Box, Discrete
+from jaxrl.datasets import generation
+from jaxrl.envs import Box, Discrete, experts
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def cartpole():
 
 @pytest.fixture(scope="module")
 def random_cartpole():
-    return datasets.generate("CartPole-v1", "random", 200, num_envs=4, seed=3)
+    return generation.generate("CartPole-v1", "random", 200, num_envs=4, seed=3)
 
 
 def small_dataset(**overrides) -> datasets.Dataset:
@@ -71,7 +73,7 @@ def test_round_trip_is_exact_and_atomic(tmp_path, cartpole):
 
 
 def test_epsilon_greedy_log_probs_are_hand_worked():
-    policy = datasets.noisy_policy(lambda obs: jnp.zeros(obs.shape[0], jnp.int32), Discrete(4),
+    policy = generation.noisy_policy(lambda obs: jnp.zeros(obs.shape[0], jnp.int32), Discrete(4),
                                    0.2)
     dist = policy(jnp.zeros((1, 3)))
     # π_b(greedy) = 0.8 + 0.2 / 4 = 0.85, every other action 0.05
@@ -82,7 +84,7 @@ def test_epsilon_greedy_log_probs_are_hand_worked():
 def test_gaussian_behaviour_log_probs_stay_finite_at_the_bounds():
     # The expert pushes at the bound +2 of Pendulum; half the samples are clipped to it.
     space = Box(-2.0, 2.0, (1,))
-    policy = datasets.noisy_policy(lambda obs: jnp.full((obs.shape[0], 1), 2.0), space, 0.1)
+    policy = generation.noisy_policy(lambda obs: jnp.full((obs.shape[0], 1), 2.0), space, 0.1)
     dist = policy(jnp.zeros((1000, 3)))
     samples, log_probs = dist.sample_and_log_prob(seed=jax.random.key(0))
     assert np.isfinite(np.asarray(log_probs)).all()
@@ -91,11 +93,11 @@ def test_gaussian_behaviour_log_probs_stay_finite_at_the_bounds():
     expected = -0.5 * ((samples[:, 0] - 2.0) / 0.2) ** 2 - np.log(0.2 * np.sqrt(2 * np.pi))
     np.testing.assert_allclose(log_probs, expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="noise must be > 0"):
-        datasets.noisy_policy(lambda obs: obs, space, 0.0)
+        generation.noisy_policy(lambda obs: obs, space, 0.0)
 
 
 def test_random_continuous_dataset_stores_clipped_actions_and_uniform_log_probs():
-    data = datasets.generate("Pendulum-v1", "random", 40, num_envs=2)
+    data = generation.generate("Pendulum-v1", "random", 40, num_envs=2)
     assert data.actions.shape == (40, 1) and data.actions.dtype == np.float32
     assert (np.abs(data.actions) <= 2.0).all()
     np.testing.assert_allclose(data.log_probs, -np.log(4.0), rtol=1e-6)
@@ -103,9 +105,9 @@ def test_random_continuous_dataset_stores_clipped_actions_and_uniform_log_probs(
 
 def test_scripted_expert_datasets_need_no_training(cartpole):
     # CartPole's scripted expert with ε = 0: every action is its own, log π_b(a|s) = 0 (log 1).
-    data = datasets.generate("CartPole-v1", "expert", 200, expert_algo=datasets.SCRIPTED,
+    data = generation.generate("CartPole-v1", "expert", 200, expert_algo=generation.SCRIPTED,
                              noise=0.0, num_envs=2)
-    expert = datasets.scripted_expert(cartpole[0])
+    expert = experts.scripted_expert(cartpole[0])
     np.testing.assert_array_equal(data.actions, expert(jnp.asarray(data.observations)))
     np.testing.assert_array_equal(data.log_probs, 0.0)
     assert data.metadata["training"]["expert"] == {"algo": "scripted"}
@@ -113,12 +115,12 @@ def test_scripted_expert_datasets_need_no_training(cartpole):
         "scripted expert: epsilon-greedy around the greedy action, epsilon = 0")
     assert data.metadata["reference_returns"]["expert"] == 500.0
     # Pendulum's: Gaussian noise (default 0.1 of the half-range, σ = 0.2), clipped to ±2.
-    data = datasets.generate("Pendulum-v1", "expert", 400, expert_algo="scripted", num_envs=2)
+    data = generation.generate("Pendulum-v1", "expert", 400, expert_algo="scripted", num_envs=2)
     returns = data.metadata["reference_returns"]
     assert returns["expert"] > -250 and returns["random"] < -900, returns
     assert (np.abs(data.actions) <= 2.0).all() and np.isfinite(data.log_probs).all()
     pendulum = envs.make("Pendulum-v1")[0]
-    greedy = np.asarray(datasets.scripted_expert(pendulum)(jnp.asarray(data.observations)))
+    greedy = np.asarray(experts.scripted_expert(pendulum)(jnp.asarray(data.observations)))
     unclipped = (np.abs(data.actions) < 2.0)[:, 0]  # stored action = the sample
     assert unclipped.sum() > 100
     z = (data.actions - greedy)[unclipped, 0] / 0.2
@@ -126,7 +128,7 @@ def test_scripted_expert_datasets_need_no_training(cartpole):
                                -0.5 * z**2 - np.log(0.2 * np.sqrt(2 * np.pi)), atol=1e-4)
     for policy in ("medium", "mixed"):
         with pytest.raises(ValueError, match="scripted expert has no partially trained"):
-            datasets.generate("Pendulum-v1", policy, 30, expert_algo="scripted", num_envs=3)
+            generation.generate("Pendulum-v1", policy, 30, expert_algo="scripted", num_envs=3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_loader_errors_for_files_and_envs(tmp_path, cartpole):
         datasets.load(tmp_path / "missing.npz")
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="garbage.npz is not a valid .npz dataset"):
         datasets.load(garbage)
     with pytest.raises(ValueError, match="collected on 'CartPole-v1', not 'Acrobot-v1'"):
         datasets.load(_saved(tmp_path), *cartpole, env_id="Acrobot-v1")
@@ -182,11 +184,57 @@ def test_loader_errors_for_files_and_envs(tmp_path, cartpole):
         datasets.validate(continuous, *pendulum)
 
 
+def _clear_error(path) -> str:
+    """The message of the one ``ValueError`` that loading ``path`` raises (no other exception)."""
+    try:
+        datasets.load(path)
+    except ValueError as error:
+        assert type(error) is ValueError, type(error)
+        return str(error)
+    raise AssertionError(f"{path} loaded")
+
+
+def test_loading_corrupt_files_raises_one_clear_error(tmp_path):
+    valid = datasets.save(tmp_path / "valid.npz", small_dataset()).read_bytes()
+    bad = tmp_path / "bad.npz"
+    rng = np.random.default_rng(0)
+    cut = sorted({0, 1, 4, 30, 100, len(valid) // 2, len(valid) - 22, len(valid) - 1})
+    for size in cut:  # truncated: the zip directory at the end is gone
+        bad.write_bytes(valid[:size])
+        assert _clear_error(bad).startswith(f"{bad} is not a valid .npz dataset (")
+    corrupted = bytearray(valid)
+    corrupted[200:210] = rng.integers(0, 256, 10, dtype=np.uint8).tobytes()  # inside a member
+    for content in (rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(), bytes(corrupted)):
+        bad.write_bytes(content)
+        assert "is not a valid .npz dataset" in _clear_error(bad)
+    np.save(tmp_path / "array.npy", np.zeros(3))  # one .npy array, not an archive
+    assert "is not a valid .npz dataset" in _clear_error(tmp_path / "array.npy")
+    np.savez(bad, observations=np.array([{"a": 1}, None], dtype=object))
+    assert "'observations' holds Python objects" in _clear_error(bad)
+    with zipfile.ZipFile(bad, "w") as archive:  # a zip, but of something else
+        archive.writestr("readme.txt", "hello")
+    assert "member 'readme.txt' is not a .npy array" in _clear_error(bad)
+
+
+@pytest.mark.parametrize("arrays", [
+    {"rewards": np.array(1.0, np.float32)},
+    {"rewards": np.ones(3, np.complex64)},
+    {"actions": np.array([True, False, True])},
+    {"terminated": np.array([0, 1, 0], np.uint8)},
+    {"observations": np.array([["a"] * 4] * 3)},
+    {"log_probs": np.array(["x", "y", "z"])},
+    {"metadata": np.array("[1, 2]")},
+    {"metadata": np.arange(3.0)},
+])
+def test_loading_wrong_dtypes_and_shapes_names_the_key(tmp_path, arrays):
+    assert "dataset key" in _clear_error(_saved(tmp_path, **arrays))
+
+
 def test_generate_rejects_bad_arguments():
     with pytest.raises(ValueError, match="--policy must be one of"):
-        datasets.generate("CartPole-v1", "perfect", 10)
+        generation.generate("CartPole-v1", "perfect", 10)
     with pytest.raises(ValueError, match="mixed needs --num-envs >= 3"):
-        datasets.generate("CartPole-v1", "mixed", 10, num_envs=2)
+        generation.generate("CartPole-v1", "mixed", 10, num_envs=2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,4 +278,4 @@ def test_cli_dataset_from_the_scripted_expert(tmp_path, capsys):
 def test_unknown_expert_algorithm_lists_the_choices():
     with pytest.raises(ValueError, match="unknown expert algorithm 'ppo2'; choose scripted or "
                                          "one of: .*ppo"):
-        datasets.generate("CartPole-v1", "expert", 10, expert_algo="ppo2", num_envs=2)
+        generation.generate("CartPole-v1", "expert", 10, expert_algo="ppo2", num_envs=2)

@@ -20,10 +20,10 @@ import pytest
 from agent_configs import TINY
 from helpers import key_data, leaves_equal
 
-from jaxrl import checkpoint, envs
-from jaxrl.agents import ALGORITHMS, Agent, train_from_agent
+from jaxrl import checkpoint, envs, registry
 from jaxrl.datasets import Dataset
 from jaxrl.envs.spaces import Box
+from jaxrl.training.agent import Agent, train_from_agent
 
 KEYS = (3, 4)
 
@@ -35,9 +35,9 @@ ALGOS = [pytest.param(algo, marks=pytest.mark.xdist_group(f"determinism-{algo}")
 
 
 def test_every_algorithm_has_a_tiny_config():
-    missing = sorted(set(ALGORITHMS) - set(TINY))
+    missing = sorted(set(registry.names()) - set(TINY))
     assert not missing, f"add tiny configs for {missing} to tests/agent_configs.py"
-    assert not set(TINY) - set(ALGORITHMS), "tests/agent_configs.py names unknown algorithms"
+    assert not set(TINY) - set(registry.names()), "tests/agent_configs.py names unknown algorithms"
 
 
 def tiny_dataset(env_id: str, size: int = 64) -> Dataset:
@@ -69,9 +69,10 @@ class Compiled(NamedTuple):
 @functools.cache
 def compiled(algo: str) -> Compiled:
     env_id, kwargs = TINY[algo]
-    module = ALGORITHMS[algo]
+    algorithm = registry.get(algo)
+    module = algorithm.load()
     env, env_params = envs.make(env_id)
-    extra = {"dataset": tiny_dataset(env_id)} if getattr(module, "OFFLINE", False) else {}
+    extra = {"dataset": tiny_dataset(env_id)} if registry.DATASET in algorithm.needs else {}
     agent = module.make_agent(module.Config(**kwargs), env, env_params, **extra)
     assert agent.num_updates >= 2 and agent.num_updates % 2 == 0, "TINY: an even num_updates"
 

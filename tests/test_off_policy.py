@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose
 from jaxrl import envs, losses
 from jaxrl.envs import Box, Discrete
 from jaxrl.replay import ReplayBuffer, storage_dtype
-from jaxrl.training import off_policy, optim
+from jaxrl.training import off_policy, optim, q_learning
 
 
 @pytest.fixture(autouse=True)
@@ -137,10 +137,10 @@ def test_masked_with_static_true_returns_new_without_a_select():
 
 
 def test_linear_epsilon_decays_then_stays_at_the_end_value():
-    eps = [float(off_policy.linear_epsilon(1.0, 0.1, 100.0, jnp.float32(t)))
+    eps = [float(q_learning.linear_epsilon(1.0, 0.1, 100.0, jnp.float32(t)))
            for t in (0, 50, 100, 1000)]
     assert_allclose(eps, [1.0, 0.55, 0.1, 0.1], rtol=1e-6)
-    assert float(off_policy.linear_epsilon(1.0, 0.1, 0.0, jnp.float32(0))) == pytest.approx(0.1)
+    assert float(q_learning.linear_epsilon(1.0, 0.1, 0.0, jnp.float32(0))) == pytest.approx(0.1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from probe_envs import (
 from jaxrl import envs
 from jaxrl.agents import ddpg, dqn, sac, soft_q, td3
 from jaxrl.models import CriticEnsemble, make_deterministic_actor, make_q_network
+from jaxrl.training.config import check_config
 
 DISCRETE = {"dqn": dqn, "soft_q": soft_q}
 CONTINUOUS = {"ddpg": ddpg, "td3": td3, "sac": sac}
@@ -80,9 +81,21 @@ def test_invalid_static_fields_raise_clear_errors(changes, message):
 
 def test_numeric_ranges_are_checked_for_concrete_configs():
     with pytest.raises(ValueError, match="tau must be in"):
-        sac.check_config(sac.Config(**TINY, tau=1.5))
+        check_config(sac.Config(**TINY, tau=1.5))
     with pytest.raises(ValueError, match="end_e must be in"):
-        dqn.check_config(dqn.Config(**TINY, end_e=-0.1))
+        check_config(dqn.Config(**TINY, end_e=-0.1))
+
+
+def test_make_agent_checks_concrete_ranges_and_skips_traced_sweep_values():
+    env, params = envs.make("Pendulum-v1")
+    with pytest.raises(ValueError, match="policy_frequency must be >= 1"):
+        td3.make_agent(td3.Config(**TINY, policy_frequency=0), env, params)
+
+    def init_shapes(tau):  # a sweep traces the hyperparameter: its range is checked per setting
+        config = sac.Config(**TINY).replace(tau=tau)
+        return sac.make_agent(config, env, params).init(jax.random.key(0))
+
+    assert jax.eval_shape(init_shapes, 1.5).update_count.shape == ()
 
 
 # ----------------------------------------------------------------------------------------------

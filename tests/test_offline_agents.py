@@ -13,9 +13,11 @@ from flax import struct
 from test_bc import scripted_dataset
 
 from jaxrl import datasets, envs, losses
-from jaxrl.agents import awac, bc, cql, iql, td3_bc
+from jaxrl.agents import awac, bc, cql, dagger, iql, td3_bc
 from jaxrl.cli import main
-from jaxrl.envs import Box, Discrete, TimeLimitedEnv
+from jaxrl.datasets import generation
+from jaxrl.envs import Box, Discrete, TimeLimitedEnv, experts
+from jaxrl.training.config import check_config, config_from_dict
 
 CONTINUOUS = {"iql": iql, "awac": awac, "td3_bc": td3_bc, "cql": cql}
 
@@ -120,25 +122,25 @@ def test_discrete_cql_pushes_unseen_actions_below_the_data():
     # the arm the data supports.
     env, params = TwoArmEnv(), BanditParams()
     data = scripted_dataset(env, params, lambda obs: jnp.ones(obs.shape[0], jnp.int32), steps=8)
-    config = cql.Config(total_steps=400, eval_every=200, batch_size=16, eval_envs=1,
+    config = cql.Config(total_gradient_steps=400, log_frequency=200, batch_size=16, eval_episodes=1,
                         hidden_sizes=(16,), normalize_obs=False, q_lr=1e-2, alpha=1.0)
     state, metrics = jax.jit(cql.make_train(config, env, params, data))(jax.random.key(0))
     agent = cql.make_agent(config, env, params, data)
     assert metrics["td_loss"][-1] < 0.05
     action = agent.act(state, jnp.zeros((1, 1)), jax.random.key(1), True)
     np.testing.assert_array_equal(action, [1])
-    assert metrics["episode_return"][-1] == 0.0  # the data's arm, though arm 0 pays more
+    assert metrics["eval_return"][-1] == 0.0  # the data's arm, though arm 0 pays more
 
 
 def tiny(module, **overrides):
-    return module.Config(total_steps=40, eval_every=20, batch_size=16, hidden_sizes=(16,),
-                         eval_envs=2, **overrides)
+    return module.Config(total_gradient_steps=40, log_frequency=20, batch_size=16,
+                         hidden_sizes=(16,), eval_episodes=2, **overrides)
 
 
 @pytest.fixture(scope="module")
 def pendulum_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "pendulum-random.npz"
-    datasets.save(path, datasets.generate("Pendulum-v1", "random", 400, num_envs=2))
+    datasets.save(path, generation.generate("Pendulum-v1", "random", 400, num_envs=2))
     return path
 
 
@@ -146,8 +148,9 @@ def pendulum_file(tmp_path_factory):
 def test_cli_train_on_a_pendulum_dataset(algo, pendulum_file, tmp_path):
     out = tmp_path / "run"
     code = main(["train", algo, "--env", "Pendulum-v1", "--dataset", str(pendulum_file),
-                 "--total-steps", "40", "--eval-every", "20", "--batch-size", "16",
-                 "--hidden-sizes", "16", "--eval-envs", "2", "--no-progress", "--out", str(out)])
+                 "--total-gradient-steps", "40", "--log-frequency", "20", "--batch-size", "16",
+                 "--hidden-sizes", "16", "--eval-episodes", "2", "--no-progress",
+                 "--out", str(out)])
     assert code == 0
     record = json.loads((out / "config.json").read_text())
     assert record["algo"] == algo and record["dataset"] == str(pendulum_file.resolve())
@@ -155,7 +158,7 @@ def test_cli_train_on_a_pendulum_dataset(algo, pendulum_file, tmp_path):
         rows = list(csv.DictReader(file))
     assert [int(r["step"]) for r in rows] == [20, 40]
     # Pendulum's return over 200 steps lies in [-200 · 16.27, 0]
-    assert all(-3260 < float(r["episode_return"]) <= 0 for r in rows)
+    assert all(-3260 < float(r["eval_return"]) <= 0 for r in rows)
     assert all(np.isfinite(float(v)) for r in rows for v in r.values() if v)
 
 
@@ -174,20 +177,20 @@ def test_actions_come_back_in_the_env_bounds(pendulum_file):
 
 def test_discrete_cql_learns_cartpole_from_noisy_expert_data():
     env, params = envs.make("CartPole-v1")
-    expert = datasets.scripted_expert(env)
-    behaviour = datasets.noisy_policy(expert, env.action_space(params), 0.3)
-    arrays = jax.jit(lambda k: datasets.collect(k, env, params, [behaviour], 8, 250))(
+    expert = experts.scripted_expert(env)
+    behaviour = generation.noisy_policy(expert, env.action_space(params), 0.3)
+    arrays = jax.jit(lambda k: generation.collect(k, env, params, [behaviour], 8, 250))(
         jax.random.key(0))
     data = datasets.Dataset(**{k: np.asarray(v) for k, v in arrays.items()}, metadata={})
-    config = cql.Config(total_steps=3000, eval_every=1000, batch_size=64, eval_envs=4,
-                        hidden_sizes=(64,), q_lr=1e-3, alpha=1.0, tau=0.01)
+    config = cql.Config(total_gradient_steps=3000, log_frequency=1000, batch_size=64,
+                        eval_episodes=4, hidden_sizes=(64,), q_lr=1e-3, alpha=1.0, tau=0.01)
     _, metrics = jax.jit(cql.make_train(config, env, params, data))(jax.random.key(0))
-    assert metrics["episode_return"][-1] >= 400  # the noisy behaviour averages far less
+    assert metrics["eval_return"][-1] >= 400  # the noisy behaviour averages far less
 
 
 def test_errors_say_what_to_change(pendulum_file):
     cartpole, cartpole_params = envs.make("CartPole-v1")
-    cartpole_data = datasets.generate("CartPole-v1", "random", 32, num_envs=2)
+    cartpole_data = generation.generate("CartPole-v1", "random", 32, num_envs=2)
     for module in (iql, awac, td3_bc):
         with pytest.raises(TypeError, match="use cql or bc for discrete actions"):
             module.make_agent(tiny(module), cartpole, cartpole_params, cartpole_data)
@@ -195,13 +198,23 @@ def test_errors_say_what_to_change(pendulum_file):
     with pytest.raises(ValueError, match="pass --dataset FILE.npz"):
         iql.make_agent(tiny(iql), env, params, None)
     with pytest.raises(ValueError, match="cql_n_actions must be >= 1"):
-        cql.validate(tiny(cql, cql_n_actions=0))
+        check_config(tiny(cql, cql_n_actions=0))
     with pytest.raises(ValueError, match="expectile must be in"):
-        iql.check_config(tiny(iql, expectile=1.5))
+        check_config(tiny(iql, expectile=1.5))
     with pytest.raises(ValueError, match="temperature must be > 0"):
-        awac.check_config(tiny(awac, temperature=0.0))
+        check_config(tiny(awac, temperature=0.0))
     with pytest.raises(ValueError, match="policy_frequency must be > 0"):
-        td3_bc.check_config(tiny(td3_bc, policy_frequency=0))
+        check_config(tiny(td3_bc, policy_frequency=0))
+
+
+def test_config_files_of_earlier_releases_load_under_the_new_names():
+    old = {"total_steps": 40, "eval_every": 20, "eval_envs": 2, "hidden_sizes": [16]}
+    for module in (bc, cql, iql, awac, td3_bc):
+        config = config_from_dict(module.Config, old)
+        assert (config.total_gradient_steps, config.log_frequency, config.eval_episodes,
+                config.hidden_sizes) == (40, 20, 2, (16,))
+    assert config_from_dict(dagger.Config, {"eval_envs": 3}).eval_episodes == 3
+    assert (bc.Config().total_gradient_steps, iql.Config().total_gradient_steps) == (10_000, 20_000)
 
 
 @pytest.mark.slow
@@ -212,16 +225,16 @@ def test_value_based_offline_agents_beat_bc_and_the_data_on_mixed_pendulum_data(
     # out here: its actor is held to the data's (two-thirds random) actions by the BC term and
     # stayed at BC's level (-1060 vs -925) on this data; on the D4RL-style single-policy
     # "medium" data of benchmarks/offline.py it beats BC (score 64.5 vs 37.9), as do the others.
-    data = datasets.generate("Pendulum-v1", "mixed", 15_000, expert_steps=300_000,
+    data = generation.generate("Pendulum-v1", "mixed", 15_000, expert_steps=300_000,
                              medium_fraction=0.1, num_envs=30)
     data_return = float(data.episode_returns().mean())
     env, params = envs.make("Pendulum-v1")
     keys = jnp.stack([jax.random.key(s) for s in range(2)])
     final = {}
     for name, module in {"bc": bc, "iql": iql, "awac": awac, "cql": cql}.items():
-        config = module.Config(total_steps=4000, eval_every=1000, batch_size=256, eval_envs=8,
-                               hidden_sizes=(64, 64))
+        config = module.Config(total_gradient_steps=4000, log_frequency=1000, batch_size=256,
+                               eval_episodes=8, hidden_sizes=(64, 64))
         _, metrics = jax.jit(jax.vmap(module.make_train(config, env, params, data)))(keys)
-        final[name] = float(np.asarray(metrics["episode_return"])[:, -2:].mean())
+        final[name] = float(np.asarray(metrics["eval_return"])[:, -2:].mean())
     beaten = max(final["bc"], data_return) + 100
     assert all(final[name] > beaten for name in ("iql", "awac", "cql")), (final, data_return)

@@ -9,6 +9,7 @@ from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import datasets, ope
 from jaxrl.cli import main
+from jaxrl.datasets import generation
 from jaxrl.envs import Discrete
 
 # Two episodes, horizon 2; the second has one real step. Target / behaviour probabilities:
@@ -143,7 +144,7 @@ def test_fqe_recovers_the_value_of_a_two_step_chain():
 def test_rollout_value_is_the_discounted_first_episode_return():
     # reward 1 per step, truncated after 3 steps: 1 + 0.5 + 0.25 (the next episode not counted)
     env, params = ConstantRewardEnv(), ProbeParams(max_steps_in_episode=3)
-    uniform = datasets.random_policy(Discrete(2))
+    uniform = generation.random_policy(Discrete(2))
     value = ope.rollout_value(jax.random.key(0), env, params, uniform, 0.5, 4, 7)
     np.testing.assert_allclose(value, 1.75)
 
@@ -151,7 +152,7 @@ def test_rollout_value_is_the_discounted_first_episode_return():
 def test_cli_ope_on_random_data_with_the_random_target(tmp_path, capsys):
     # Target = behaviour: every ratio is 1, so OIS = PDIS = WIS = the dataset's own value.
     path = tmp_path / "random.npz"
-    datasets.save(path, datasets.generate("CartPole-v1", "random", 64, num_envs=4))
+    datasets.save(path, generation.generate("CartPole-v1", "random", 64, num_envs=4))
     code = main(["ope", "--dataset", str(path), "--target", "random", "--fqe-iterations", "2",
                  "--fqe-steps", "5", "--rollout-envs", "8"])
     assert code == 0

@@ -16,6 +16,7 @@ from probe_envs import (
 from jaxrl import envs
 from jaxrl.agents import ppo
 from jaxrl.models import make_actor_critic
+from jaxrl.training.config import check_config
 
 TINY = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
                   num_minibatches=2, hidden_sizes=(16,))
@@ -33,9 +34,9 @@ def test_invalid_sizes_raise_clear_errors(cartpole):
     with pytest.raises(ValueError, match="total_timesteps"):
         ppo.make_train(TINY.replace(total_timesteps=10), env, params)
     with pytest.raises(ValueError, match="learning_rate"):
-        ppo.check_config(TINY.replace(learning_rate=-1.0))
+        check_config(TINY.replace(learning_rate=-1.0))
     with pytest.raises(ValueError, match="gamma"):
-        ppo.check_config(TINY.replace(gamma=1.5))
+        check_config(TINY.replace(gamma=1.5))
 
 
 def test_metrics_have_one_entry_per_update(cartpole):

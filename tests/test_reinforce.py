@@ -8,8 +8,10 @@ import pytest
 from probe_envs import ConstantRewardEnv, ObservedSignEnv, ProbeParams
 
 from jaxrl import envs
+from jaxrl.agents import reinforce
 from jaxrl.models import make_actor_critic
-from jaxrl.training import on_policy, reinforce
+from jaxrl.training import on_policy
+from jaxrl.training.config import check_config
 
 TINY = reinforce.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
                         hidden_sizes=(16,))
@@ -135,11 +137,11 @@ def test_invalid_sizes_raise_clear_errors(cartpole):
 
 
 def test_check_config_rejects_out_of_range_values():
-    reinforce.check_config(reinforce.Config())
+    check_config(reinforce.Config())
     for field, value in [("learning_rate", -1.0), ("gamma", 1.5), ("ent_coef", -0.1),
                          ("vf_coef", -1.0), ("max_grad_norm", 0.0)]:
         with pytest.raises(ValueError, match=field):
-            reinforce.check_config(TINY.replace(**{field: value}))
+            check_config(TINY.replace(**{field: value}))
 
 
 def test_metrics_have_one_entry_per_update(run):

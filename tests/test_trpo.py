@@ -8,8 +8,10 @@ from helpers import leaves_equal
 from probe_envs import ObservedSignEnv, ProbeParams
 
 from jaxrl import envs
-from jaxrl.agents import npg, on_policy, trpo
+from jaxrl.agents import npg, trpo
 from jaxrl.models import make_actor_critic
+from jaxrl.training import on_policy
+from jaxrl.training.config import check_config
 
 SIZES = {"total_timesteps": 2 * 4 * 16, "num_envs": 4, "num_steps": 16, "value_epochs": 2,
          "num_minibatches": 2, "hidden_sizes": (16,)}
@@ -42,15 +44,15 @@ def test_invalid_sizes_raise_clear_errors(cartpole):
         for field, value in (("max_kl", 0.0), ("gamma", 1.5), ("cg_damping", -0.1),
                              ("vf_learning_rate", -1.0)):
             with pytest.raises(ValueError, match=field):
-                module.check_config(tiny.replace(**{field: value}))
+                check_config(tiny.replace(**{field: value}))
     with pytest.raises(ValueError, match="backtrack_iters"):
         trpo.make_train(TINY.replace(backtrack_iters=0), env, params)
     with pytest.raises(ValueError, match="backtrack_coef"):
-        trpo.check_config(TINY.replace(backtrack_coef=1.5))
+        check_config(TINY.replace(backtrack_coef=1.5))
     with pytest.raises(ValueError, match="step_size"):
-        npg.check_config(npg.Config(**SIZES, step_size=-1.0))
-    npg.check_config(npg.Config())
-    trpo.check_config(trpo.Config())
+        check_config(npg.Config(**SIZES, step_size=-1.0))
+    check_config(npg.Config())
+    check_config(trpo.Config())
 
 
 METRICS = ("episode_return", "step", "kl", "surrogate_improvement", "step_fraction",

@@ -1,7 +1,12 @@
-"""One module per algorithm, each following the agent API in ``jaxrl.agents.base``."""
+"""The algorithms: one module each, built on the family loops of ``jaxrl.training``.
+
+Every algorithm is registered once in ``jaxrl.registry`` (family, action spaces, what it needs);
+``ALGORITHMS`` maps each registered name to its module.
+"""
 
 from types import ModuleType
 
+from jaxrl import registry
 from jaxrl.agents import (
     a2c,
     awac,
@@ -26,15 +31,9 @@ __all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "awac", "bc", "cql", "d
            "dqn", "get_algorithm", "iql", "npg", "ppo", "reinforce", "sac", "soft_q", "td3",
            "td3_bc", "train_from_agent", "trpo"]
 
-ALGORITHMS: dict[str, ModuleType] = {
-    "reinforce": reinforce, "a2c": a2c, "npg": npg, "trpo": trpo, "ppo": ppo,
-    "dqn": dqn, "soft_q": soft_q, "ddpg": ddpg, "td3": td3, "sac": sac,
-    "bc": bc, "dagger": dagger, "cql": cql, "iql": iql, "awac": awac, "td3_bc": td3_bc,
-}
+ALGORITHMS: dict[str, ModuleType] = {name: registry.get(name).load() for name in registry.names()}
 
 
 def get_algorithm(name: str) -> ModuleType:
     """The module of algorithm ``name``; ``ValueError`` listing the known ones otherwise."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[name]
+    return registry.get(name).load()

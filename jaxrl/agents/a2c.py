@@ -21,21 +21,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import jax
-from flax import struct
 
 from jaxrl import losses
 from jaxrl.training import on_policy
 from jaxrl.training.agent import Agent, train_from_agent
-from jaxrl.training.config import check_ranges
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.extensions import RewardTransform
 
-__all__ = ["Config", "TrainState", "advantages_and_targets", "check_config", "make_agent",
-           "make_train", "validate"]
+__all__ = ["Config", "TrainState", "advantages_and_targets", "make_agent", "make_train"]
 
 TrainState = on_policy.TrainState
 
 
-class Config(struct.PyTreeNode):
+class Config(on_policy.GradientConfig):
     """A2C hyperparameters (CleanRL / SB3 names). Static fields decide shapes.
 
     Defaults are rl-zoo's CartPole A2C (8 envs × 5 steps, RMSprop lr 7e-4, λ = 1, no entropy
@@ -43,74 +43,26 @@ class Config(struct.PyTreeNode):
     seeds we tried).
     """
 
-    total_timesteps: int = struct.field(pytree_node=False, default=500_000)
-    """environment steps per seed (rounded down to whole rollouts)"""
-    num_envs: int = struct.field(pytree_node=False, default=8)
-    """parallel environments"""
-    num_steps: int = struct.field(pytree_node=False, default=5)
+    num_steps: int = static(5, ">= 1")
     """steps per environment per rollout (1 with online)"""
-    num_minibatches: int = struct.field(pytree_node=False, default=1)
-    """gradient steps per rollout, each on a shuffled part; must divide num_envs * num_steps"""
-    n_steps_return: int = struct.field(pytree_node=False, default=0)
+    n_steps_return: int = static(0, ">= 0")
     """n of the n-step return targets; 0 uses GAE"""
-    online: bool = struct.field(pytree_node=False, default=False)
+    online: bool = static(False)
     """one-step online actor-critic on TD(0) errors; needs num_steps = 1"""
-    optimizer: str = struct.field(pytree_node=False, default="rmsprop")
+    optimizer: str = static("rmsprop", ("rmsprop", "adam"))
     """rmsprop (decay 0.99, eps 1e-5) or adam (eps 1e-5)"""
-    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
-    """hidden layer widths of the actor and critic MLPs"""
-    activation: str = struct.field(pytree_node=False, default="tanh")
-    """tanh, relu, swish, gelu or elu"""
-    anneal_lr: bool = struct.field(pytree_node=False, default=True)
-    """decay the learning rate linearly to 0"""
-    normalize_obs: bool = struct.field(pytree_node=False, default=False)
-    """normalise observations with batch-level running statistics"""
-    normalize_reward: bool = struct.field(pytree_node=False, default=False)
-    """scale rewards by the std of the discounted return"""
-    learning_rate: float = 7e-4
-    """optimizer step size"""
-    gamma: float = 0.99
-    """discount factor"""
-    gae_lambda: float = 1.0
+    learning_rate: float = hyper(7e-4, "> 0")
+    gae_lambda: float = hyper(1.0, "[0, 1]")
     """GAE λ (1: Monte-Carlo within the window; unused with n_steps_return or online)"""
-    ent_coef: float = 0.0
-    """entropy bonus coefficient"""
-    vf_coef: float = 0.5
-    """value loss coefficient"""
-    max_grad_norm: float = 0.5
-    """global gradient-norm clip"""
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    on_policy.validate_rollout(config)
-    if config.n_steps_return < 0:
-        raise ValueError(f"n_steps_return must be >= 0 (0 uses GAE), got {config.n_steps_return}")
-    if config.online and (config.num_steps != 1 or config.n_steps_return):
-        raise ValueError(
-            f"online actor-critic updates after every env step on TD(0) errors: set num_steps=1 "
-            f"and n_steps_return=0, got num_steps={config.num_steps}, "
-            f"n_steps_return={config.n_steps_return}")
-    if config.optimizer not in ("rmsprop", "adam"):
-        raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {config.optimizer!r}")
-
-
-def check_config(config: Config) -> None:
-    """Range checks of the numeric hyperparameters of one concrete config (CLI / ``runner.run``).
-
-    ``make_agent`` never reads numeric fields in Python (they may be traced in a sweep).
-    """
-    validate(config)
-    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", gae_lambda="[0, 1]",
-                 ent_coef=">= 0", vf_coef=">= 0", max_grad_norm="> 0")
+    def validate(self) -> None:
+        """The rollout rules, and the online actor-critic's one-step TD(0) shape."""
+        super().validate()
+        if self.online and (self.num_steps != 1 or self.n_steps_return):
+            raise ValueError(
+                f"online actor-critic updates after every env step on TD(0) errors: set "
+                f"num_steps=1 and n_steps_return=0, got num_steps={self.num_steps}, "
+                f"n_steps_return={self.n_steps_return}")
 
 
 def advantages_and_targets(batch: on_policy.Batch, config: Config) -> tuple[jax.Array, jax.Array]:
@@ -133,10 +85,13 @@ def advantages_and_targets(batch: on_policy.Batch, config: Config) -> tuple[jax.
     return advantages, advantages + batch.value
 
 
-def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build A2C's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
-    validate(config)
-    parts = on_policy.setup(config, env, env_params, "A2C")
+def make_agent(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               network: nn.Module | None = None) -> Agent:
+    """Build A2C's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``);
+    ``reward_transform`` and a ``network`` (with memory or not) as in ``training.on_policy``."""
+    check_config(config)
+    parts = on_policy.setup(config, env, env_params, "A2C", network, reward_transform)
     optimizer = on_policy.make_optimizer(config, config.num_updates, config.num_minibatches,
                                          config.optimizer)
 
@@ -150,9 +105,11 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
         num_minibatches=config.num_minibatches)
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               network: nn.Module | None = None):
     """``train(key) -> (TrainState, metrics)``: the whole A2C run as one pure function.
 
     Every metric has a leading ``[num_updates]`` axis (``[seeds, num_updates]`` under vmap).
     """
-    return train_from_agent(make_agent(config, env, env_params))
+    return train_from_agent(make_agent(config, env, env_params, reward_transform, network))

@@ -20,57 +20,31 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import losses
-from jaxrl.agents.offline_actor_critic import (
-    CriticLearner,
-    OfflineConfig,
-    apply_gradients,
-    prepare,
-)
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.models import CriticEnsemble, GaussianHead, PolicyNetwork, make_torso
+from jaxrl.training import offline
 from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
-from jaxrl.training.offline import make_offline_agent, validate_offline
+from jaxrl.training.config import check_config
 from jaxrl.training.optim import flat_adam
 
-__all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
-           "validate"]
+__all__ = ["OFFLINE", "Config", "Learner", "make_agent", "make_train"]
 
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-Learner = CriticLearner
+class Config(offline.AdvantageWeightedConfig):
+    """AWAC hyperparameters (CORL's names and defaults; `temperature` is CORL's
+    `awac_lambda`)."""
 
 
-class Config(OfflineConfig):
-    """AWAC hyperparameters (CORL's names and defaults; ``temperature`` is CORL's
-    ``awac_lambda``)."""
-
-    learning_rate: float = 3e-4
-    """Adam step size of the actor and the critics"""
-    temperature: float = 1.0
-    """λ of the advantage weights exp(A / λ)"""
-    max_weight: float = 100.0
-    """clip of the advantage weights"""
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    validate_offline(config)
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config (CLI / ``runner.run``)."""
-    validate(config)
-    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", tau="[0, 1]", temperature="> 0",
-                 max_weight="> 0")
+Learner = offline.CriticLearner
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
-    """Build AWAC's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.offline``)."""
-    validate(config)
-    prepared = prepare(config, env, env_params, dataset, "awac")
+    """Build AWAC's pure ``init`` / ``update`` / ``act`` (``jaxrl.training.offline``)."""
+    check_config(config)
+    prepared = offline.prepare(config, env, env_params, dataset, "awac")
     observation_space = env.observation_space(env_params)
     action_shape = prepared.action_space.shape
     actor = PolicyNetwork(make_torso(observation_space, config.hidden_sizes, config.activation),
@@ -94,10 +68,8 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
                     key: jax.Array) -> tuple[jax.Array, Metrics]:
         next_action = sample_action(params["actor"], batch.next_obs, key)
         next_q = critic.apply(target_critic, batch.next_obs, next_action).min(0)
-        discount = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
-        targets = losses.bellman_target(batch.reward, discount, next_q)
-        q_values = critic.apply(critic_params, batch.obs, batch.action)
-        loss = ((q_values - targets) ** 2).mean(-1).sum()
+        loss, q_values = offline.critic_regression(critic, critic_params, batch, next_q,
+                                                   config.gamma)
         return loss, {"critic_loss": loss, "q_values": q_values.mean()}
 
     def actor_loss(actor_params, critic_params, batch: Transitions,
@@ -111,26 +83,19 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
 
     def train_step(learner: Learner, batch: Transitions, key: jax.Array) -> tuple[Learner, Metrics]:
         critic_key, actor_key = jax.random.split(key)
-        params, opt_state = dict(learner.params), dict(learner.opt_state)
+        params, opt_state = learner.params, learner.opt_state
         grads, metrics = jax.grad(critic_loss, has_aux=True)(
             params["critic"], params, learner.target_critic, batch, critic_key)
-        params["critic"], opt_state["critic"] = apply_gradients(
-            optimizer, grads, opt_state["critic"], params["critic"])
+        params, opt_state = offline.step_network("critic", optimizer, grads, params, opt_state)
         (loss, weights), grads = jax.value_and_grad(actor_loss, has_aux=True)(
             params["actor"], params["critic"], batch, actor_key)
-        params["actor"], opt_state["actor"] = apply_gradients(
-            optimizer, grads, opt_state["actor"], params["actor"])
+        params, opt_state = offline.step_network("actor", optimizer, grads, params, opt_state)
         target = optax.incremental_update(params["critic"], learner.target_critic, config.tau)
         metrics.update(actor_loss=loss, weights=weights.mean())
         return Learner(params, target, opt_state), metrics
 
-    def policy(learner: Learner, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        distribution = actor.apply(learner.params["actor"], prepared.normalize(obs))
-        action = distribution.mode() if deterministic else distribution.sample(seed=key)
-        return prepared.to_env(action)
-
-    return make_offline_agent(config, env, env_params, init_learner, train_step, policy,
-                              lambda key: prepared.sample(key, config.batch_size))
+    return offline.make_actor_agent(config, env, env_params, prepared, actor, init_learner,
+                                    train_step)
 
 
 def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):

@@ -19,108 +19,48 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from jaxrl.datasets import Dataset, Transitions, episode_bounds
 from jaxrl.envs import goal as _goal_env  # noqa: F401  (registers PointGoal-v0)
-from jaxrl.envs.spaces import Box, Discrete, Space
-from jaxrl.models import MLP
+from jaxrl.envs.spaces import Box, Discrete
+from jaxrl.losses.offline import bc_loss
+from jaxrl.models import ImitationPolicy, imitation_action
 from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
+from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.offline import (
     ObsNormalizer,
+    OfflineConfig,
     device_dataset,
     make_offline_agent,
     sample,
-    validate_offline,
 )
-from jaxrl.training.optim import flat_adam, grad_norm
+from jaxrl.training.optim import apply_gradients, flat_adam, grad_norm
 
-__all__ = ["OFFLINE", "Config", "Learner", "PolicyNetwork", "bc_loss", "check_config",
-           "hindsight_sampler", "make_agent", "make_train", "policy_action", "validate"]
+__all__ = ["OFFLINE", "Config", "Learner", "hindsight_sampler", "make_agent", "make_train"]
 
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-class Config(struct.PyTreeNode):
-    """BC hyperparameters. Static fields decide shapes; ``total_steps`` counts gradient steps."""
+class Config(OfflineConfig):
+    """BC hyperparameters."""
 
-    total_steps: int = struct.field(pytree_node=False, default=10_000)
-    """gradient steps"""
-    eval_every: int = struct.field(pytree_node=False, default=1_000)
-    """gradient steps between evaluations (one metrics row each)"""
-    batch_size: int = struct.field(pytree_node=False, default=256)
-    """transitions per gradient step"""
-    eval_envs: int = struct.field(pytree_node=False, default=8)
-    """evaluation episodes (one per env)"""
-    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(256, 256))
-    """hidden layer widths of the policy MLP"""
-    activation: str = struct.field(pytree_node=False, default="relu")
-    """tanh, relu, swish, gelu or elu"""
-    normalize_obs: bool = struct.field(pytree_node=False, default=True)
-    """standardise observations with the dataset's mean and std"""
-    hindsight: bool = struct.field(pytree_node=False, default=False)
+    total_gradient_steps: int = static(10_000, ">= 1")
+    hindsight: bool = static(False)
     """goal-conditioned BC: relabel goals with achieved future states (needs a goal env)"""
-    learning_rate: float = 1e-3
+    learning_rate: float = hyper(1e-3, "> 0")
     """Adam step size"""
-    hindsight_fraction: float = 1.0
+    hindsight_fraction: float = hyper(1.0, "[0, 1]")
     """probability that a sampled transition's goal is relabelled (with hindsight)"""
-
-
-class PolicyNetwork(nn.Module):
-    """MLP policy: logits ``[..., n]`` for ``Discrete``, the bounded action ``μ(s)`` for ``Box``."""
-
-    action_space: Space
-    hidden_sizes: tuple[int, ...]
-    activation: str
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        features = MLP(self.hidden_sizes, self.activation)(obs)
-        if isinstance(self.action_space, Discrete):
-            return nn.Dense(self.action_space.n)(features)
-        low, high = jnp.asarray(self.action_space.low), jnp.asarray(self.action_space.high)
-        squashed = jnp.tanh(nn.Dense(self.action_space.shape[0])(features))
-        return low + (squashed + 1.0) * (high - low) / 2
-
-
-def bc_loss(outputs: jax.Array, actions: jax.Array, discrete: bool) -> jax.Array:
-    """Cross-entropy ``-mean log softmax(logits)[a]`` (discrete) or ``mean ‖μ - a‖²``."""
-    if discrete:
-        return optax.softmax_cross_entropy_with_integer_labels(outputs, actions).mean()
-    return jnp.square(outputs - actions).sum(-1).mean()
-
-
-def policy_action(outputs: jax.Array, key: jax.Array, discrete: bool,
-                  deterministic: bool) -> jax.Array:
-    """Greedy (``argmax``) or sampled discrete action; the continuous output itself."""
-    if not discrete:
-        return outputs
-    if deterministic:
-        return jnp.argmax(outputs, -1).astype(jnp.int32)
-    return jax.random.categorical(key, outputs).astype(jnp.int32)
 
 
 class Learner(struct.PyTreeNode):
     params: Any
     opt_state: Any
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    validate_offline(config)
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config (CLI / ``runner.run``)."""
-    validate(config)
-    check_ranges(config, learning_rate="> 0", hindsight_fraction="[0, 1]")
 
 
 def hindsight_sampler(env: Any, data: Transitions, dataset: Dataset, batch_size: int,
@@ -147,15 +87,15 @@ def hindsight_sampler(env: Any, data: Transitions, dataset: Dataset, batch_size:
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
-    """Build BC's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.offline``)."""
-    validate(config)
+    """Build BC's pure ``init`` / ``update`` / ``act`` (``jaxrl.training.offline``)."""
+    check_config(config)
     data = device_dataset(dataset, env, env_params, "bc")
     observation_space = env.observation_space(env_params)
     action_space = env.action_space(env_params)
     if not isinstance(action_space, Discrete | Box):
         raise TypeError(f"bc supports Discrete and Box action spaces, got {action_space}")
     discrete = isinstance(action_space, Discrete)
-    network = PolicyNetwork(action_space, tuple(config.hidden_sizes), config.activation)
+    network = ImitationPolicy(action_space, tuple(config.hidden_sizes), config.activation)
     normalize = ObsNormalizer.from_data(data, config.normalize_obs)
     optimizer = flat_adam(config.learning_rate)
     if config.hindsight:
@@ -174,13 +114,12 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
 
     def train_step(learner: Learner, batch: Transitions, key: jax.Array) -> tuple[Learner, Metrics]:
         loss, grads = jax.value_and_grad(loss_fn)(learner.params, batch)
-        updates, opt_state = optimizer.update(grads, learner.opt_state, learner.params)
-        return (Learner(optax.apply_updates(learner.params, updates), opt_state),
-                {"loss": loss, "grad_norm": grad_norm(grads)})
+        params, opt_state = apply_gradients(optimizer, grads, learner.opt_state, learner.params)
+        return Learner(params, opt_state), {"loss": loss, "grad_norm": grad_norm(grads)}
 
     def policy(learner: Learner, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        return policy_action(network.apply(learner.params, normalize(obs)), key, discrete,
-                             deterministic)
+        return imitation_action(network.apply(learner.params, normalize(obs)), key, discrete,
+                                deterministic)
 
     return make_offline_agent(config, env, env_params, init_learner, train_step, policy,
                               sample_batch)

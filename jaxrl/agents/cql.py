@@ -24,74 +24,54 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.envs.spaces import Discrete
 from jaxrl.models import CriticEnsemble, make_q_network, make_tanh_gaussian_actor
+from jaxrl.training import offline
 from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
-from jaxrl.training.offline import make_offline_agent, validate_offline
-from jaxrl.training.optim import flat_adam
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.optim import apply_gradients, flat_adam
 
-__all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
-           "validate"]
+__all__ = ["OFFLINE", "Config", "Learner", "make_agent", "make_train"]
 
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-class Config(OfflineConfig):
+class Config(offline.OfflineCriticConfig):
     """CQL hyperparameters (CORL's names where they exist)."""
 
-    cql_n_actions: int = struct.field(pytree_node=False, default=10)
+    cql_n_actions: int = static(10, ">= 1")
     """sampled actions per proposal (uniform, π(s), π(s')) for the continuous penalty"""
-    autotune: bool = struct.field(pytree_node=False, default=True)
+    autotune: bool = static(True)
     """continuous: learn the entropy temperature towards -|A| (else it stays entropy_alpha)"""
-    alpha: float = 5.0
+    alpha: float = hyper(5.0, ">= 0")
     """α: weight of the CQL penalty"""
-    q_lr: float = 3e-4
+    q_lr: float = hyper(3e-4, "> 0")
     """Adam step size of the Q-network / critics (and of the log temperature)"""
-    policy_lr: float = 1e-4
+    policy_lr: float = hyper(1e-4, "> 0")
     """Adam step size of the actor (continuous)"""
-    entropy_alpha: float = 1.0
+    entropy_alpha: float = hyper(1.0, "> 0")
     """continuous: the SAC entropy temperature (its initial value with autotune)"""
-    target_entropy_scale: float = 1.0
+    target_entropy_scale: float = hyper(1.0, ">= 0")
     """continuous: target entropy H̄ = -target_entropy_scale · |A|"""
 
 
-class Learner(struct.PyTreeNode):
-    params: Any
-    target_params: Any
-    opt_state: Any
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    validate_offline(config)
-    if config.cql_n_actions < 1:
-        raise ValueError(f"cql_n_actions must be >= 1, got {config.cql_n_actions}")
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config (CLI / ``runner.run``)."""
-    validate(config)
-    check_ranges(config, gamma="[0, 1]", tau="[0, 1]", alpha=">= 0", q_lr="> 0",
-                 policy_lr="> 0", entropy_alpha="> 0", target_entropy_scale=">= 0")
+Learner = offline.TargetLearner
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
-    """Build CQL's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.offline``)."""
-    validate(config)
-    prepared = prepare(config, env, env_params, dataset, "cql", discrete_ok=True)
+    """Build CQL's pure ``init`` / ``update`` / ``act`` (``jaxrl.training.offline``)."""
+    check_config(config)
+    prepared = offline.prepare(config, env, env_params, dataset, "cql", discrete_ok=True)
     if isinstance(prepared.action_space, Discrete):
         parts = _discrete(config, env.observation_space(env_params), prepared)
     else:
         parts = _continuous(config, env.observation_space(env_params), prepared)
-    return make_offline_agent(config, env, env_params, *parts,
-                              lambda key: prepared.sample(key, config.batch_size))
+    return offline.make_offline_agent(config, env, env_params, *parts,
+                                      prepared.sampler(config.batch_size))
 
 
 def _discrete(config: Config, observation_space, prepared) -> tuple:
@@ -167,10 +147,8 @@ def _continuous(config: Config, observation_space, prepared) -> tuple:
         next_action, _ = actor.apply(params["actor"], batch.next_obs).sample_and_log_prob(
             seed=next_key)
         next_q = critic.apply(target_params["critic"], batch.next_obs, next_action).min(0)
-        discount = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
-        targets = losses.bellman_target(batch.reward, discount, next_q)
-        q_values = critic.apply(critic_params, batch.obs, batch.action)
-        td_loss = ((q_values - targets) ** 2).mean(-1).sum()
+        td_loss, q_values = offline.critic_regression(critic, critic_params, batch, next_q,
+                                                      config.gamma)
 
         batch_size = batch.reward.shape[0]
         uniform = jax.random.uniform(random_key, (num, batch_size, *action_shape),
@@ -198,33 +176,28 @@ def _continuous(config: Config, observation_space, prepared) -> tuple:
 
     def train_step(learner: Learner, batch: Transitions, key: jax.Array) -> tuple[Learner, Metrics]:
         critic_key, actor_key = jax.random.split(key)
-        params, opt_state = dict(learner.params), dict(learner.opt_state)
+        params, opt_state = learner.params, learner.opt_state
         grads, metrics = jax.grad(critic_loss, has_aux=True)(
             params["critic"], params, learner.target_params, batch, critic_key)
-        params["critic"], opt_state["critic"] = apply_gradients(
-            optimizers["critic"], grads, opt_state["critic"], params["critic"])
+        params, opt_state = offline.step_network(
+            "critic", optimizers["critic"], grads, params, opt_state)
         alpha = temperature(params)
         (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
             params["actor"], params["critic"], alpha, batch.obs, actor_key)
-        params["actor"], opt_state["actor"] = apply_gradients(
-            optimizers["actor"], grads, opt_state["actor"], params["actor"])
+        params, opt_state = offline.step_network(
+            "actor", optimizers["actor"], grads, params, opt_state)
         alpha_loss, grads = jax.value_and_grad(losses.sac_alpha_loss)(
             params["log_alpha"], log_prob, target_entropy)
         if config.autotune:
-            params["log_alpha"], opt_state["log_alpha"] = apply_gradients(
-                optimizers["log_alpha"], grads, opt_state["log_alpha"], params["log_alpha"])
+            params, opt_state = offline.step_network(
+                "log_alpha", optimizers["log_alpha"], grads, params, opt_state)
         target = {"critic": optax.incremental_update(params["critic"],
                                                      learner.target_params["critic"], config.tau)}
         metrics.update(actor_loss=loss, alpha=alpha, alpha_loss=alpha_loss,
                        entropy=-log_prob.mean())
         return Learner(params, target, opt_state), metrics
 
-    def policy(learner: Learner, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        distribution = actor.apply(learner.params["actor"], prepared.normalize(obs))
-        action = distribution.mode() if deterministic else distribution.sample(seed=key)
-        return prepared.to_env(action)
-
-    return init_learner, train_step, policy
+    return init_learner, train_step, offline.actor_policy(actor, prepared)
 
 
 def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):

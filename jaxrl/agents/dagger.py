@@ -9,63 +9,54 @@ closes the gap by labelling the learner's own states with the expert:
 2. label every visited state with the expert's action ``a* = expert(s)``;
 3. aggregate: ``D ← D ∪ {(s, a*)}`` in a fixed-capacity on-device buffer
    (``num_rounds · num_envs · num_steps`` slots, filled round by round);
-4. train ``π_{i+1}`` by ``train_steps`` BC gradient steps (``jaxrl.agents.bc.bc_loss``) on
+4. train ``π_{i+1}`` by ``train_steps`` BC gradient steps (``jaxrl.losses.offline.bc_loss``) on
    minibatches drawn uniformly from the filled part of ``D`` (continuing from ``π_i``).
 
-One ``update`` is one round, all inside jit; its metrics hold the BC loss and ``episode_return``
+One ``update`` is one round, all inside jit; its metrics hold the BC loss and ``eval_return``
 (evaluation of the greedy learner after the round). ``step`` counts expert labels. The expert is
 any ``expert(obs [B, ...]) -> actions [B]``: a trained jaxrl policy's ``act`` or a scripted
-function (default: ``jaxrl.datasets.scripted_expert(env)``). The env state carries over between
+function (default: ``jaxrl.envs.experts.scripted_expert(env)``). The env state carries over between
 rounds, so later rounds see states later in the episodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
-from jaxrl.agents.bc import PolicyNetwork, bc_loss, policy_action
 from jaxrl.backend import ONE_OFF_UNROLL
-from jaxrl.datasets import scripted_expert
 from jaxrl.envs import ClipAction
+from jaxrl.envs.experts import Expert, scripted_expert
 from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.evaluation import evaluate
+from jaxrl.losses.offline import bc_loss
+from jaxrl.models import ImitationPolicy, imitation_action
 from jaxrl.rollout import reset_envs, rollout
 from jaxrl.training.agent import Agent, Metrics, as_typed_key, train_from_agent
-from jaxrl.training.config import check_ranges
-from jaxrl.training.offline import eval_window
-from jaxrl.training.optim import flat_adam
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.offline import ImitationConfig, eval_window
+from jaxrl.training.optim import apply_gradients, flat_adam
 
-__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
-
-Expert = Callable[[jax.Array], jax.Array]
+__all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
-class Config(struct.PyTreeNode):
+class Config(ImitationConfig):
     """DAgger hyperparameters. Static fields decide shapes (and the buffer's capacity)."""
 
-    num_rounds: int = struct.field(pytree_node=False, default=10)
+    batch_size: int = static(128, ">= 1")
+    hidden_sizes: tuple[int, ...] = static((64, 64))
+    num_rounds: int = static(10, ">= 1")
     """rounds of collect, label, aggregate, train"""
-    num_envs: int = struct.field(pytree_node=False, default=8)
+    num_envs: int = static(8, ">= 1")
     """parallel environments"""
-    num_steps: int = struct.field(pytree_node=False, default=32)
+    num_steps: int = static(32, ">= 1")
     """steps per environment per round (labels per round = num_envs * num_steps)"""
-    train_steps: int = struct.field(pytree_node=False, default=500)
+    train_steps: int = static(500, ">= 1")
     """BC gradient steps per round"""
-    batch_size: int = struct.field(pytree_node=False, default=128)
-    """labelled states per gradient step"""
-    eval_envs: int = struct.field(pytree_node=False, default=8)
-    """evaluation episodes after each round"""
-    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
-    """hidden layer widths of the policy MLP"""
-    activation: str = struct.field(pytree_node=False, default="relu")
-    """tanh, relu, swish, gelu or elu"""
-    learning_rate: float = 1e-3
+    learning_rate: float = hyper(1e-3, "> 0")
     """Adam step size"""
 
     @property
@@ -86,22 +77,9 @@ class TrainState(struct.PyTreeNode):
     round: jax.Array
 
 
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    for name in ("num_rounds", "num_envs", "num_steps", "train_steps", "batch_size", "eval_envs"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config (CLI / ``runner.run``)."""
-    validate(config)
-    check_ranges(config, learning_rate="> 0")
-
-
 def make_agent(config: Config, env: Any, env_params: Any, expert: Expert | None = None) -> Agent:
     """Build DAgger's pure ``init`` / ``update`` / ``act`` (see the module docstring)."""
-    validate(config)
+    check_config(config)
     expert = scripted_expert(env) if expert is None else expert
     observation_space = env.observation_space(env_params)
     action_space = env.action_space(env_params)
@@ -110,7 +88,7 @@ def make_agent(config: Config, env: Any, env_params: Any, expert: Expert | None 
     discrete = isinstance(action_space, Discrete)
     if not discrete:
         env = ClipAction(env)
-    network = PolicyNetwork(action_space, tuple(config.hidden_sizes), config.activation)
+    network = ImitationPolicy(action_space, tuple(config.hidden_sizes), config.activation)
     optimizer = flat_adam(config.learning_rate)
     per_round = config.labels_per_round
     capacity = config.num_rounds * per_round
@@ -127,7 +105,7 @@ def make_agent(config: Config, env: Any, env_params: Any, expert: Expert | None 
             env_state=env_state, obs=obs, key=key, round=jnp.zeros((), jnp.int32))
 
     def learner_action(params, obs, key, deterministic):
-        return policy_action(network.apply(params, obs), key, discrete, deterministic)
+        return imitation_action(network.apply(params, obs), key, discrete, deterministic)
 
     def update(state: TrainState) -> tuple[TrainState, Metrics]:
         key, rollout_key, train_key, eval_key = jax.random.split(state.key, 4)
@@ -153,18 +131,16 @@ def make_agent(config: Config, env: Any, env_params: Any, expert: Expert | None 
             params, opt_state = carry
             index = jax.random.randint(step_key, (config.batch_size,), 0, filled)
             loss, grads = jax.value_and_grad(loss_fn)(params, index)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            return apply_gradients(optimizer, grads, opt_state, params), loss
 
         (params, opt_state), losses = jax.lax.scan(
             gradient_step, (state.params, state.opt_state),
             jax.random.split(train_key, config.train_steps))
-        episode_return = evaluate(eval_key, env, env_params,
-                                  lambda k, o: learner_action(params, o, k, True),
-                                  config.eval_envs, eval_window(env_params),
-                                  ONE_OFF_UNROLL)
+        eval_return = evaluate(eval_key, env, env_params,
+                               lambda k, o: learner_action(params, o, k, True),
+                               config.eval_episodes, eval_window(env_params), ONE_OFF_UNROLL)
         new_round = state.round + 1
-        metrics = {"loss": losses.mean(), "episode_return": episode_return,
+        metrics = {"loss": losses.mean(), "eval_return": eval_return,
                    "step": new_round * per_round}
         return TrainState(params=params, opt_state=opt_state, buffer_obs=buffer_obs,
                           buffer_action=buffer_action, env_state=env_state, obs=obs, key=key,

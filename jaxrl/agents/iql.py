@@ -22,58 +22,34 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import losses
-from jaxrl.agents.offline_actor_critic import (
-    CriticLearner,
-    OfflineConfig,
-    apply_gradients,
-    prepare,
-)
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.models import CriticEnsemble, GaussianHead, PolicyNetwork, ValueHead, make_torso
+from jaxrl.training import offline
 from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
-from jaxrl.training.offline import make_offline_agent, validate_offline
+from jaxrl.training.config import check_config, hyper
 from jaxrl.training.optim import flat_adam
 
-__all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
-           "validate"]
+__all__ = ["OFFLINE", "Config", "Learner", "make_agent", "make_train"]
 
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-Learner = CriticLearner
+Learner = offline.CriticLearner
 
 
-class Config(OfflineConfig):
-    """IQL hyperparameters (CORL's defaults; ``temperature`` = 1 / CORL's ``beta`` = 3)."""
+class Config(offline.AdvantageWeightedConfig):
+    """IQL hyperparameters (CORL's defaults; `temperature` = 1 / CORL's `beta` = 3)."""
 
-    learning_rate: float = 3e-4
-    """Adam step size of the actor, the critics and V"""
-    expectile: float = 0.7
+    temperature: float = hyper(1.0 / 3.0, "> 0")
+    expectile: float = hyper(0.7, "[0, 1]")
     """τ of the expectile loss (0.5: mean, → 1: max over the data's actions)"""
-    temperature: float = 1.0 / 3.0
-    """λ of the advantage weights exp(A / λ)"""
-    max_weight: float = 100.0
-    """clip of the advantage weights"""
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    validate_offline(config)
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config (CLI / ``runner.run``)."""
-    validate(config)
-    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", tau="[0, 1]", expectile="[0, 1]",
-                 temperature="> 0", max_weight="> 0")
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
-    """Build IQL's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.offline``)."""
-    validate(config)
-    prepared = prepare(config, env, env_params, dataset, "iql")
+    """Build IQL's pure ``init`` / ``update`` / ``act`` (``jaxrl.training.offline``)."""
+    check_config(config)
+    prepared = offline.prepare(config, env, env_params, dataset, "iql")
     observation_space = env.observation_space(env_params)
     action_shape = prepared.action_space.shape
     actor = PolicyNetwork(make_torso(observation_space, config.hidden_sizes, config.activation),
@@ -85,7 +61,7 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     # CORL's IQL detail: the actor's rate follows a cosine decay to 0 over the run, so the
     # advantage-weighted policy settles instead of chasing the critics' last minibatches.
     actor_optimizer = flat_adam(optax.cosine_decay_schedule(config.learning_rate,
-                                                            config.total_steps))
+                                                            config.total_gradient_steps))
 
     def init_learner(key: jax.Array) -> Learner:
         actor_key, value_key, critic_key = jax.random.split(key, 3)
@@ -104,45 +80,35 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
 
     def critic_loss(critic_params, next_values: jax.Array,
                     batch: Transitions) -> tuple[jax.Array, Metrics]:
-        discount = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
-        targets = losses.bellman_target(batch.reward, discount, next_values)
-        q_values = critic.apply(critic_params, batch.obs, batch.action)
-        loss = ((q_values - targets) ** 2).mean(-1).sum()
+        loss, q_values = offline.critic_regression(critic, critic_params, batch, next_values,
+                                                   config.gamma)
         return loss, {"critic_loss": loss, "q_values": q_values.mean()}
 
     def actor_loss(actor_params, weights: jax.Array, batch: Transitions) -> jax.Array:
         return -(weights * actor.apply(actor_params, batch.obs).log_prob(batch.action)).mean()
 
     def train_step(learner: Learner, batch: Transitions, key: jax.Array) -> tuple[Learner, Metrics]:
-        params, opt_state = dict(learner.params), dict(learner.opt_state)
+        params, opt_state = learner.params, learner.opt_state
         target_q = critic.apply(learner.target_critic, batch.obs, batch.action).min(0)
         (_, metrics), grads = jax.value_and_grad(value_loss, has_aux=True)(
             params["value"], target_q, batch.obs)
-        params["value"], opt_state["value"] = apply_gradients(
-            optimizer, grads, opt_state["value"], params["value"])
+        params, opt_state = offline.step_network("value", optimizer, grads, params, opt_state)
 
         advantages = target_q - value.apply(params["value"], batch.obs)
         weights = losses.advantage_weights(advantages, config.temperature, config.max_weight)
         loss, grads = jax.value_and_grad(actor_loss)(params["actor"], weights, batch)
-        params["actor"], opt_state["actor"] = apply_gradients(
-            actor_optimizer, grads, opt_state["actor"], params["actor"])
+        params, opt_state = offline.step_network("actor", actor_optimizer, grads, params, opt_state)
 
         next_values = value.apply(params["value"], batch.next_obs)
         grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
             params["critic"], next_values, batch)
-        params["critic"], opt_state["critic"] = apply_gradients(
-            optimizer, grads, opt_state["critic"], params["critic"])
+        params, opt_state = offline.step_network("critic", optimizer, grads, params, opt_state)
         target = optax.incremental_update(params["critic"], learner.target_critic, config.tau)
         metrics.update(critic_metrics, actor_loss=loss, weights=weights.mean())
         return Learner(params, target, opt_state), metrics
 
-    def policy(learner: Learner, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        distribution = actor.apply(learner.params["actor"], prepared.normalize(obs))
-        action = distribution.mode() if deterministic else distribution.sample(seed=key)
-        return prepared.to_env(action)
-
-    return make_offline_agent(config, env, env_params, init_learner, train_step, policy,
-                              lambda key: prepared.sample(key, config.batch_size))
+    return offline.make_actor_agent(config, env, env_params, prepared, actor, init_learner,
+                                    train_step)
 
 
 def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):

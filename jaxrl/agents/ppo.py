@@ -14,101 +14,50 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import flax.linen as nn
 import jax
-from flax import struct
 
 from jaxrl import losses
 from jaxrl.training import on_policy
 from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.extensions import RewardTransform
 
-__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "policy_change",
-           "ppo_loss", "validate"]
+__all__ = ["Config", "TrainState", "make_agent", "make_train", "policy_change", "ppo_loss"]
 
 
-class Config(struct.PyTreeNode):
+class Config(on_policy.GradientConfig):
     """PPO hyperparameters (CleanRL / PureJaxRL names). Static fields decide shapes.
 
     Defaults are rl-zoo's classic-control settings (8 envs × 32 steps, 20 full-batch epochs,
     γ 0.98, λ 0.8, lr 1e-3 annealed, no entropy bonus): they solve CartPole-v1 on every seed we
-    tried. For continuous control see ``benchmarks/learning.py`` (normalisation, more envs).
+    tried. For continuous control see `benchmarks/learning.py` (normalisation, more envs).
     """
 
-    total_timesteps: int = struct.field(pytree_node=False, default=500_000)
-    """environment steps per seed (rounded down to whole rollouts)"""
-    num_envs: int = struct.field(pytree_node=False, default=8)
-    """parallel environments"""
-    num_steps: int = struct.field(pytree_node=False, default=32)
-    """steps per environment per rollout"""
-    update_epochs: int = struct.field(pytree_node=False, default=20)
+    update_epochs: int = static(20, ">= 1")
     """passes over each rollout"""
-    num_minibatches: int = struct.field(pytree_node=False, default=1)
-    """minibatches per epoch; must divide num_envs * num_steps"""
-    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
-    """hidden layer widths of the actor and critic MLPs"""
-    activation: str = struct.field(pytree_node=False, default="tanh")
-    """tanh, relu, swish, gelu or elu"""
-    anneal_lr: bool = struct.field(pytree_node=False, default=True)
-    """decay the learning rate linearly to 0"""
-    norm_adv: bool = struct.field(pytree_node=False, default=True)
+    norm_adv: bool = static(True)
     """normalise advantages per minibatch"""
-    clip_vloss: bool = struct.field(pytree_node=False, default=False)
+    clip_vloss: bool = static(False)
     """clip the value loss around the old values (by clip_eps)"""
-    normalize_obs: bool = struct.field(pytree_node=False, default=False)
-    """normalise observations with batch-level running statistics"""
-    normalize_reward: bool = struct.field(pytree_node=False, default=False)
-    """scale rewards by the std of the discounted return"""
-    learning_rate: float = 1e-3
-    """Adam step size (eps 1e-5)"""
-    gamma: float = 0.98
-    """discount factor"""
-    gae_lambda: float = 0.8
+    gamma: float = hyper(0.98, "[0, 1]")
+    gae_lambda: float = hyper(0.8, "[0, 1]")
     """GAE λ"""
-    clip_eps: float = 0.2
+    clip_eps: float = hyper(0.2, "> 0")
     """PPO ratio clip ε"""
-    ent_coef: float = 0.0
-    """entropy bonus coefficient"""
-    vf_coef: float = 0.5
-    """value loss coefficient"""
-    max_grad_norm: float = 0.5
-    """global gradient-norm clip"""
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
 
     @property
     def minibatch_size(self) -> int:
         return self.batch_size // self.num_minibatches
 
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
 
 TrainState = on_policy.TrainState
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    on_policy.validate_rollout(config, "update_epochs")
-
-
-def check_config(config: Config) -> None:
-    """Range checks of the numeric hyperparameters of one concrete config (CLI / ``runner.run``).
-
-    ``make_agent`` never reads numeric fields in Python (they may be traced in a sweep), so this
-    is a separate call for configs that hold plain numbers.
-    """
-    validate(config)
-    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", gae_lambda="[0, 1]",
-                 clip_eps="> 0", ent_coef=">= 0", vf_coef=">= 0", max_grad_norm="> 0")
 
 
 def ppo_loss(network: Any, config: Config, params: Any,
              minibatch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
     """``L = -L^CLIP + c_v · L^V - c_e · H`` on one minibatch, advantages normalised within it."""
-    dist, values = network.apply(params, minibatch["obs"])
+    dist, values = on_policy.forward(network, params, minibatch)
     log_probs = dist.log_prob(minibatch["action"])
     advantages = minibatch["advantages"]
     if config.norm_adv:
@@ -131,21 +80,23 @@ def policy_change(network: Any, config: Config, params: Any,
     samples whose ratio ``π_new / π_old`` lies outside ``[1-ε, 1+ε]``.
 
     The statistic of the update as a whole (Spinning Up measures its KL on the full batch too),
-    from one policy pass after the epochs. Computing both at every minibatch step instead made
-    the 16 gradient steps of 64 vmapped CartPole seeds 7–14 % slower on a 2-core CPU (three
-    in-process A/B runs), the whole update 0–9 % (two runs; no difference at one seed).
+    from one policy pass after the epochs rather than at every minibatch step, which is slower
+    (``benchmarks/RESULTS.md``).
     """
-    dist = network.apply(params, samples["obs"], method="policy")
+    dist = on_policy.forward(network, params, samples, method="policy")
     log_probs = dist.log_prob(samples["action"])
     return {"approx_kl": losses.approx_kl(log_probs, samples["log_prob"]),
             "clip_fraction": losses.clip_fraction(log_probs, samples["log_prob"],
                                                   config.clip_eps)}
 
 
-def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build PPO's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
-    validate(config)
-    parts = on_policy.setup(config, env, env_params, "PPO")
+def make_agent(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               network: nn.Module | None = None) -> Agent:
+    """Build PPO's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``);
+    ``reward_transform`` and a ``network`` (with memory or not) as in ``training.on_policy``."""
+    check_config(config)
+    parts = on_policy.setup(config, env, env_params, "PPO", network, reward_transform)
     optimizer = on_policy.make_optimizer(config, config.num_updates,
                                          config.update_epochs * config.num_minibatches)
 
@@ -160,9 +111,11 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
         update_metrics=partial(policy_change, parts.network, config))
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               network: nn.Module | None = None):
     """``train(key) -> (TrainState, metrics)``: the whole PPO run as one pure function.
 
     Every metric has a leading ``[num_updates]`` axis (``[seeds, num_updates]`` under vmap).
     """
-    return train_from_agent(make_agent(config, env, env_params))
+    return train_from_agent(make_agent(config, env, env_params, reward_transform, network))

@@ -8,7 +8,8 @@ Course notes (CS 285, §5 "Policy Gradients": "REINFORCE", "Reducing variance: C
 Implemented: the reward-to-go ``Ĝ_t`` (``losses.discounted_returns``), an optional learned value
 baseline ``b = V_φ`` fitted by ``½ (V_φ(s_t) - Ĝ_t)²``, optional standardisation of the weights
 ``Ĝ_t - b(s_t)`` over the batch, an optional entropy bonus, one full-batch Adam step per rollout
-(``update_epochs`` > 1 re-uses the batch, which plain REINFORCE does not), global-norm clipping.
+(``update_epochs`` > 1 re-uses the batch, which plain REINFORCE does not; ``num_minibatches`` > 1
+splits each pass), global-norm clipping.
 
 Whole episodes: rollouts are fixed ``num_steps`` windows of a continuing env batch, so a window
 may end mid-episode and a time limit may cut one. Termination never bootstraps. With the baseline,
@@ -22,88 +23,48 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from jaxrl import losses
 from jaxrl.training import on_policy
 from jaxrl.training.agent import Agent, train_from_agent
-from jaxrl.training.config import check_ranges
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.extensions import RewardTransform
 
-__all__ = ["Config", "TrainState", "advantages_and_targets", "check_config", "make_agent",
-           "make_train", "validate"]
+__all__ = ["Config", "TrainState", "advantages_and_targets", "make_agent", "make_train"]
 
 TrainState = on_policy.TrainState
 
 
-class Config(struct.PyTreeNode):
+class Config(on_policy.GradientConfig):
     """REINFORCE hyperparameters (CleanRL names). Static fields decide shapes.
 
     Defaults (4 envs × 500-step windows, one Adam step of lr 3e-3 annealed per rollout, baseline,
-    standardised weights) solve CartPole-v1 in 1M steps: last-5-update return ≈ 490 on 4 seeds.
+    standardised weights) solve CartPole-v1 in 1M steps. `vf_coef` weighs the baseline's
+    loss (unused without a baseline).
     """
 
-    total_timesteps: int = struct.field(pytree_node=False, default=1_000_000)
-    """environment steps per seed (rounded down to whole rollouts)"""
-    num_envs: int = struct.field(pytree_node=False, default=4)
-    """parallel environments"""
-    num_steps: int = struct.field(pytree_node=False, default=500)
+    total_timesteps: int = static(1_000_000, ">= 1")
+    num_envs: int = static(4, ">= 1")
+    num_steps: int = static(500, ">= 1")
     """steps per environment per rollout; keep it >= the episode limit without a baseline"""
-    update_epochs: int = struct.field(pytree_node=False, default=1)
+    update_epochs: int = static(1, ">= 1")
     """full-batch gradient steps per rollout (plain REINFORCE: 1)"""
-    use_baseline: bool = struct.field(pytree_node=False, default=True)
+    use_baseline: bool = static(True)
     """subtract a learned V(s) from the reward-to-go (and bootstrap cut segments from it)"""
-    normalize_returns: bool = struct.field(pytree_node=False, default=True)
+    normalize_returns: bool = static(True)
     """standardise the policy-gradient weights G - b over each batch"""
-    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
-    """hidden layer widths of the actor and critic MLPs"""
-    activation: str = struct.field(pytree_node=False, default="tanh")
-    """tanh, relu, swish, gelu or elu"""
-    anneal_lr: bool = struct.field(pytree_node=False, default=True)
-    """decay the learning rate linearly to 0"""
-    normalize_obs: bool = struct.field(pytree_node=False, default=False)
-    """normalise observations with batch-level running statistics"""
-    normalize_reward: bool = struct.field(pytree_node=False, default=False)
-    """scale rewards by the std of the discounted return"""
-    learning_rate: float = 3e-3
+    learning_rate: float = hyper(3e-3, "> 0")
     """Adam step size (eps 1e-5)"""
-    gamma: float = 0.99
-    """discount factor"""
-    ent_coef: float = 0.0
-    """entropy bonus coefficient"""
-    vf_coef: float = 0.5
-    """baseline (value) loss coefficient; unused without a baseline"""
-    max_grad_norm: float = 0.5
-    """global gradient-norm clip"""
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    on_policy.validate_rollout(config)
-    if config.update_epochs < 1:
-        raise ValueError(f"update_epochs must be >= 1, got {config.update_epochs}")
-    if config.normalize_returns and config.batch_size < 2:
-        raise ValueError("normalize_returns standardises over the batch, which needs "
-                         "num_envs * num_steps >= 2; raise one or turn it off")
-
-
-def check_config(config: Config) -> None:
-    """Range checks of the numeric hyperparameters of one concrete config (CLI / ``runner.run``).
-
-    ``make_agent`` never reads numeric fields in Python (they may be traced in a sweep).
-    """
-    validate(config)
-    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", ent_coef=">= 0", vf_coef=">= 0",
-                 max_grad_norm="> 0")
+    def validate(self) -> None:
+        """The rollout rules; standardised weights need a batch of at least 2."""
+        super().validate()
+        if self.normalize_returns and self.batch_size < 2:
+            raise ValueError("normalize_returns standardises over the batch, which needs "
+                             "num_envs * num_steps >= 2; raise one or turn it off")
 
 
 def advantages_and_targets(batch: on_policy.Batch, config: Config) -> tuple[jax.Array, jax.Array]:
@@ -125,11 +86,15 @@ def advantages_and_targets(batch: on_policy.Batch, config: Config) -> tuple[jax.
     return advantages, returns
 
 
-def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
-    """Build REINFORCE's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
-    validate(config)
-    parts = on_policy.setup(config, env, env_params, "REINFORCE")
-    optimizer = on_policy.make_optimizer(config, config.num_updates, config.update_epochs)
+def make_agent(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               network: nn.Module | None = None) -> Agent:
+    """Build REINFORCE's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``);
+    ``reward_transform`` and a ``network`` (with memory or not) as in ``training.on_policy``."""
+    check_config(config)
+    parts = on_policy.setup(config, env, env_params, "REINFORCE", network, reward_transform)
+    optimizer = on_policy.make_optimizer(config, config.num_updates,
+                                         config.update_epochs * config.num_minibatches)
     # Without a baseline the value head is left untouched: zero gradient, so Adam never moves it.
     vf_coef = config.vf_coef if config.use_baseline else 0.0
 
@@ -139,12 +104,15 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
 
     return on_policy.make_gradient_agent(
         config, parts, env_params, optimizer, loss_fn,
-        lambda batch: advantages_and_targets(batch, config), update_epochs=config.update_epochs)
+        lambda batch: advantages_and_targets(batch, config), config.update_epochs,
+        config.num_minibatches)
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               network: nn.Module | None = None):
     """``train(key) -> (TrainState, metrics)``: the whole REINFORCE run as one pure function.
 
     Every metric has a leading ``[num_updates]`` axis (``[seeds, num_updates]`` under vmap).
     """
-    return train_from_agent(make_agent(config, env, env_params))
+    return train_from_agent(make_agent(config, env, env_params, reward_transform, network))

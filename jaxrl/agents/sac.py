@@ -17,7 +17,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from jaxrl import losses
 from jaxrl.envs.spaces import Box
@@ -25,48 +24,36 @@ from jaxrl.models import CriticEnsemble, make_tanh_gaussian_actor
 from jaxrl.replay import Sample
 from jaxrl.training import off_policy, optim
 from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.extensions import RewardTransform
+from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
-__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
-
-TrainState = off_policy.TrainState
+__all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
 class Config(off_policy.OffPolicyConfig):
     """SAC hyperparameters (CleanRL names); defaults sized for Pendulum-v1."""
 
-    total_timesteps: int = struct.field(pytree_node=False, default=30_000)
-    """environment steps per seed, the random-action warm-up included"""
-    autotune: bool = struct.field(pytree_node=False, default=True)
+    total_timesteps: int = static(30_000, ">= 1")
+    autotune: bool = static(True)
     """learn α towards the target entropy -|A| (else α stays fixed)"""
-    policy_lr: float = 1e-3
+    policy_lr: float = hyper(1e-3, "> 0")
     """Adam step size of the actor"""
-    q_lr: float = 1e-3
+    q_lr: float = hyper(1e-3, "> 0")
     """Adam step size of the critics and of log α"""
-    alpha: float = 0.2
+    alpha: float = hyper(0.2, "> 0")
     """entropy temperature α (its initial value with autotune)"""
-    target_entropy_scale: float = 1.0
+    target_entropy_scale: float = hyper(1.0, ">= 0")
     """target entropy H̄ = -target_entropy_scale · |A|"""
-    policy_frequency: int = 1
+    policy_frequency: int = hyper(1, ">= 1")
     """critic updates per actor (and α) update"""
 
 
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    off_policy.validate_off_policy(config)
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config's numeric hyperparameters (CLI / ``runner.run``)."""
-    validate(config)
-    check_ranges(config, policy_lr="> 0", q_lr="> 0", gamma="[0, 1]", tau="[0, 1]",
-                 target_network_frequency="> 0", alpha="> 0", target_entropy_scale=">= 0",
-                 policy_frequency="> 0")
-
-
-def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
+def make_agent(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               extensions: ReplayExtensions | None = None) -> Agent:
     """Build SAC's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
-    validate(config)
+    check_config(config)
     parts = off_policy.setup(env, env_params, "SAC", Box)
     actor = make_tanh_gaussian_actor(parts.observation_space, parts.action_space,
                                      config.hidden_sizes, config.activation)
@@ -146,9 +133,12 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
 
     hooks = off_policy.OffPolicyHooks(init=init, explore=explore, gradient_step=gradient_step,
                                       act=act)
-    return off_policy.make_off_policy_agent(config, parts, env_params, hooks)
+    return off_policy.make_off_policy_agent(config, parts, env_params, hooks, reward_transform,
+                                            extensions)
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               extensions: ReplayExtensions | None = None):
     """``train(key) -> (TrainState, metrics)``: the whole SAC run as one pure function."""
-    return train_from_agent(make_agent(config, env, env_params))
+    return train_from_agent(make_agent(config, env, env_params, reward_transform, extensions))

@@ -5,7 +5,7 @@ temperature α, ``y = r + γ_m (1 - terminated) · α log Σ_a' exp(Q_target(s',
 policy is the Boltzmann distribution ``π(a|s) ∝ exp(Q(s, a) / α)``, which both explores (it is
 the behaviour policy; no ε) and is optimal for the entropy-regularised objective. α → 0
 recovers Q-learning. Everything else (replay, n-step windows, Huber loss, target network) is
-DQN's (``dqn.make_q_agent``).
+shared with DQN (``training.q_learning``).
 """
 
 from __future__ import annotations
@@ -17,37 +17,27 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import losses
-from jaxrl.agents import dqn
 from jaxrl.training.agent import Agent, train_from_agent
-from jaxrl.training.config import check_ranges
+from jaxrl.training.config import check_config, hyper
+from jaxrl.training.extensions import RewardTransform
+from jaxrl.training.off_policy import ReplayExtensions, TrainState
+from jaxrl.training.q_learning import QConfig, make_q_agent
 
-__all__ = ["Config", "TrainState", "check_config", "make_agent", "make_train", "validate"]
-
-TrainState = dqn.TrainState
+__all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
-class Config(dqn.QConfig):
+class Config(QConfig):
     """Soft Q-learning hyperparameters: DQN's, with the temperature ``alpha`` instead of ε."""
 
-    alpha: float = 0.05
+    alpha: float = hyper(0.05, "> 0")
     """entropy temperature α of the soft backup and the Boltzmann policy"""
 
 
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    dqn.validate(config)
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config's numeric hyperparameters (CLI / ``runner.run``)."""
-    validate(config)
-    dqn.check_q_ranges(config)
-    check_ranges(config, alpha="> 0")
-
-
-def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
+def make_agent(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               extensions: ReplayExtensions | None = None) -> Agent:
     """Build soft Q-learning's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
-    validate(config)
+    check_config(config)
 
     def boltzmann(key, q_values, env_steps):
         return distrax.Categorical(logits=q_values / config.alpha).sample(seed=key).astype(
@@ -56,9 +46,12 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
     def soft_next_value(next_q_online: jax.Array, next_q_target: jax.Array) -> jax.Array:
         return losses.soft_value(next_q_target, config.alpha)
 
-    return dqn.make_q_agent(config, env, env_params, "soft_q", soft_next_value, boltzmann)
+    return make_q_agent(config, env, env_params, "soft_q", soft_next_value, boltzmann,
+                        reward_transform, extensions)
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               extensions: ReplayExtensions | None = None):
     """``train(key) -> (TrainState, metrics)``: the whole soft Q-learning run as one function."""
-    return train_from_agent(make_agent(config, env, env_params))
+    return train_from_agent(make_agent(config, env, env_params, reward_transform, extensions))

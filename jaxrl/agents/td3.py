@@ -8,148 +8,45 @@ double Q (two critics, the minimum in the target), target policy smoothing (``ε
 actor and target updates (every ``policy_frequency`` critic updates). Exploration adds
 ``N(0, exploration_noise²)`` to ``μ(s)``. Actions live in ``[-1, 1]`` and are rescaled to the
 env's bounds by ``RescaleAction``. ``jaxrl.agents.ddpg`` is this agent with one critic, no
-smoothing and no delay.
+smoothing and no delay (both built by ``training.deterministic``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import optax
-from flax import struct
+from jaxrl.training.agent import Agent, train_from_agent
+from jaxrl.training.config import check_config, hyper
+from jaxrl.training.deterministic import DeterministicConfig, make_deterministic_agent
+from jaxrl.training.extensions import RewardTransform
+from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
-from jaxrl import losses
-from jaxrl.envs.spaces import Box
-from jaxrl.models import CriticEnsemble, make_deterministic_actor
-from jaxrl.replay import Sample
-from jaxrl.training import off_policy, optim
-from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
-
-__all__ = ["Config", "DeterministicConfig", "TrainState", "check_config", "check_ranges_of",
-           "make_agent", "make_deterministic_agent", "make_train", "validate"]
-
-TrainState = off_policy.TrainState
-
-
-class DeterministicConfig(off_policy.OffPolicyConfig):
-    """Fields shared by DDPG and TD3 (CleanRL names); defaults sized for Pendulum-v1."""
-
-    total_timesteps: int = struct.field(pytree_node=False, default=30_000)
-    """environment steps per seed, the random-action warm-up included"""
-    learning_rate: float = 1e-3
-    """Adam step size of the actor and the critic"""
-    exploration_noise: float = 0.1
-    """std of the Gaussian exploration noise on actions in [-1, 1]"""
+__all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
 class Config(DeterministicConfig):
     """TD3 hyperparameters (CleanRL names)."""
 
-    policy_noise: float = 0.2
+    policy_noise: float = hyper(0.2, ">= 0")
     """std of the target-policy smoothing noise"""
-    noise_clip: float = 0.5
+    noise_clip: float = hyper(0.5, ">= 0")
     """clip of the target-policy smoothing noise"""
-    policy_frequency: int = 2
+    policy_frequency: int = hyper(2, ">= 1")
     """critic updates per actor (and target) update"""
 
 
-def validate(config: DeterministicConfig) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    off_policy.validate_off_policy(config)
-
-
-def check_ranges_of(config: DeterministicConfig) -> None:
-    """Range checks of the fields DDPG and TD3 share."""
-    validate(config)
-    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", tau="[0, 1]",
-                 target_network_frequency="> 0", exploration_noise=">= 0")
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config's numeric hyperparameters (CLI / ``runner.run``)."""
-    check_ranges_of(config)
-    check_ranges(config, policy_noise=">= 0", noise_clip=">= 0", policy_frequency="> 0")
-
-
-def make_deterministic_agent(config: DeterministicConfig, env: Any, env_params: Any, algo: str,
-                             num_critics: int, policy_noise: float | jax.Array,
-                             noise_clip: float | jax.Array,
-                             policy_frequency: int | jax.Array) -> Agent:
-    """The deterministic-actor agent: TD3 with ``num_critics=2``; DDPG with one critic, zero
-    smoothing noise and ``policy_frequency=1``. Targets update with the actor."""
-    parts = off_policy.setup(env, env_params, algo.upper(), Box)
-    actor = make_deterministic_actor(parts.observation_space, parts.action_space,
-                                     config.hidden_sizes, config.activation)
-    critic = CriticEnsemble(num_critics, config.hidden_sizes, config.activation)
-    optimizer = optim.adam(config.learning_rate)
-
-    def init(key, obs):
-        actor_key, critic_key = jax.random.split(key)
-        action = jnp.zeros((1, *parts.action_space.shape), jnp.float32)
-        params = {"actor": actor.init(actor_key, obs[:1]),
-                  "critic": critic.init(critic_key, obs[:1], action)}
-        return params, params, {name: optimizer.init(p) for name, p in params.items()}
-
-    def noisy(key, action, std, clip=None):
-        noise = std * jax.random.normal(key, action.shape)
-        if clip is not None:
-            noise = jnp.clip(noise, -clip, clip)
-        return jnp.clip(action + noise, -1.0, 1.0)
-
-    def explore(key, params, obs, env_steps):
-        return noisy(key, actor.apply(params["actor"], obs), config.exploration_noise)
-
-    def critic_loss(critic_params, target_params, sample: Sample, key) -> tuple[jax.Array, Metrics]:
-        next_action = noisy(key, actor.apply(target_params["actor"], sample.next_obs),
-                            policy_noise, noise_clip)
-        next_q = critic.apply(target_params["critic"], sample.next_obs, next_action).min(0)
-        targets = losses.bellman_target(sample.reward, sample.discount, next_q)
-        q_values = critic.apply(critic_params, sample.obs, sample.action)
-        loss = ((q_values - targets) ** 2).mean(-1).sum()
-        return loss, {"critic_loss": loss, "q_values": q_values.mean()}
-
-    def actor_loss(actor_params, critic_params, obs) -> jax.Array:
-        return -critic.apply(critic_params, obs, actor.apply(actor_params, obs))[0].mean()
-
-    def gradient_step(key, state: TrainState, sample: Sample) -> tuple[TrainState, Metrics]:
-        params, opt_state = dict(state.params), dict(state.opt_state)
-        critic_grads, metrics = jax.grad(critic_loss, has_aux=True)(
-            params["critic"], state.target_params, sample, key)
-        updates, opt_state["critic"] = optimizer.update(critic_grads, opt_state["critic"])
-        params["critic"] = optax.apply_updates(params["critic"], updates)
-
-        delayed = optim.every(state.update_count, policy_frequency)
-        loss, actor_grads = jax.value_and_grad(actor_loss)(params["actor"], params["critic"],
-                                                           sample.obs)
-        updates, actor_opt = optimizer.update(actor_grads, opt_state["actor"])
-        params["actor"] = optim.masked(delayed, optax.apply_updates(params["actor"], updates),
-                                            params["actor"])
-        opt_state["actor"] = optim.masked(delayed, actor_opt, opt_state["actor"])
-        target = optim.polyak_update(params, state.target_params, config.tau,
-                                          state.update_count,
-                                          policy_frequency * config.target_network_frequency)
-        metrics["actor_loss"] = loss
-        return state.replace(params=params, target_params=target, opt_state=opt_state), metrics
-
-    def act(params, obs, key, deterministic=False):
-        action = actor.apply(params["actor"], obs)
-        return action if deterministic else noisy(key, action, config.exploration_noise)
-
-    hooks = off_policy.OffPolicyHooks(init=init, explore=explore, gradient_step=gradient_step,
-                                      act=act)
-    return off_policy.make_off_policy_agent(config, parts, env_params, hooks)
-
-
-def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
+def make_agent(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               extensions: ReplayExtensions | None = None) -> Agent:
     """Build TD3's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
-    validate(config)
+    check_config(config)
     return make_deterministic_agent(config, env, env_params, "td3", 2, config.policy_noise,
-                                    config.noise_clip, config.policy_frequency)
+                                    config.noise_clip, config.policy_frequency,
+                                    reward_transform, extensions)
 
 
-def make_train(config: Config, env: Any, env_params: Any):
+def make_train(config: Config, env: Any, env_params: Any,
+               reward_transform: RewardTransform | None = None,
+               extensions: ReplayExtensions | None = None):
     """``train(key) -> (TrainState, metrics)``: the whole TD3 run as one pure function."""
-    return train_from_agent(make_agent(config, env, env_params))
+    return train_from_agent(make_agent(config, env, env_params, reward_transform, extensions))

@@ -15,62 +15,43 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from jaxrl import losses
-from jaxrl.agents.offline_actor_critic import OfflineConfig, apply_gradients, prepare
 from jaxrl.datasets import Dataset, Transitions
 from jaxrl.models import CriticEnsemble, make_deterministic_actor
+from jaxrl.training import offline
 from jaxrl.training.agent import Agent, Metrics, train_from_agent
-from jaxrl.training.config import check_ranges
-from jaxrl.training.offline import make_offline_agent, validate_offline
-from jaxrl.training.optim import every, flat_adam, masked, polyak_update
+from jaxrl.training.config import check_config, hyper
+from jaxrl.training.optim import apply_gradients, every, flat_adam, masked, polyak_update
 
-__all__ = ["OFFLINE", "Config", "Learner", "check_config", "make_agent", "make_train",
-           "validate"]
+__all__ = ["OFFLINE", "Config", "Learner", "make_agent", "make_train"]
 
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-class Config(OfflineConfig):
+class Config(offline.OfflineCriticConfig):
     """TD3+BC hyperparameters (CORL's names and defaults)."""
 
-    learning_rate: float = 3e-4
+    learning_rate: float = hyper(3e-4, "> 0")
     """Adam step size of the actor and the critics"""
-    alpha: float = 2.5
+    alpha: float = hyper(2.5, ">= 0")
     """α: weight of the Q term relative to BC (λ = α / mean|Q|)"""
-    policy_noise: float = 0.2
+    policy_noise: float = hyper(0.2, ">= 0")
     """std of the target-policy smoothing noise (actions in [-1, 1])"""
-    noise_clip: float = 0.5
+    noise_clip: float = hyper(0.5, ">= 0")
     """clip of the target-policy smoothing noise"""
-    policy_frequency: int = 2
+    policy_frequency: int = hyper(2, "> 0")
     """critic updates per actor (and target) update"""
 
 
-class Learner(struct.PyTreeNode):
-    params: Any
-    target_params: Any
-    opt_state: Any
-    update_count: jax.Array
-
-
-def validate(config: Config) -> None:
-    """Check the static (shape-deciding) fields; raise ``ValueError`` saying what to change."""
-    validate_offline(config)
-
-
-def check_config(config: Config) -> None:
-    """Range checks of one concrete config (CLI / ``runner.run``)."""
-    validate(config)
-    check_ranges(config, learning_rate="> 0", gamma="[0, 1]", tau="[0, 1]", alpha=">= 0",
-                 policy_noise=">= 0", noise_clip=">= 0", policy_frequency="> 0")
+Learner = offline.TargetLearner
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
-    """Build TD3+BC's pure ``init`` / ``update`` / ``act`` (see ``jaxrl.agents.offline``)."""
-    validate(config)
-    prepared = prepare(config, env, env_params, dataset, "td3_bc")
+    """Build TD3+BC's pure ``init`` / ``update`` / ``act`` (``jaxrl.training.offline``)."""
+    check_config(config)
+    prepared = offline.prepare(config, env, env_params, dataset, "td3_bc")
     observation_space = env.observation_space(env_params)
     actor = make_deterministic_actor(observation_space, prepared.action_space,
                                      config.hidden_sizes, config.activation)
@@ -93,10 +74,8 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
                          -config.noise_clip, config.noise_clip)
         next_action = jnp.clip(next_action + noise, -1.0, 1.0)
         next_q = critic.apply(target_params["critic"], batch.next_obs, next_action).min(0)
-        discount = config.gamma * (1.0 - batch.terminated.astype(jnp.float32))
-        targets = losses.bellman_target(batch.reward, discount, next_q)
-        q_values = critic.apply(critic_params, batch.obs, batch.action)
-        loss = ((q_values - targets) ** 2).mean(-1).sum()
+        loss, q_values = offline.critic_regression(critic, critic_params, batch, next_q,
+                                                   config.gamma)
         return loss, {"critic_loss": loss, "q_values": q_values.mean()}
 
     def actor_loss(actor_params, critic_params, batch: Transitions) -> jax.Array:
@@ -105,11 +84,10 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         return losses.td3_bc_actor_loss(q_values, action, batch.action, config.alpha)
 
     def train_step(learner: Learner, batch: Transitions, key: jax.Array) -> tuple[Learner, Metrics]:
-        params, opt_state = dict(learner.params), dict(learner.opt_state)
+        params, opt_state = learner.params, learner.opt_state
         grads, metrics = jax.grad(critic_loss, has_aux=True)(
             params["critic"], learner.target_params, batch, key)
-        params["critic"], opt_state["critic"] = apply_gradients(
-            optimizer, grads, opt_state["critic"], params["critic"])
+        params, opt_state = offline.step_network("critic", optimizer, grads, params, opt_state)
         count = learner.update_count + 1
         delayed = every(count, config.policy_frequency)
         loss, grads = jax.value_and_grad(actor_loss)(params["actor"], params["critic"], batch)
@@ -124,8 +102,8 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     def policy(learner: Learner, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         return prepared.to_env(actor.apply(learner.params["actor"], prepared.normalize(obs)))
 
-    return make_offline_agent(config, env, env_params, init_learner, train_step, policy,
-                              lambda key: prepared.sample(key, config.batch_size))
+    return offline.make_offline_agent(config, env, env_params, init_learner, train_step,
+                                      policy, prepared.sampler(config.batch_size))
 
 
 def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):

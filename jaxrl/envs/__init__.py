@@ -13,7 +13,14 @@ from jaxrl.envs.brax_env import BraxEnv, BraxParams
 from jaxrl.envs.core import Environment, TimeLimitedEnv, TimeLimitState
 from jaxrl.envs.gymnax_env import GymnaxEnv
 from jaxrl.envs.normalize import RunningMeanStd, discounted_return_trace
-from jaxrl.envs.registry import list_envs, make, register
+from jaxrl.envs.registry import (
+    CAPABILITIES,
+    capabilities,
+    describe,
+    list_envs,
+    make,
+    register,
+)
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.envs.wrappers import (
     ClipAction,
@@ -25,8 +32,11 @@ from jaxrl.envs.wrappers import (
 )
 
 __all__ = [
-    "BRAX_DEFAULT_BACKEND", "Box", "BraxEnv", "BraxParams", "ClipAction", "Discrete",
-    "Environment", "EpisodeStatistics", "EpisodeStatisticsState", "GymnaxEnv", "RescaleAction",
-    "RunningMeanStd", "ScaleReward", "Space", "TimeLimitState", "TimeLimitedEnv", "Wrapper",
-    "discounted_return_trace", "list_envs", "make", "register",
+    "BRAX_DEFAULT_BACKEND", "CAPABILITIES", "Box", "BraxEnv", "BraxParams", "ClipAction",
+    "Discrete", "Environment", "EpisodeStatistics", "EpisodeStatisticsState", "GymnaxEnv",
+    "RescaleAction", "RunningMeanStd", "ScaleReward", "Space", "TimeLimitState", "TimeLimitedEnv",
+    "Wrapper", "capabilities", "describe", "discounted_return_trace", "list_envs", "make",
+    "register",
 ]
+
+from jaxrl.envs import goal as _goal  # noqa: E402, F401  (registers PointGoal-v0)

@@ -12,6 +12,12 @@ accurate physics, e.g. on a GPU.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+import warnings
+from collections.abc import Iterator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +39,22 @@ class BraxParams(struct.PyTreeNode):
     max_steps_in_episode: int = struct.field(pytree_node=False, default=1000)
 
 
+@contextlib.contextmanager
+def _quiet_brax() -> Iterator[None]:
+    """Importing Brax and building a system print two known, harmless notices: MuJoCo's
+    "Failed to import warp" (an optional GPU backend; a ``print``) and Brax's "not actively being
+    maintained" ``UserWarning``. Drop exactly those; anything else is printed as usual."""
+    output = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(output):
+            warnings.filterwarnings("ignore", message="Brax System, piplines and environments",
+                                    category=UserWarning)
+            yield
+    finally:
+        sys.stdout.write("".join(line for line in output.getvalue().splitlines(True)
+                                 if not line.startswith("Failed to import warp")))
+
+
 class BraxEnv(TimeLimitedEnv):
     """Wraps ``brax.envs.get_environment(name, backend=...)`` (no Brax wrappers)."""
 
@@ -41,11 +63,12 @@ class BraxEnv(TimeLimitedEnv):
     physics step outlasts a loop trip's launch, and unrolling it multiplies compile time."""
 
     def __init__(self, name: str, backend: str = DEFAULT_BACKEND, **kwargs):
-        from brax import envs as brax_envs  # imported lazily: Brax takes seconds to import
-
         self.name = name
         self.backend = backend
-        self.brax_env = brax_envs.get_environment(name, backend=backend, **kwargs)
+        with _quiet_brax():
+            from brax import envs as brax_envs  # imported lazily: Brax takes seconds to import
+
+            self.brax_env = brax_envs.get_environment(name, backend=backend, **kwargs)
 
     def __repr__(self) -> str:
         return f"BraxEnv({self.name!r}, backend={self.backend!r})"

@@ -1,4 +1,5 @@
-"""Losses of the offline RL agents: CQL's penalty, IQL's expectile, advantage weights, TD3+BC.
+"""Losses of the offline RL and imitation agents: BC, CQL's penalty, IQL's expectile, advantage
+weights, TD3+BC.
 
 Course notes (CS 285 notes, §16 "Offline RL": "Implicit Policy Constraints" and "Conservative
 Q-Learning"). Shapes are batch-major ``[B, ...]``; each function returns per-row values (the agent
@@ -11,9 +12,20 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
-__all__ = ["advantage_weights", "cql_penalty", "cql_sampled_penalty", "expectile_loss",
+__all__ = ["advantage_weights", "bc_loss", "cql_penalty", "cql_sampled_penalty", "expectile_loss",
            "td3_bc_actor_loss"]
+
+
+def bc_loss(outputs: jax.Array, actions: jax.Array, discrete: bool) -> jax.Array:
+    """Behaviour cloning, a scalar: cross-entropy ``-mean_i log softmax(logits_i)[a_i]`` for
+    discrete actions (``outputs [B, n]`` logits, ``actions [B]`` int), else the squared error
+    ``mean_i ‖μ_i - a_i‖²`` (``outputs`` and ``actions [B, d]``; not a likelihood: BC's mode is
+    what gets evaluated, and the squared error needs no variance)."""
+    if discrete:
+        return optax.softmax_cross_entropy_with_integer_labels(outputs, actions).mean()
+    return jnp.square(outputs - actions).sum(-1).mean()
 
 
 def cql_penalty(q_values: jax.Array, actions: jax.Array) -> jax.Array:

@@ -49,10 +49,9 @@ def reverse_linear_recurrence(bias: jax.Array, coef: jax.Array,
     ``lax.associative_scan`` of the affine maps ``x ↦ bias_t + coef_t x`` (composition
     ``(k₁, b₁) ∘ (k₂, b₂) = (k₁ k₂, b₁ + k₁ b₂)``), ⌈log₂ T⌉ rounds of elementwise work and no
     loop; ``"auto"``, the scan on a CPU and the associative form elsewhere. On a GPU every trip
-    of a loop is launched from the host: measured on an H200, PPO's 128-step GAE loop took up to
-    28 % of an update (traced). On a CPU a loop trip is cheap and the scan is faster (measured
-    here at [128, 4]: 11 µs against 18 µs, and 0.04 s against 0.35 s to compile). Both equal
-    the sequential recursion up to float rounding (≈ 1e-7 relative).
+    of a loop is launched from the host, so a long loop of tiny steps is slow; on a CPU a loop
+    trip is cheap and the scan runs and compiles faster (measurements:
+    ``benchmarks/RESULTS.md``). Both equal the sequential recursion up to float rounding.
     """
     if method == "auto":
         method = "scan" if jax.default_backend() == "cpu" else "associative"

@@ -9,6 +9,7 @@ from jaxrl.models.actor_critic import (
 )
 from jaxrl.models.distributions import TanhNormal
 from jaxrl.models.heads import CategoricalHead, GaussianHead, QHead, TanhGaussianHead, ValueHead
+from jaxrl.models.imitation import ImitationPolicy, imitation_action
 from jaxrl.models.off_policy import (
     DeterministicActor,
     PolicyNetwork,
@@ -21,8 +22,8 @@ from jaxrl.models.torsos import ACTIVATIONS, CNN, MLP, activation_fn, orthogonal
 
 __all__ = [
     "ACTIVATIONS", "ActorCritic", "CNN", "CategoricalHead", "ContinuousCritic", "CriticEnsemble",
-    "DeterministicActor", "GaussianHead", "MLP", "PolicyNetwork", "QHead", "QNetwork",
-    "TanhGaussianHead", "TanhNormal", "ValueHead", "activation_fn", "make_actor_critic",
-    "make_deterministic_actor", "make_q_network", "make_tanh_gaussian_actor", "make_torso",
-    "orthogonal",
+    "DeterministicActor", "GaussianHead", "ImitationPolicy", "MLP", "PolicyNetwork", "QHead",
+    "QNetwork", "TanhGaussianHead", "TanhNormal", "ValueHead", "activation_fn", "imitation_action",
+    "make_actor_critic", "make_deterministic_actor", "make_q_network", "make_tanh_gaussian_actor",
+    "make_torso", "orthogonal",
 ]

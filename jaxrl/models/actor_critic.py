@@ -18,10 +18,11 @@ __all__ = ["ActorCritic", "ContinuousCritic", "CriticEnsemble", "make_actor_crit
 
 def make_torso(observation_space: Space, hidden_sizes: Sequence[int],
                activation: str) -> nn.Module:
-    """MLP for vector observations; CNN (then MLP) for image observations ``[H, W, C]``."""
+    """CNN (then MLP) for image observations ``[H, W, C]``; an MLP for the others (grid or
+    scalar observations flattened into one feature vector)."""
     if len(observation_space.shape) == 3:
         return CNN(hidden_sizes=tuple(hidden_sizes), activation=activation)
-    return MLP(tuple(hidden_sizes), activation)
+    return MLP(tuple(hidden_sizes), activation, obs_ndim=len(observation_space.shape))
 
 
 class ActorCritic(nn.Module):

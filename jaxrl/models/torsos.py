@@ -29,15 +29,20 @@ def orthogonal(scale: float = float(np.sqrt(2))) -> nn.initializers.Initializer:
 
 
 class MLP(nn.Module):
-    """Dense layers with orthogonal(√2) kernels and zero biases; flattens trailing obs axes."""
+    """Dense layers with orthogonal(√2) kernels and zero biases. ``obs_ndim`` is the number of
+    trailing axes of one observation: they are flattened into one feature axis first (a
+    scalar observation becomes one feature), so grid observations ``[H, W]`` work too."""
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    obs_ndim: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation_fn(self.activation)
         x = x.astype(jnp.float32)
+        if self.obs_ndim != 1:
+            x = x.reshape((*x.shape[:x.ndim - self.obs_ndim], -1))
         for size in self.hidden_sizes:
             x = act(nn.Dense(size, kernel_init=orthogonal(), bias_init=nn.initializers.zeros)(x))
         return x

@@ -68,6 +68,9 @@ class Agent(NamedTuple):
     behaviour: Callable[[Any, jax.Array], Any] | None = None
     """``behaviour(train_state, obs [B, ...]) -> distrax.Distribution``: the distribution the
     agent samples its actions from, where it has one (datasets store its log-probs)."""
+    step_unit: str = "env steps"
+    """what ``steps_per_update`` counts: ``"env steps"``, or ``"gradient steps"`` for agents
+    that learn from a fixed dataset (progress, plots and summaries say which)."""
 
 
 def as_typed_key(key: jax.Array) -> jax.Array:

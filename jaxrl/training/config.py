@@ -112,9 +112,3 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
         raise ValueError(f"unknown config field(s) {', '.join(unknown)} for {cls.__module__}")
     return cls(**{name: tuple(value) if isinstance(value, list) else value
                   for name, value in renamed.items()})
-
-
-def check_ranges(config: Any, **ranges: str) -> None:
-    """Transitional: ``check_value`` for each ``field=range``."""
-    for name, allowed in ranges.items():
-        check_value(name, getattr(config, name), allowed)

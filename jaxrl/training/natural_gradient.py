@@ -15,18 +15,43 @@ mean KL is within δ (``backtracking_line_search``).
 Everything here is pure and uses only ``lax`` control flow with static iteration counts, so it
 is safe under ``jax.jit`` and ``jax.vmap`` (numeric arguments such as ``max_kl`` may be tracers).
 Parameters are flat vectors; use ``jax.flatten_util.ravel_pytree`` for a network's pytree.
+
+The agent NPG and TRPO share (``make_natural_gradient_agent``), one update:
+
+1. collect a rollout of ``π_θ`` (``on_policy.collect``); ``Â = GAE(γ, λ)``, normalised over the
+   batch;
+2. ``g = ∇L`` of the surrogate ``L(θ') = E[π_θ'(a|s) / π_θ(a|s) · Â]``, ``s = CG(F + cI, g)``
+   (``cg_iters`` iterations, ``c = cg_damping``), full step ``sqrt(2δ / sᵀ(F + cI)s) s``;
+3. the agent's *step rule* (``StepRule``): NPG takes the step, TRPO backtracks;
+4. fit ``V`` separately: ``value_epochs`` passes of Adam minibatch regression on ``Â + V_old``;
+5. evaluate (``eval_episodes > 0``) as every on-policy agent.
+
+Only the actor's parameters enter the natural gradient: ``on_policy.split_actor_critic`` splits
+the actor-critic variables into the policy's and the value function's trees (``TrainState``
+keeps them apart), and ``ravel_pytree`` flattens the actor's alone, so the conjugate-gradient
+vectors carry no critic coordinates. Networks are memoryless ``ActorCritic``s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
+from jax.flatten_util import ravel_pytree
 
-__all__ = ["StepResult", "backtracking_line_search", "conjugate_gradient",
-           "fisher_vector_product", "max_kl_step"]
+from jaxrl import losses
+from jaxrl.training import on_policy
+from jaxrl.training.agent import Agent, Metrics, as_typed_key, train_from_agent
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.extensions import RewardTransform
+from jaxrl.training.optim import flat_adam
+
+__all__ = ["Evaluate", "NaturalGradientConfig", "StepResult", "StepRule", "TrainState",
+           "backtracking_line_search", "conjugate_gradient", "entry_points",
+           "fisher_vector_product", "make_natural_gradient_agent", "max_kl_step"]
 
 MatVec = Callable[[jax.Array], jax.Array]
 
@@ -134,3 +159,146 @@ def backtracking_line_search(evaluate: Callable[[jax.Array], tuple[jax.Array, ja
         num_backtracks=k,
         improvement=jnp.where(accepted, improvement, 0.0),
         kl=jnp.where(accepted, kl, 0.0))
+
+
+Evaluate = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+"""``evaluate(θ') = (L(θ') - L(θ), mean KL(π_θ ‖ π_θ'))`` on the current batch."""
+
+StepRule = Callable[[Any, jax.Array, jax.Array, jax.Array, Evaluate], StepResult]
+"""``rule(config, θ, s, full_step, evaluate) -> StepResult``: how far along ``s`` to go
+(``full_step`` is the max-KL step ``sqrt(2δ / sᵀFs) s``)."""
+
+
+class NaturalGradientConfig(on_policy.OnPolicyConfig):
+    """Hyperparameters NPG and TRPO share. Static fields decide shapes."""
+
+    total_timesteps: int = static(200_000, ">= 1")
+    num_steps: int = static(512, ">= 1")
+    num_minibatches: int = static(16, ">= 1")
+    """value-regression minibatches per pass; must divide num_envs * num_steps"""
+    cg_iters: int = static(10, ">= 1")
+    """conjugate-gradient iterations for s = F⁻¹g"""
+    value_epochs: int = static(5, ">= 1")
+    """passes of value-function regression over each rollout"""
+    gae_lambda: float = hyper(0.98, "[0, 1]")
+    """GAE λ"""
+    max_kl: float = hyper(0.01, "> 0")
+    """trust-region size δ: bound on the mean KL(π_old ‖ π_new) of a policy step"""
+    cg_damping: float = hyper(0.1, ">= 0")
+    """damping c added to the Fisher matrix: CG solves (F + c I) s = g"""
+    vf_learning_rate: float = hyper(3e-3, "> 0")
+    """Adam step size (eps 1e-5) of the value-function regression"""
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything a run needs to continue: checkpoint this and training resumes exactly."""
+
+    actor_params: Any
+    critic_params: Any
+    critic_opt_state: Any
+    rollout: on_policy.RolloutState
+    key: jax.Array
+    update_count: jax.Array
+
+
+def make_natural_gradient_agent(config: NaturalGradientConfig, env: Any, env_params: Any,
+                                step_rule: StepRule, algo: str,
+                                reward_transform: RewardTransform | None = None) -> Agent:
+    """The agent of the module docstring with policy steps chosen by ``step_rule``."""
+    parts = on_policy.setup(config, env, env_params, algo, reward_transform=reward_transform)
+    network = parts.network
+    optimizer = flat_adam(config.vf_learning_rate, eps=1e-5)
+
+    def init(key: jax.Array) -> TrainState:
+        key, init_key, reset_key = jax.random.split(as_typed_key(key), 3)
+        rollout_state = on_policy.init_rollout(reset_key, config, parts, env_params)
+        actor_params, critic_params = on_policy.split_actor_critic(
+            on_policy.init_network(init_key, network, rollout_state))
+        return TrainState(actor_params=actor_params, critic_params=critic_params,
+                          critic_opt_state=optimizer.init(critic_params), rollout=rollout_state,
+                          key=key, update_count=jnp.zeros((), jnp.int32))
+
+    def policy_update(actor_params: Any, batch: on_policy.Batch,
+                      advantages: jax.Array) -> tuple[Any, Metrics]:
+        params, unravel = ravel_pytree(actor_params)
+
+        def policy(flat_params):
+            return network.apply(unravel(flat_params), batch.obs, method="policy")
+
+        # π_old enters the objectives as constants: the KL's Hessian at θ_old is then F.
+        old_policy = policy(params)
+        old_log_prob = old_policy.log_prob(batch.action)
+
+        def surrogate(flat_params):
+            ratio = jnp.exp(policy(flat_params).log_prob(batch.action) - old_log_prob)
+            return jnp.mean(ratio * advantages)
+
+        def mean_kl(flat_params):
+            return jnp.mean(old_policy.kl_divergence(policy(flat_params)))
+
+        old_surrogate, gradient = jax.value_and_grad(surrogate)(params)
+        fisher_product = fisher_vector_product(mean_kl, params, config.cg_damping)
+        direction = conjugate_gradient(fisher_product, gradient, config.cg_iters)
+        full_step = max_kl_step(direction, fisher_product(direction), config.max_kl)
+
+        def evaluate(flat_params):
+            return surrogate(flat_params) - old_surrogate, mean_kl(flat_params)
+
+        result = step_rule(config, params, direction, full_step, evaluate)
+        return unravel(result.params), {
+            "kl": result.kl, "surrogate_improvement": result.improvement,
+            "step_fraction": result.step_fraction,
+            "backtracks": result.num_backtracks.astype(jnp.float32),
+            "entropy": jnp.mean(old_policy.entropy())}
+
+    def value_loss(critic_params: Any,
+                   minibatch: dict[str, jax.Array]) -> tuple[jax.Array, Metrics]:
+        values = network.apply(critic_params, minibatch["obs"], method="value")
+        loss = losses.value_loss(values, minibatch["targets"])
+        return loss, {"value_loss": loss}
+
+    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+        key, rollout_key, value_key, eval_key = on_policy.split_update_key(state.key, config)
+        rollout_state, batch, reward_metrics = on_policy.collect(
+            rollout_key, state.rollout, config, parts, env_params,
+            on_policy.merge_actor_critic(state.actor_params, state.critic_params))
+        advantages = losses.gae(batch.reward, batch.value, batch.next_value,
+                                batch.discounts(config.gamma), batch.done, config.gae_lambda)
+        normalized = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        actor_params, metrics = policy_update(state.actor_params, batch, normalized)
+        critic_params, opt_state, value_stats = on_policy.gradient_epochs(
+            value_key, state.critic_params, state.critic_opt_state,
+            {"obs": batch.obs, "targets": advantages + batch.value}, value_loss, optimizer,
+            config.value_epochs, config.num_minibatches)
+        update_count = state.update_count + 1
+        metrics = {**metrics, "value_loss": value_stats["value_loss"], **reward_metrics}
+        metrics = on_policy.report(metrics, config, parts, env_params, eval_key, actor_params,
+                                   rollout_state, update_count)
+        return TrainState(actor_params=actor_params, critic_params=critic_params,
+                          critic_opt_state=opt_state, rollout=rollout_state, key=key,
+                          update_count=update_count), metrics
+
+    return on_policy.agent_from(config, parts, init, update, lambda state: state.actor_params)
+
+
+def entry_points(step_rule: StepRule, algo: str) -> tuple[Callable[..., Agent],
+                                                          Callable[..., Any]]:
+    """``(make_agent, make_train)`` of the natural-gradient algorithm that steps by
+    ``step_rule``: ``make_agent(config, env, env_params, reward_transform=None) -> Agent``
+    (``check_config`` first) and ``make_train(...) -> train(key)``, as for every agent."""
+
+    def make_agent(config: NaturalGradientConfig, env: Any, env_params: Any,
+                   reward_transform: RewardTransform | None = None) -> Agent:
+        check_config(config)
+        return make_natural_gradient_agent(config, env, env_params, step_rule, algo,
+                                           reward_transform)
+
+    def make_train(config: NaturalGradientConfig, env: Any, env_params: Any,
+                   reward_transform: RewardTransform | None = None
+                   ) -> Callable[[jax.Array], tuple[TrainState, Metrics]]:
+        return train_from_agent(make_agent(config, env, env_params, reward_transform))
+
+    make_agent.__doc__ = f"Build {algo}'s ``init`` / ``update`` / ``act`` (``training.agent``)."
+    make_train.__doc__ = (f"``train(key) -> (TrainState, metrics)``: the whole {algo} run, "
+                          "every metric with a leading ``[num_updates]`` axis.")
+    return make_agent, make_train

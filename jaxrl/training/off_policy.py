@@ -1,17 +1,20 @@
-"""What every off-policy agent shares: config fields, env wrapping, the replay loop, targets.
+"""The replay family: shared config fields, env wrapping and the replay loop.
 
 One ``update`` of the agent API is one logging interval of ``steps_per_update`` env steps:
-``iterations_per_update`` times { run the exploration policy for ``train_frequency`` vectorised
-env steps and write them to the replay buffer; then take ``updates_per_step`` gradient steps on
-uniform (n-step) samples }, then evaluate the deterministic policy on ``eval_episodes`` fresh
-episodes. ``init`` resets the envs, builds the networks and fills the buffer with
-``learning_starts`` steps of uniformly random actions, so the compiled update never branches on
-"have we started learning". Everything (env steps, buffer writes, sampling, updates,
-evaluation) is one pure function: ``jax.jit`` and ``jax.vmap`` over seeds and numeric
-hyperparameters apply as for every agent.
+``iterations_per_update`` times { **collect** ``train_frequency`` vectorised env steps with the
+exploration policy into the replay buffer; run the extension **phase**, if any; **learn**:
+``updates_per_step`` gradient steps on uniform (n-step) samples }, then **evaluate** the
+deterministic policy on ``eval_episodes`` fresh episodes. ``init`` resets the envs, builds the
+networks and fills the buffer with ``learning_starts`` steps of uniformly random actions, so the
+compiled update never branches on "have we started learning". Everything is one pure function:
+``jax.jit`` and ``jax.vmap`` over seeds and numeric hyperparameters apply as for every agent.
 
-Agents (``dqn``, ``soft_q``, ``ddpg``, ``td3``, ``sac``) provide only their networks, their
-exploration policy and one gradient step (``OffPolicyHooks``).
+Agents (``dqn``, ``soft_q`` through ``q_learning``; ``ddpg``, ``td3`` through
+``deterministic``; ``sac``) provide only their networks, their exploration policy and one
+gradient step (``OffPolicyHooks``). Extension points, all ``None`` (and the computation
+unchanged) when unused: a ``RewardTransform`` (``training.extensions``) applied to every
+collected rollout, the random warm-up included, before it is written to the buffer; and
+``ReplayExtensions``: a phase per iteration with a second (model) buffer, and a target override.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl.backend import ONE_OFF_UNROLL
@@ -29,43 +33,51 @@ from jaxrl.envs import EpisodeStatistics, RescaleAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
 from jaxrl.replay import ReplayBuffer, Sample, buffer_for
-from jaxrl.rollout import episode_return_metric, reset_envs, rollout
+from jaxrl.rollout import Transition, episode_return_metric, reset_envs, rollout
 from jaxrl.training.agent import Agent, Metrics, as_typed_key
+from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
+from jaxrl.training.extensions import (
+    RewardTransform,
+    apply_reward_transform,
+    init_reward_transform,
+)
 
-__all__ = ["OffPolicyConfig", "OffPolicyHooks", "OffPolicySetup", "TrainState",
-           "linear_epsilon", "make_off_policy_agent", "setup", "validate_off_policy"]
+__all__ = ["OffPolicyConfig", "OffPolicyHooks", "OffPolicySetup", "ReplayExtensions",
+           "TrainState", "make_off_policy_agent", "setup"]
 
 
-class OffPolicyConfig(struct.PyTreeNode):
+class OffPolicyConfig(BaseConfig):
     """Fields shared by the off-policy agents (CleanRL's names). Static fields decide shapes."""
 
-    total_timesteps: int = struct.field(pytree_node=False, default=100_000)
+    total_timesteps: int = static(100_000, ">= 1")
     """environment steps per seed, the random-action warm-up included"""
-    num_envs: int = struct.field(pytree_node=False, default=1)
+    num_envs: int = static(1, ">= 1")
     """parallel environments"""
-    buffer_size: int = struct.field(pytree_node=False, default=100_000)
+    buffer_size: int = static(100_000, ">= 1")
     """replay capacity in transitions (a multiple of num_envs)"""
-    batch_size: int = struct.field(pytree_node=False, default=256)
+    batch_size: int = static(256, ">= 1")
     """transitions per gradient step"""
-    learning_starts: int = struct.field(pytree_node=False, default=1_000)
+    learning_starts: int = static(1_000, ">= 0")
     """env steps of uniformly random actions that fill the buffer before learning"""
-    train_frequency: int = struct.field(pytree_node=False, default=1)
+    train_frequency: int = static(1, ">= 1")
     """vectorised env steps between training phases"""
-    updates_per_step: int = struct.field(pytree_node=False, default=1)
+    updates_per_step: int = static(1, ">= 1")
     """gradient updates per training phase (the update-to-data ratio with 1 env, frequency 1)"""
-    log_frequency: int = struct.field(pytree_node=False, default=1_000)
+    n_step: int = static(1, ">= 1")
+    """steps per bootstrapped target (stops early at episode ends)"""
+    log_frequency: int = static(1_000, ">= 1")
     """env steps per logged row (one update of the agent API; evaluation runs at each)"""
-    eval_episodes: int = struct.field(pytree_node=False, default=10)
+    eval_episodes: int = static(10, ">= 0")
     """episodes of the deterministic policy per evaluation (0: no eval_return)"""
-    hidden_sizes: tuple[int, ...] = struct.field(pytree_node=False, default=(256, 256))
+    hidden_sizes: tuple[int, ...] = static((256, 256))
     """hidden layer widths"""
-    activation: str = struct.field(pytree_node=False, default="relu")
+    activation: str = static("relu", ACTIVATIONS)
     """tanh, relu, swish, gelu or elu"""
-    gamma: float = 0.99
+    gamma: float = hyper(0.99, "[0, 1]")
     """discount factor"""
-    tau: float = 0.005
+    tau: float = hyper(0.005, "[0, 1]")
     """target-network Polyak rate θ' ← τθ + (1-τ)θ' (1: hard copy)"""
-    target_network_frequency: int = 1
+    target_network_frequency: int = hyper(1, ">= 1")
     """gradient updates between target-network updates"""
 
     @property
@@ -93,35 +105,26 @@ class OffPolicyConfig(struct.PyTreeNode):
         training_steps = self.total_timesteps - self.warmup_vector_steps * self.num_envs
         return training_steps // self.steps_per_update
 
-
-def validate_off_policy(config: Any) -> None:
-    """Static checks shared by off-policy configs; ``ValueError`` saying what to change."""
-    for name in ("num_envs", "buffer_size", "batch_size", "train_frequency", "updates_per_step",
-                 "log_frequency", "total_timesteps"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.eval_episodes < 0:
-        raise ValueError(f"eval_episodes must be >= 0, got {config.eval_episodes}")
-    if config.buffer_size % config.num_envs:
-        raise ValueError(f"buffer_size = {config.buffer_size} is not divisible by num_envs = "
-                         f"{config.num_envs}; change one of them")
-    rows = config.buffer_size // config.num_envs
-    n_step = getattr(config, "n_step", 1)
-    if n_step < 1:
-        raise ValueError(f"n_step must be >= 1, got {n_step}")
-    if config.warmup_vector_steps < n_step:
-        raise ValueError(
-            f"learning_starts = {config.learning_starts} gives {config.warmup_vector_steps} "
-            f"warm-up steps per env, fewer than n_step = {n_step}; raise learning_starts to at "
-            f"least {n_step * config.num_envs}")
-    if config.warmup_vector_steps > rows or config.train_frequency > rows:
-        raise ValueError(f"buffer_size = {config.buffer_size} holds {rows} steps per env, fewer "
-                         f"than learning_starts / num_envs or train_frequency; raise buffer_size")
-    if config.num_updates < 1:
-        raise ValueError(
-            f"total_timesteps = {config.total_timesteps} leaves no logging interval after the "
-            f"{config.learning_starts} warm-up steps (one interval is {config.steps_per_update} "
-            "steps); raise total_timesteps or lower log_frequency")
+    def validate(self) -> None:
+        """The buffer holds whole env rows, the warm-up and one collection; one interval fits."""
+        if self.buffer_size % self.num_envs:
+            raise ValueError(f"buffer_size = {self.buffer_size} is not divisible by num_envs = "
+                             f"{self.num_envs}; change one of them")
+        rows = self.buffer_size // self.num_envs
+        if self.warmup_vector_steps < self.n_step:
+            raise ValueError(
+                f"learning_starts = {self.learning_starts} gives {self.warmup_vector_steps} "
+                f"warm-up steps per env, fewer than n_step = {self.n_step}; raise "
+                f"learning_starts to at least {self.n_step * self.num_envs}")
+        if self.warmup_vector_steps > rows or self.train_frequency > rows:
+            raise ValueError(f"buffer_size = {self.buffer_size} holds {rows} steps per env, "
+                             "fewer than learning_starts / num_envs or train_frequency; raise "
+                             "buffer_size")
+        if self.num_updates < 1:
+            raise ValueError(
+                f"total_timesteps = {self.total_timesteps} leaves no logging interval after the "
+                f"{self.learning_starts} warm-up steps (one interval is {self.steps_per_update} "
+                "steps); raise total_timesteps or lower log_frequency")
 
 
 class OffPolicySetup(NamedTuple):
@@ -147,8 +150,9 @@ def setup(env: Any, env_params: Any, algo: str, action_kind: type) -> OffPolicyS
         if not isinstance(space, Box):
             raise TypeError(f"{algo} needs a continuous (Box) action space but the env's is "
                             f"{space}; use dqn or soft_q for discrete actions")
-        if not (jnp.all(jnp.isfinite(jnp.asarray(space.low)))
-                and jnp.all(jnp.isfinite(jnp.asarray(space.high)))):
+        # NumPy, not jnp: the check must stay concrete inside a traced sweep.
+        if not (np.all(np.isfinite(np.asarray(space.low)))
+                and np.all(np.isfinite(np.asarray(space.high)))):
             raise TypeError(f"{algo} needs finite action bounds, got {space}")
         env = RescaleAction(env)
     max_steps = getattr(env_params, "max_steps_in_episode", 1_000)
@@ -163,19 +167,24 @@ class TrainState(struct.PyTreeNode):
 
     ``params`` / ``target_params`` / ``opt_state`` are dicts keyed by network (``"q"``,
     ``"actor"``, ``"critic"``, ``"log_alpha"``); ``vector_steps`` counts vectorised env steps
-    (env steps = ``vector_steps · num_envs``), ``update_count`` gradient updates.
+    (env steps = ``vector_steps · num_envs``), ``update_count`` gradient updates. The extension
+    fields are ``None`` (no leaves) when unused: ``reward_state`` of the ``RewardTransform``,
+    ``extension_state`` and ``model_buffer`` of the ``ReplayExtensions``.
     """
 
     params: Any
     target_params: Any
     opt_state: Any
-    buffer: ReplayBuffer
+    buffer: ReplayBuffer | None
     env_state: Any
     obs: jax.Array
     last_episode_return: jax.Array
     key: jax.Array
     update_count: jax.Array
     vector_steps: jax.Array
+    reward_state: Any = None
+    extension_state: Any = None
+    model_buffer: ReplayBuffer | None = None
 
 
 class OffPolicyHooks(NamedTuple):
@@ -185,7 +194,8 @@ class OffPolicyHooks(NamedTuple):
     - ``explore(key, params, obs, env_steps) -> actions``: the behaviour policy (ε-greedy,
       Gaussian noise, a stochastic actor); ``env_steps`` (float) drives schedules.
     - ``gradient_step(key, state, sample) -> (state, metrics)``: one update of ``params``,
-      ``target_params``, ``opt_state``; ``state.update_count`` already counts this step.
+      ``target_params``, ``opt_state``; ``state.update_count`` already counts this step. Every
+      agent's Bellman target is ``sample.reward + sample.discount · V(sample.next_obs)``.
     - ``act(params, obs, key, deterministic) -> actions``: evaluation / deployment policy.
     """
 
@@ -195,67 +205,188 @@ class OffPolicyHooks(NamedTuple):
     act: Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
 
 
+class ReplayExtensions(NamedTuple):
+    """Extension points of the replay loop (model-based variants: MBPO, MVE); each optional.
+
+    - ``init(key, obs [num_envs, ...], parts) -> extension_state`` (model parameters, optimiser
+      state, …), stored in ``TrainState.extension_state``.
+    - ``phase(key, state) -> (state, metrics)``: runs each iteration after the collection,
+      before the gradient steps; it may update ``extension_state`` and write imagined
+      transitions (leaves ``[T, model_width, ...]``) with ``state.model_buffer.extend``.
+    - ``model_capacity`` / ``model_width``: ``TrainState.model_buffer`` (``buffer_for`` with
+      these capacity and env axis) exists when ``model_capacity > 0``.
+    - ``real_ratio`` (static): each gradient step samples ``round(real_ratio · batch_size)``
+      transitions (n-step) from the replay buffer and the rest (1-step) from ``model_buffer``,
+      concatenated in that order.
+    - ``target(key, state, sample) -> sample``: rewrites each sample before the gradient step;
+      as every agent's target is ``reward + discount · V(next_obs)``, replacing those three
+      fields (e.g. by an H-step model expansion, MVE) overrides the target of every agent. In
+      ``state`` the buffers are ``None`` (they stay out of the learning loop's carry).
+
+    Phase and target metrics are scalars reported beside the loop's own.
+    """
+
+    init: Callable[[jax.Array, jax.Array, OffPolicySetup], Any] | None = None
+    phase: Callable[[jax.Array, TrainState], tuple[TrainState, Metrics]] | None = None
+    target: Callable[[jax.Array, TrainState, Sample], Sample] | None = None
+    model_capacity: int = 0
+    model_width: int = 1
+    real_ratio: float = 1.0
+
+    def real_batch(self, batch_size: int) -> int:
+        """Transitions per batch from the replay buffer; ``ValueError`` for a bad mix."""
+        if not 0.0 <= self.real_ratio <= 1.0:
+            raise ValueError(f"real_ratio must be in [0, 1], got {self.real_ratio}")
+        real = round(self.real_ratio * batch_size)
+        if real < batch_size and self.model_capacity <= 0:
+            raise ValueError(f"real_ratio = {self.real_ratio} samples from the model buffer, "
+                             "which needs model_capacity > 0")
+        return real
+
+
+def _split_if(key: jax.Array, used: bool) -> tuple[jax.Array, jax.Array | None]:
+    """``(key, None)`` when no extension needs a key (so the run is unchanged without one),
+    else two fresh keys."""
+    if not used:
+        return key, None
+    key, extra = jax.random.split(key)
+    return key, extra
+
+
 def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
-                          hooks: OffPolicyHooks) -> Agent:
+                          hooks: OffPolicyHooks,
+                          reward_transform: RewardTransform | None = None,
+                          extensions: ReplayExtensions | None = None) -> Agent:
     """The agent API around ``hooks`` (see the module docstring). Metrics: the gradient
-    steps' statistics averaged over the interval, ``episode_return`` (training episodes),
-    ``eval_return`` (deterministic policy; with ``eval_episodes > 0``) and ``step``."""
+    steps' statistics averaged over the interval (with the reward transform's and the phase's),
+    ``episode_return`` (training episodes, environment rewards), ``eval_return``
+    (deterministic policy; with ``eval_episodes > 0``) and ``step``."""
     num_envs = config.num_envs
     action_dtype = jnp.int32 if isinstance(parts.action_space, Discrete) else jnp.float32
-    n_step = getattr(config, "n_step", 1)
+    extensions = extensions or ReplayExtensions()
+    real_batch = extensions.real_batch(config.batch_size)
 
     def random_policy(key, obs):
         keys = jax.random.split(key, obs.shape[0])
         return jax.vmap(parts.action_space.sample)(keys).astype(action_dtype), {}
 
-    def store(buffer: ReplayBuffer, traj: Any) -> ReplayBuffer:
+    def store(buffer: ReplayBuffer, traj: Transition) -> ReplayBuffer:
         return buffer.extend(traj.obs, traj.action, traj.reward, traj.terminated,
                              traj.truncated, traj.next_obs)
+
+    def init_extensions(key: jax.Array | None, obs: jax.Array) -> tuple[Any, Any]:
+        """``(extension_state, model_buffer)``, each ``None`` when unused."""
+        model_buffer = None
+        if extensions.model_capacity > 0:
+            model_buffer = buffer_for(extensions.model_capacity, extensions.model_width,
+                                      parts.observation_space, parts.action_space, action_dtype)
+        if extensions.init is None:
+            return None, model_buffer
+        return extensions.init(key, obs, parts), model_buffer
+
+    def warm_up(key: jax.Array, env_state: Any,
+                obs: jax.Array) -> tuple[Any, jax.Array, Transition, Any]:
+        """``warmup_vector_steps`` of uniformly random actions, rewards transformed:
+        ``(env_state, obs, transitions, reward_state)``."""
+        key, transform_key = _split_if(key, reward_transform is not None)
+        # Runs once: not unrolled (on a GPU unrolling it only added compile time).
+        env_state, obs, traj = rollout(key, parts.env, env_params, env_state, obs,
+                                       random_policy, config.warmup_vector_steps,
+                                       unroll=ONE_OFF_UNROLL)
+        reward_state, apply_key = None, None
+        if reward_transform is not None:
+            transform_key, apply_key = jax.random.split(transform_key)
+            reward_state = init_reward_transform(reward_transform, transform_key,
+                                                 parts.observation_space, parts.action_space)
+        traj, reward_state, _ = apply_reward_transform(reward_transform, reward_state, traj,
+                                                       apply_key)
+        return env_state, obs, traj, reward_state
 
     def init(key: jax.Array) -> TrainState:
         key, reset_key, net_key, warmup_key = jax.random.split(as_typed_key(key), 4)
         obs, env_state = reset_envs(reset_key, parts.env, env_params, num_envs)
+        net_key, extension_key = _split_if(net_key, extensions.init is not None)
         params, target_params, opt_state = hooks.init(net_key, obs)
+        extension_state, model_buffer = init_extensions(extension_key, obs)
         buffer = buffer_for(config.buffer_size, num_envs, parts.observation_space,
                             parts.action_space, action_dtype)
-        # Runs once: not unrolled (on a GPU unrolling it only added compile time).
-        env_state, obs, traj = rollout(warmup_key, parts.env, env_params, env_state, obs,
-                                       random_policy, config.warmup_vector_steps,
-                                       unroll=ONE_OFF_UNROLL)
+        env_state, obs, traj, reward_state = warm_up(warmup_key, env_state, obs)
         return TrainState(
             params=params, target_params=target_params, opt_state=opt_state,
             buffer=store(buffer, traj), env_state=env_state, obs=obs,
             last_episode_return=episode_return_metric(traj.info, jnp.full((), jnp.nan)),
             key=key, update_count=jnp.zeros((), jnp.int32),
-            vector_steps=jnp.asarray(config.warmup_vector_steps, jnp.int32))
+            vector_steps=jnp.asarray(config.warmup_vector_steps, jnp.int32),
+            reward_state=reward_state, extension_state=extension_state,
+            model_buffer=model_buffer)
 
-    def learn(buffer: ReplayBuffer, state: TrainState,
-              keys: jax.Array) -> tuple[TrainState, Metrics]:
-        sample = buffer.sample(keys[0], config.batch_size, n_step, config.gamma)
+    def collect(key: jax.Array, state: TrainState) -> tuple[TrainState, Metrics]:
+        """``train_frequency`` steps of the exploration policy, rewards transformed, stored."""
+        env_steps = state.vector_steps.astype(jnp.float32) * num_envs
+        key, transform_key = _split_if(key, reward_transform is not None)
+
+        def behaviour(policy_key, obs):
+            return hooks.explore(policy_key, state.params, obs, env_steps), {}
+
+        env_state, obs, traj = rollout(key, parts.env, env_params, state.env_state,
+                                       state.obs, behaviour, config.train_frequency)
+        traj, reward_state, metrics = apply_reward_transform(reward_transform, state.reward_state,
+                                                             traj, transform_key)
+        return state.replace(
+            buffer=store(state.buffer, traj), env_state=env_state, obs=obs,
+            last_episode_return=episode_return_metric(traj.info, state.last_episode_return),
+            vector_steps=state.vector_steps + config.train_frequency,
+            reward_state=reward_state), metrics
+
+    def draw(key: jax.Array, buffer: ReplayBuffer, model_buffer: ReplayBuffer | None) -> Sample:
+        """A batch: ``real_batch`` n-step replay samples, then the rest from the model buffer."""
+        if real_batch == config.batch_size:
+            return buffer.sample(key, config.batch_size, config.n_step, config.gamma)
+        key, model_key = jax.random.split(key)
+        model = model_buffer.sample(model_key, config.batch_size - real_batch, 1, config.gamma)
+        if real_batch == 0:
+            return model
+        real = buffer.sample(key, real_batch, config.n_step, config.gamma)
+        return jax.tree.map(lambda r, m: jnp.concatenate([r, m]), real, model)
+
+    def gradient_step(buffers: tuple[ReplayBuffer, ReplayBuffer | None], state: TrainState,
+                      keys: jax.Array) -> tuple[TrainState, Metrics]:
+        sample = draw(keys[0], *buffers)
         state = state.replace(update_count=state.update_count + 1)
-        return hooks.gradient_step(keys[1], state, sample)
+        step_key, target_key = _split_if(keys[1], extensions.target is not None)
+        if extensions.target is not None:
+            sample = extensions.target(target_key, state, sample)
+        return hooks.gradient_step(step_key, state, sample)
+
+    def learn(keys: jax.Array, state: TrainState) -> tuple[TrainState, Metrics]:
+        """``updates_per_step`` gradient steps; their metrics averaged."""
+        # The buffers are read-only while learning: keeping them out of the scan carry lets XLA
+        # read them in place instead of threading (and possibly copying) them through the loop.
+        buffers = (state.buffer, state.model_buffer)
+        state, metrics = jax.lax.scan(partial(gradient_step, buffers),
+                                      state.replace(buffer=None, model_buffer=None), keys)
+        return (state.replace(buffer=buffers[0], model_buffer=buffers[1]),
+                jax.tree.map(jnp.mean, metrics))
 
     # Jitted so that the shape query in ``update`` and the scan body share one trace (the trace
     # cache hits on equal shapes; XLA inlines the call).
     @jax.jit
     def iteration(state: TrainState, keys: jax.Array) -> tuple[TrainState, Metrics]:
-        env_steps = state.vector_steps.astype(jnp.float32) * num_envs
+        collect_key, phase_key = _split_if(keys[0], extensions.phase is not None)
+        state, metrics = collect(collect_key, state)
+        if extensions.phase is not None:
+            state, phase_metrics = extensions.phase(phase_key, state)
+            metrics = {**metrics, **phase_metrics}
+        state, learn_metrics = learn(keys[1:].reshape(config.updates_per_step, 2), state)
+        return state, {**metrics, **learn_metrics}
 
-        def behaviour(policy_key, obs):
-            return hooks.explore(policy_key, state.params, obs, env_steps), {}
-
-        env_state, obs, traj = rollout(keys[0], parts.env, env_params, state.env_state,
-                                       state.obs, behaviour, config.train_frequency)
-        state = state.replace(
-            buffer=store(state.buffer, traj), env_state=env_state, obs=obs,
-            last_episode_return=episode_return_metric(traj.info, state.last_episode_return),
-            vector_steps=state.vector_steps + config.train_frequency)
-        # The buffer is read-only while learning: keeping it out of the scan carry lets XLA
-        # read it in place instead of threading (and possibly copying) it through the loop.
-        buffer = state.buffer
-        state, metrics = jax.lax.scan(partial(learn, buffer), state.replace(buffer=None),
-                                      keys[1:].reshape(config.updates_per_step, 2))
-        return state.replace(buffer=buffer), jax.tree.map(jnp.mean, metrics)
+    def evaluate_policy(key: jax.Array, state: TrainState) -> Metrics:
+        """``eval_return`` of the deterministic policy (none with ``eval_episodes = 0``)."""
+        if not config.eval_episodes:
+            return {}
+        return {"eval_return": evaluate(
+            key, parts.eval_env, env_params, lambda k, obs: hooks.act(state.params, obs, k, True),
+            config.eval_episodes, parts.eval_steps, ONE_OFF_UNROLL)}
 
     def update(state: TrainState) -> tuple[TrainState, Metrics]:
         # Every key of the interval in one split (row i: iteration i's rollout key, then a
@@ -283,11 +414,7 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
         (state, totals), _ = jax.lax.scan(summed, (state.replace(key=key), zeros), keys)
         metrics = jax.tree.map(lambda total: total / config.iterations_per_update, totals)
         metrics["episode_return"] = state.last_episode_return
-        if config.eval_episodes:
-            metrics["eval_return"] = evaluate(
-                eval_key, parts.eval_env, env_params,
-                lambda k, obs: hooks.act(state.params, obs, k, True),
-                config.eval_episodes, parts.eval_steps, ONE_OFF_UNROLL)
+        metrics.update(evaluate_policy(eval_key, state))
         metrics["step"] = state.vector_steps * num_envs
         return state, metrics
 
@@ -304,11 +431,3 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
     return Agent(init=init, update=update, act=act, num_updates=config.num_updates,
                  steps_per_update=config.steps_per_update,
                  initial_steps=config.warmup_vector_steps * num_envs)
-
-
-def linear_epsilon(start_e: float | jax.Array, end_e: float | jax.Array,
-                   duration: float | jax.Array, env_steps: jax.Array) -> jax.Array:
-    """``ε_t = start_e + min(t / duration, 1) · (end_e - start_e)`` (``end_e`` if duration 0)."""
-    fraction = jnp.where(duration > 0, jnp.clip(env_steps / jnp.maximum(duration, 1e-8), 0, 1),
-                         1.0)
-    return start_e + fraction * (end_e - start_e)

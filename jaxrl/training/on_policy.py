@@ -1,11 +1,42 @@
-"""What every on-policy agent shares: env wrapping, the network, rollout state, batch collection.
+"""The on-policy family: its configs, the rollout state, and the collect / learn / evaluate loop.
 
-``collect`` runs the shared rollout scan with the current policy, normalises observations and
-(optionally) rewards with batch-level statistics, evaluates ``V(final_obs)`` for bootstrapping,
-and returns a time-major ``Batch`` ready for GAE / returns. Agents (PPO, A2C, REINFORCE, NPG,
-TRPO) differ only in what they do with the batch. Their ``Config`` must provide ``num_envs``,
-``num_steps``, ``total_timesteps``, ``gamma``, ``normalize_obs``, ``normalize_reward``,
-``hidden_sizes`` and ``activation``.
+One ``update`` of every on-policy agent (REINFORCE, A2C, PPO; NPG and TRPO through
+``training.natural_gradient``):
+
+1. **collect** (``collect``): roll the current stochastic policy out for ``num_steps`` in
+   ``num_envs`` envs; apply the reward transform, if any, to the transitions; then normalise
+   rewards (optional) and evaluate ``V(final_obs)`` for bootstrapping. The result is a
+   time-major ``Batch`` ``[num_steps, num_envs]``.
+2. **learn**: the agent's own estimate (GAE, n-step, reward-to-go) and policy improvement
+   (``gradient_epochs`` for the gradient methods, a natural-gradient step for NPG / TRPO).
+3. **evaluate** (``evaluate_policy``, only with ``eval_episodes > 0``): the deterministic policy
+   on ``eval_episodes`` fresh episodes, reported as ``eval_return``.
+
+Metrics: the agent's statistics, the reward transform's, ``episode_return`` (training episodes),
+``eval_return`` and ``step`` (env steps so far).
+
+Extension points (each ``None`` when unused: no state leaf, the computation unchanged):
+
+- **reward transform** (``training.extensions.RewardTransform``, ``make_agent(...,
+  reward_transform=)``): rewrites the rewards of each rollout before reward normalisation and
+  any target; its state is ``RolloutState.reward_state``, so it is checkpointed with the run.
+- **a network with memory** (``make_agent(..., network=)`` of the gradient agents): a flax
+  module with
+
+  - ``initial_carry(batch) -> carry``: a plain method (no parameters) giving the carry of a
+    fresh episode, leaves ``[batch, ...]``;
+  - ``__call__(obs [B, ...], carry) -> (distribution, value [B], carry)``: one step;
+  - ``sequence(obs [T, B, ...], done [T, B], carry [B]) -> (distribution [T, B], value [T, B])``:
+    ``T`` steps from ``carry``, the carry restored to ``initial_carry`` after every step with
+    ``done`` (the episode ended there), exactly as the step-by-step rollout did.
+
+  The env batch's carry is ``RolloutState.policy_carry`` (reset where an episode ends,
+  ``rollout.rollout_with_carry``); the carry at the start of each rollout travels with the
+  ``Batch``, and the learner replays whole env sequences (``rollout.env_minibatches``) through
+  ``sequence``, so every minibatch sees the log-probs the rollout computed. ``num_minibatches``
+  must then divide ``num_envs``. Acting follows ``training.agent``'s protocol for memory
+  (``act(..., carry) -> (action, carry)``, ``Agent.initial_carry``). NPG / TRPO take memoryless
+  networks only (their Fisher products run on the actor's parameters alone).
 """
 
 from __future__ import annotations
@@ -21,27 +52,100 @@ import optax
 from flax import struct
 
 from jaxrl import losses
+from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted_return_trace
 from jaxrl.envs.spaces import Box, Discrete, Space
+from jaxrl.evaluation import evaluate
 from jaxrl.models import make_actor_critic
 from jaxrl.rollout import (
     bootstrap_values,
+    env_minibatches,
     episode_return_metric,
     reset_envs,
     rollout,
+    rollout_with_carry,
     shuffled_minibatches,
 )
 from jaxrl.training.agent import Agent, Metrics, as_typed_key
+from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
+from jaxrl.training.extensions import (
+    RewardTransform,
+    apply_reward_transform,
+    init_reward_transform,
+)
 from jaxrl.training.optim import grad_norm
 
-__all__ = ["ACTOR_MODULES", "Batch", "OnPolicySetup", "RolloutState", "TrainState",
-           "actor_critic_loss", "collect", "gradient_epochs", "init_rollout", "make_act",
-           "make_gradient_agent", "make_optimizer", "merge_actor_critic", "setup",
-           "split_actor_critic", "validate_rollout"]
+__all__ = ["ACTOR_MODULES", "Batch", "GradientConfig", "OnPolicyConfig", "OnPolicySetup",
+           "RolloutState", "TrainState", "actor_critic_loss", "agent_from", "collect",
+           "evaluate_policy", "forward", "gradient_epochs", "has_memory", "init_network",
+           "init_rollout", "make_act", "make_gradient_agent", "make_optimizer",
+           "merge_actor_critic", "report", "setup", "split_actor_critic", "split_update_key"]
+
+
+class OnPolicyConfig(BaseConfig):
+    """Fields every on-policy agent shares. Static fields decide shapes."""
+
+    total_timesteps: int = static(500_000, ">= 1")
+    """environment steps per seed (rounded down to whole rollouts)"""
+    num_envs: int = static(8, ">= 1")
+    """parallel environments"""
+    num_steps: int = static(32, ">= 1")
+    """steps per environment per rollout"""
+    num_minibatches: int = static(1, ">= 1")
+    """minibatches per pass over each rollout; must divide num_envs * num_steps"""
+    hidden_sizes: tuple[int, ...] = static((64, 64))
+    """hidden layer widths of the actor and critic MLPs"""
+    activation: str = static("tanh", ACTIVATIONS)
+    """activation of the hidden layers"""
+    normalize_obs: bool = static(False)
+    """normalise observations with batch-level running statistics"""
+    normalize_reward: bool = static(False)
+    """scale rewards by the std of the discounted return"""
+    eval_episodes: int = static(0, ">= 0")
+    """episodes of the deterministic policy evaluated after each update (0: no eval_return)"""
+    gamma: float = hyper(0.99, "[0, 1]")
+    """discount factor"""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> None:
+        """One rollout must fit in ``total_timesteps``; ``num_minibatches`` must divide it."""
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps = {self.total_timesteps} is smaller than one rollout "
+                f"(num_envs * num_steps = {self.batch_size}); raise total_timesteps")
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"num_envs * num_steps = {self.num_envs} * {self.num_steps} = "
+                f"{self.batch_size} is not divisible by num_minibatches = "
+                f"{self.num_minibatches}; change one of them")
+
+
+class GradientConfig(OnPolicyConfig):
+    """Fields of the agents that descend a loss with a first-order optimizer (REINFORCE, A2C,
+    PPO; ``make_optimizer``)."""
+
+    anneal_lr: bool = static(True)
+    """decay the learning rate linearly to 0"""
+    learning_rate: float = hyper(1e-3, "> 0")
+    """optimizer step size"""
+    ent_coef: float = hyper(0.0, ">= 0")
+    """entropy bonus coefficient"""
+    vf_coef: float = hyper(0.5, ">= 0")
+    """value loss coefficient"""
+    max_grad_norm: float = hyper(0.5, "> 0")
+    """global gradient-norm clip"""
 
 
 class RolloutState(struct.PyTreeNode):
-    """Env batch plus the normalisation statistics and the running episode-return metric."""
+    """Env batch plus the normalisation statistics and the running episode-return metric;
+    the extension states (module docstring) are ``None`` when unused."""
 
     env_state: Any
     obs: jax.Array
@@ -49,14 +153,20 @@ class RolloutState(struct.PyTreeNode):
     return_stats: RunningMeanStd
     return_trace: jax.Array
     last_episode_return: jax.Array
+    policy_carry: Any = None
+    """the memory of a network with memory, per env ``[num_envs, ...]``"""
+    reward_state: Any = None
+    """the reward transform's state"""
 
 
 class Batch(struct.PyTreeNode):
     """One rollout, time-major ``[num_steps, num_envs, ...]``.
 
-    ``obs`` is normalised as the policy saw it; ``reward`` is scaled when reward normalisation
-    is on; ``next_value`` is ``V(final_obs)``, the bootstrap value of each step
-    (``rollout.bootstrap_values``; where terminated, a value the zero discount ignores).
+    ``obs`` is normalised as the policy saw it; ``reward`` is transformed and (with reward
+    normalisation) scaled; ``next_value`` is ``V(final_obs)``, the bootstrap value of each step
+    (``rollout.bootstrap_values``; where terminated, a value the zero discount ignores);
+    ``policy_carry`` the carry at the rollout's start ``[num_envs, ...]`` (``None`` without
+    memory).
     """
 
     obs: jax.Array
@@ -67,6 +177,7 @@ class Batch(struct.PyTreeNode):
     reward: jax.Array
     terminated: jax.Array
     truncated: jax.Array
+    policy_carry: Any = None
 
     @property
     def done(self) -> jax.Array:
@@ -78,47 +189,40 @@ class Batch(struct.PyTreeNode):
 
 
 class OnPolicySetup(NamedTuple):
+    """``env`` is what the agent trains on (episode statistics, Box actions clipped);
+    ``eval_env`` the same without statistics (``evaluate`` adds its own)."""
+
     env: Any
     network: nn.Module
     observation_space: Space
     action_space: Space
+    eval_env: Any = None
+    eval_steps: int = 1001
+    reward_transform: RewardTransform | None = None
 
 
-def validate_rollout(config: Any, *positive: str) -> None:
-    """Static checks shared by on-policy configs; ``ValueError`` saying what to change.
-
-    ``num_envs``, ``num_steps`` and every field named in ``positive`` must be >= 1; one rollout
-    must fit in ``total_timesteps``; a ``num_minibatches`` field must divide the rollout.
-    """
-    for name in ("num_envs", "num_steps", *positive):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    batch_size = config.num_envs * config.num_steps
-    if config.total_timesteps < batch_size:
-        raise ValueError(
-            f"total_timesteps = {config.total_timesteps} is smaller than one rollout "
-            f"(num_envs * num_steps = {batch_size}); raise total_timesteps")
-    num_minibatches = getattr(config, "num_minibatches", 1)
-    if num_minibatches < 1:
-        raise ValueError(f"num_minibatches must be >= 1, got {num_minibatches}")
-    if batch_size % num_minibatches:
-        raise ValueError(
-            f"num_envs * num_steps = {config.num_envs} * {config.num_steps} = {batch_size} "
-            f"is not divisible by num_minibatches = {num_minibatches}; change one of them")
+def has_memory(network: Any) -> bool:
+    """Whether ``network`` follows the memory protocol (module docstring)."""
+    return hasattr(network, "initial_carry")
 
 
-def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent") -> OnPolicySetup:
-    """Wrap ``env`` (action clipping for Box, episode statistics) and build the actor-critic."""
+def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent",
+          network: nn.Module | None = None,
+          reward_transform: RewardTransform | None = None) -> OnPolicySetup:
+    """Wrap ``env`` (action clipping for Box, episode statistics) and build the actor-critic
+    (``make_actor_critic`` unless ``network`` is given)."""
     action_space = env.action_space(env_params)
     observation_space = env.observation_space(env_params)
     if not isinstance(action_space, Discrete | Box):
         raise TypeError(f"{algo} supports Discrete and Box action spaces, got {action_space}")
     if isinstance(action_space, Box):
         env = ClipAction(env)
-    env = EpisodeStatistics(env)
-    network = make_actor_critic(observation_space, action_space, config.hidden_sizes,
-                                config.activation)
-    return OnPolicySetup(env, network, observation_space, action_space)
+    if network is None:
+        network = make_actor_critic(observation_space, action_space, config.hidden_sizes,
+                                    config.activation)
+    eval_steps = int(getattr(env_params, "max_steps_in_episode", 1000)) + 1
+    return OnPolicySetup(EpisodeStatistics(env), network, observation_space, action_space,
+                         env, eval_steps, reward_transform)
 
 
 def _max_truncations(env: Any, env_params: Any, num_steps: int) -> int | None:
@@ -132,32 +236,77 @@ def _normalize(config: Any, stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
 
 def init_rollout(key: jax.Array, config: Any, parts: OnPolicySetup,
                  env_params: Any) -> RolloutState:
-    """Reset ``num_envs`` envs; fresh statistics; the return metric is NaN until an episode ends."""
+    """Reset ``num_envs`` envs; fresh statistics, carry and reward-transform state; the return
+    metric is NaN until an episode ends."""
+    if parts.reward_transform is not None:
+        key, reward_key = jax.random.split(key)
     obs, env_state = reset_envs(key, parts.env, env_params, config.num_envs)
     return RolloutState(
         env_state=env_state, obs=obs,
         obs_stats=RunningMeanStd.create(parts.observation_space.shape),
         return_stats=RunningMeanStd.create(),
         return_trace=jnp.zeros((config.num_envs,), jnp.float32),
-        last_episode_return=jnp.full((), jnp.nan, jnp.float32))
+        last_episode_return=jnp.full((), jnp.nan, jnp.float32),
+        policy_carry=(parts.network.initial_carry(config.num_envs)
+                      if has_memory(parts.network) else None),
+        reward_state=(None if parts.reward_transform is None else init_reward_transform(
+            parts.reward_transform, reward_key, parts.observation_space, parts.action_space)))
 
 
-def collect(key: jax.Array, state: RolloutState, config: Any, parts: OnPolicySetup,
-            env_params: Any, params: Any) -> tuple[RolloutState, Batch]:
-    """Roll out the current policy for ``num_steps``; see the module docstring."""
-    network = parts.network
+def init_network(key: jax.Array, network: nn.Module, state: RolloutState) -> Any:
+    """The network's variables, initialised on one observation (and carry) of ``state``."""
+    if state.policy_carry is None:
+        return network.init(key, state.obs[:1])
+    return network.init(key, state.obs[:1], jax.tree.map(lambda x: x[:1], state.policy_carry))
+
+
+def _rollout_memoryless(key, state, config, parts, env_params, params):
+    network, stats = parts.network, state.obs_stats
 
     def policy(key, obs):
-        dist, value = network.apply(params, _normalize(config, state.obs_stats, obs))
+        dist, value = network.apply(params, _normalize(config, stats, obs))
         action, log_prob = dist.sample_and_log_prob(seed=key)
         return action, {"log_prob": log_prob, "value": value}
 
     env_state, obs, traj = rollout(key, parts.env, env_params, state.env_state, state.obs,
                                    policy, config.num_steps)
     next_value = bootstrap_values(
-        lambda obs: network.apply(params, _normalize(config, state.obs_stats, obs),
-                                  method="value"),
+        lambda obs: network.apply(params, _normalize(config, stats, obs), method="value"),
         traj, traj.extras["value"], _max_truncations(parts.env, env_params, config.num_steps))
+    return env_state, obs, None, traj, next_value
+
+
+def _rollout_with_memory(key, state, config, parts, env_params, params):
+    network, stats = parts.network, state.obs_stats
+
+    def policy(key, obs, env_state, carry):
+        dist, value, carry = network.apply(params, _normalize(config, stats, obs), carry)
+        action, log_prob = dist.sample_and_log_prob(seed=key)
+        return action, {"log_prob": log_prob, "value": value, "carry": carry}, carry
+
+    env_state, obs, carry, traj = rollout_with_carry(
+        key, parts.env, env_params, state.env_state, state.obs, state.policy_carry, policy,
+        config.num_steps, network.initial_carry(config.num_envs))
+    # V(final_obs) continues the episode's memory: the carry after step t, before any reset.
+    def flat(x):
+        return x.reshape((-1, *x.shape[2:]))
+
+    _, next_value, _ = network.apply(params, _normalize(config, stats, flat(traj.next_obs)),
+                                     jax.tree.map(flat, traj.extras["carry"]))
+    return env_state, obs, carry, traj, next_value.reshape(traj.reward.shape)
+
+
+def collect(key: jax.Array, state: RolloutState, config: Any, parts: OnPolicySetup,
+            env_params: Any, params: Any) -> tuple[RolloutState, Batch, Metrics]:
+    """Roll out the current policy for ``num_steps``: ``(state, batch, reward-transform
+    metrics)``; see the module docstring."""
+    if parts.reward_transform is not None:
+        key, reward_key = jax.random.split(key)
+    run = _rollout_memoryless if state.policy_carry is None else _rollout_with_memory
+    env_state, obs, carry, traj, next_value = run(key, state, config, parts, env_params, params)
+    traj, reward_state, metrics = apply_reward_transform(
+        parts.reward_transform, state.reward_state, traj,
+        reward_key if parts.reward_transform is not None else None)
     rewards, return_trace, return_stats = traj.reward, state.return_trace, state.return_stats
     if config.normalize_reward:
         trace, return_trace = discounted_return_trace(rewards, traj.done, config.gamma,
@@ -167,28 +316,105 @@ def collect(key: jax.Array, state: RolloutState, config: Any, parts: OnPolicySet
     batch = Batch(obs=_normalize(config, state.obs_stats, traj.obs), action=traj.action,
                   log_prob=traj.extras["log_prob"], value=traj.extras["value"],
                   next_value=next_value, reward=rewards, terminated=traj.terminated,
-                  truncated=traj.truncated)
+                  truncated=traj.truncated, policy_carry=state.policy_carry)
     obs_stats = state.obs_stats.update(traj.obs) if config.normalize_obs else state.obs_stats
     new_state = RolloutState(
         env_state=env_state, obs=obs, obs_stats=obs_stats, return_stats=return_stats,
         return_trace=return_trace,
-        last_episode_return=episode_return_metric(traj.info, state.last_episode_return))
-    return new_state, batch
+        last_episode_return=episode_return_metric(traj.info, state.last_episode_return),
+        policy_carry=carry, reward_state=reward_state)
+    return new_state, batch, metrics
 
 
-def make_act(config: Any, parts: OnPolicySetup):
-    """``act(params, rollout_state, obs, key, deterministic) -> action`` for evaluation."""
+def make_act(config: Any, parts: OnPolicySetup) -> Callable[..., Any]:
+    """``act(params, rollout_state, obs, key, deterministic) -> action``; with memory
+    ``act(params, rollout_state, obs, key, deterministic, carry) -> (action, carry)``."""
+    network, space = parts.network, parts.action_space
+
+    def choose(dist, key, deterministic):
+        action = dist.mode() if deterministic else dist.sample(seed=key)
+        if isinstance(space, Box):
+            action = jnp.clip(action, space.low, space.high)
+        return action
 
     def act(params: Any, state: RolloutState, obs: jax.Array, key: jax.Array,
             deterministic: bool = False) -> jax.Array:
-        dist = parts.network.apply(params, _normalize(config, state.obs_stats, obs),
-                                   method="policy")
-        action = dist.mode() if deterministic else dist.sample(seed=key)
-        if isinstance(parts.action_space, Box):
-            action = jnp.clip(action, parts.action_space.low, parts.action_space.high)
-        return action
+        dist = network.apply(params, _normalize(config, state.obs_stats, obs), method="policy")
+        return choose(dist, key, deterministic)
 
-    return act
+    def act_with_memory(params: Any, state: RolloutState, obs: jax.Array, key: jax.Array,
+                        deterministic: bool, carry: Any) -> tuple[jax.Array, Any]:
+        dist, _, carry = network.apply(params, _normalize(config, state.obs_stats, obs), carry)
+        return choose(dist, key, deterministic), carry
+
+    return act_with_memory if has_memory(network) else act
+
+
+def evaluate_policy(key: jax.Array, config: Any, parts: OnPolicySetup, env_params: Any,
+                    params: Any, state: RolloutState) -> jax.Array:
+    """Mean return of the deterministic policy on ``eval_episodes`` fresh episodes."""
+    act = make_act(config, parts)
+    if has_memory(parts.network):
+        def policy(key, obs, env_state, carry):
+            return act(params, state, obs, key, True, carry)
+
+        initial_carry = parts.network.initial_carry
+    else:
+        def policy(key, obs):
+            return act(params, state, obs, key, True)
+
+        initial_carry = None
+    return evaluate(key, parts.eval_env, env_params, policy, config.eval_episodes,
+                    parts.eval_steps, ONE_OFF_UNROLL, initial_carry=initial_carry)
+
+
+def split_update_key(key: jax.Array, config: Any) -> tuple[jax.Array, ...]:
+    """``(next key, rollout key, learn key, eval key or None)``; no eval key is split off
+    without evaluation, so such runs are unchanged."""
+    key, rollout_key, learn_key, *eval_key = jax.random.split(
+        key, 3 + (config.eval_episodes > 0))
+    return key, rollout_key, learn_key, (eval_key[0] if eval_key else None)
+
+
+def report(metrics: Metrics, config: Any, parts: OnPolicySetup, env_params: Any,
+           eval_key: jax.Array | None, params: Any, state: RolloutState,
+           update_count: jax.Array) -> Metrics:
+    """``metrics`` plus ``episode_return``, ``eval_return`` (with an eval key) and ``step``."""
+    metrics["episode_return"] = state.last_episode_return
+    if eval_key is not None:
+        metrics["eval_return"] = evaluate_policy(eval_key, config, parts, env_params, params,
+                                                 state)
+    metrics["step"] = update_count * config.num_envs * config.num_steps
+    return metrics
+
+
+def agent_from(config: Any, parts: OnPolicySetup, init: Callable[[jax.Array], Any],
+               update: Callable[[Any], tuple[Any, Metrics]],
+               params_of: Callable[[Any], Any]) -> Agent:
+    """The ``Agent`` of an on-policy train state: ``params_of(state)`` are the variables the
+    policy reads, ``state.rollout`` the ``RolloutState``. With memory it sets
+    ``initial_carry``; without, ``behaviour`` (the stochastic policy)."""
+    act_with, network = make_act(config, parts), parts.network
+    batch_size = config.num_envs * config.num_steps
+    sizes = {"num_updates": config.total_timesteps // batch_size,
+             "steps_per_update": batch_size}
+    if has_memory(network):
+        def act_with_memory(state: Any, obs: jax.Array, key: jax.Array, deterministic: bool,
+                            carry: Any) -> tuple[jax.Array, Any]:
+            return act_with(params_of(state), state.rollout, obs, key, deterministic, carry)
+
+        return Agent(init=init, update=update, act=act_with_memory, **sizes,
+                     initial_carry=lambda state, batch: network.initial_carry(batch))
+
+    def act(state: Any, obs: jax.Array, key: jax.Array,
+            deterministic: bool = False) -> jax.Array:
+        return act_with(params_of(state), state.rollout, obs, key, deterministic)
+
+    def behaviour(state: Any, obs: jax.Array) -> Any:
+        obs = _normalize(config, state.rollout.obs_stats, obs)
+        return network.apply(params_of(state), obs, method="policy")
+
+    return Agent(init=init, update=update, act=act, **sizes, behaviour=behaviour)
 
 
 ACTOR_MODULES = ("actor_torso", "policy_head")
@@ -214,7 +440,7 @@ def merge_actor_critic(actor: Any, critic: Any) -> Any:
 
 
 # The pieces below are shared by the agents that improve the policy by plain gradient steps on a
-# loss (A2C, REINFORCE; PPO's epoch loop is ``gradient_epochs``). NPG / TRPO step differently.
+# loss (REINFORCE, A2C, PPO). NPG / TRPO step differently (``training.natural_gradient``).
 
 
 class TrainState(struct.PyTreeNode):
@@ -227,7 +453,7 @@ class TrainState(struct.PyTreeNode):
     update_count: jax.Array
 
 
-Samples = dict[str, jax.Array]
+Samples = dict[str, Any]
 LossFn = Callable[[Any, Samples], tuple[jax.Array, Metrics]]
 Estimator = Callable[[Batch], tuple[jax.Array, jax.Array]]
 
@@ -242,8 +468,8 @@ def make_optimizer(config: Any, num_updates: int, steps_per_update: int,
     Numeric fields are only read inside the schedule, so they may be traced (a sweep).
 
     The optimizer works on the parameters raveled into one vector (``optax.flatten``): the same
-    element-wise update, but a handful of kernels instead of several per parameter leaf, which
-    cut PPO's XLA compile by ≈ 10-30 % on CPU at no cost in run time (``benchmarks/RESULTS.md``).
+    element-wise update with a handful of kernels instead of several per parameter leaf, which
+    compiles faster (``benchmarks/RESULTS.md``).
     """
 
     def learning_rate(count: jax.Array) -> jax.Array:
@@ -260,6 +486,20 @@ def make_optimizer(config: Any, num_updates: int, steps_per_update: int,
     return optax.flatten(optax.chain(optax.clip_by_global_norm(config.max_grad_norm), scale))
 
 
+def forward(network: Any, params: Any, samples: Samples, method: str | None = None) -> Any:
+    """``network.apply(params, samples["obs"], method=method)``: ``(π, V)``, or ``π`` with
+    ``method="policy"``. Samples of a network with memory (``"carry"`` ``[1, B, ...]`` and
+    ``"done"``) are replayed as sequences ``[T, B]`` through its ``sequence`` method."""
+    if "carry" not in samples:
+        if method is None:
+            return network.apply(params, samples["obs"])
+        return network.apply(params, samples["obs"], method=method)
+    carry = jax.tree.map(lambda x: x[0], samples["carry"])
+    dist, values = network.apply(params, samples["obs"], samples["done"], carry,
+                                 method="sequence")
+    return dist if method == "policy" else (dist, values)
+
+
 def actor_critic_loss(network: nn.Module, params: Any, samples: Samples,
                       vf_coef: float | jax.Array,
                       ent_coef: float | jax.Array) -> tuple[jax.Array, Metrics]:
@@ -268,7 +508,7 @@ def actor_critic_loss(network: nn.Module, params: Any, samples: Samples,
     The vanilla policy-gradient surrogate with a learned critic (REINFORCE with baseline, A2C);
     ``samples["advantages"]`` (A) and ``samples["targets"]`` (G) are constants.
     """
-    dist, values = network.apply(params, samples["obs"])
+    dist, values = forward(network, params, samples)
     log_probs = dist.log_prob(samples["action"])
     policy_loss = losses.policy_gradient_loss(log_probs, samples["advantages"])
     value_loss = losses.value_loss(values, samples["targets"])
@@ -278,11 +518,32 @@ def actor_critic_loss(network: nn.Module, params: Any, samples: Samples,
                    "entropy": entropy}
 
 
+def _minibatches(key: jax.Array, samples: Samples, num_minibatches: int) -> Samples:
+    """``[num_minibatches, ...]`` stacks: shuffled single steps, or whole env sequences
+    ``[T, N / num_minibatches]`` for a network with memory; unshuffled when 1."""
+    if "carry" in samples:
+        if num_minibatches == 1:
+            return jax.tree.map(lambda x: x[None], samples)
+        return env_minibatches(key, samples, num_minibatches)
+    if num_minibatches == 1:
+        return jax.tree.map(lambda x: x.reshape((1, -1, *x.shape[2:])), samples)
+    return shuffled_minibatches(key, samples, num_minibatches)
+
+
+def _minibatch_shapes(samples: Samples, num_minibatches: int) -> Samples:
+    if "carry" in samples:
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+            (x.shape[0], x.shape[1] // num_minibatches, *x.shape[2:]), x.dtype), samples)
+    size = math.prod(jax.tree.leaves(samples)[0].shape[:2]) // num_minibatches
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((size, *x.shape[2:]), x.dtype), samples)
+
+
 def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Samples,
                     loss_fn: LossFn, optimizer: optax.GradientTransformation,
                     update_epochs: int, num_minibatches: int) -> tuple[Any, Any, Metrics]:
     """``update_epochs`` passes over ``samples`` (leaves ``[T, N, ...]``), each split into
-    ``num_minibatches`` shuffled minibatches (unshuffled when 1), one optimizer step per minibatch.
+    ``num_minibatches`` shuffled minibatches (``_minibatches``), one optimizer step per
+    minibatch.
 
     Returns ``(params, opt_state, stats)``: ``loss_fn``'s statistics and the pre-clipping
     ``grad_norm``, averaged over all steps.
@@ -305,15 +566,10 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
         return (optax.apply_updates(params, updates), opt_state, totals), None
 
     def epoch(carry, epoch_key):
-        if num_minibatches == 1:
-            minibatches = jax.tree.map(lambda x: x.reshape((1, -1, *x.shape[2:])), samples)
-        else:
-            minibatches = shuffled_minibatches(epoch_key, samples, num_minibatches)
+        minibatches = _minibatches(epoch_key, samples, num_minibatches)
         return jax.lax.scan(gradient_step, carry, minibatches)[0], None
 
-    minibatch_size = math.prod(jax.tree.leaves(samples)[0].shape[:2]) // num_minibatches
-    minibatch = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct((minibatch_size, *x.shape[2:]), x.dtype), samples)
+    minibatch = _minibatch_shapes(samples, num_minibatches)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                          jax.eval_shape(step_stats, params, minibatch)[1])
     (params, opt_state, totals), _ = jax.lax.scan(epoch, (params, opt_state, zeros),
@@ -332,43 +588,47 @@ def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
 
     ``update``: collect ``num_steps`` with the current policy; ``advantages, targets =
     estimate(batch)``; ``gradient_epochs`` on ``loss_fn(params, samples)``, where ``samples``
-    holds ``obs, action, log_prob, value, advantages, targets`` (``[num_steps, num_envs, ...]``).
-    Metrics: the averaged loss statistics, ``update_metrics(new_params, samples)`` where given
-    (statistics of the whole update, e.g. PPO's ``approx_kl``), ``episode_return`` and ``step``
-    (env steps so far).
+    holds ``obs, action, log_prob, value, advantages, targets`` (``[num_steps, num_envs, ...]``;
+    with memory also ``done`` and the rollout's initial ``carry`` ``[1, num_envs, ...]``:
+    ``forward`` replays them). Metrics: the averaged loss statistics, ``update_metrics(
+    new_params, samples)`` where given (statistics of the whole update, e.g. PPO's
+    ``approx_kl``), and ``report``'s.
     """
-    batch_size = config.num_envs * config.num_steps
+    if has_memory(parts.network) and config.num_envs % num_minibatches:
+        raise ValueError(f"a network with memory learns from whole env sequences: "
+                         f"num_minibatches = {num_minibatches} must divide num_envs = "
+                         f"{config.num_envs}")
 
     def init(key: jax.Array) -> TrainState:
         key, init_key, reset_key = jax.random.split(as_typed_key(key), 3)
         rollout_state = init_rollout(reset_key, config, parts, env_params)
-        params = parts.network.init(init_key, rollout_state.obs[:1])
+        params = init_network(init_key, parts.network, rollout_state)
         return TrainState(params=params, opt_state=optimizer.init(params), rollout=rollout_state,
                           key=key, update_count=jnp.zeros((), jnp.int32))
 
-    def update(state: TrainState) -> tuple[TrainState, Metrics]:
-        key, rollout_key, epochs_key = jax.random.split(state.key, 3)
-        rollout_state, batch = collect(rollout_key, state.rollout, config, parts, env_params,
-                                       state.params)
+    def learn(key: jax.Array, params: Any, opt_state: Any,
+              batch: Batch) -> tuple[Any, Any, Metrics]:
         advantages, targets = estimate(batch)
         samples = {"obs": batch.obs, "action": batch.action, "log_prob": batch.log_prob,
                    "value": batch.value, "advantages": advantages, "targets": targets}
-        params, opt_state, metrics = gradient_epochs(epochs_key, state.params, state.opt_state,
-                                                     samples, loss_fn, optimizer, update_epochs,
-                                                     num_minibatches)
+        if batch.policy_carry is not None:
+            samples["done"] = batch.done
+            samples["carry"] = jax.tree.map(lambda x: x[None], batch.policy_carry)
+        params, opt_state, metrics = gradient_epochs(key, params, opt_state, samples, loss_fn,
+                                                     optimizer, update_epochs, num_minibatches)
         if update_metrics is not None:
             metrics = {**metrics, **update_metrics(params, samples)}
+        return params, opt_state, metrics
+
+    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+        key, rollout_key, learn_key, eval_key = split_update_key(state.key, config)
+        rollout_state, batch, reward_metrics = collect(rollout_key, state.rollout, config,
+                                                       parts, env_params, state.params)
+        params, opt_state, metrics = learn(learn_key, state.params, state.opt_state, batch)
         update_count = state.update_count + 1
-        metrics["episode_return"] = rollout_state.last_episode_return
-        metrics["step"] = update_count * batch_size
+        metrics = report({**metrics, **reward_metrics}, config, parts, env_params, eval_key,
+                         params, rollout_state, update_count)
         return TrainState(params=params, opt_state=opt_state, rollout=rollout_state, key=key,
                           update_count=update_count), metrics
 
-    act_with = make_act(config, parts)
-
-    def act(state: TrainState, obs: jax.Array, key: jax.Array,
-            deterministic: bool = False) -> jax.Array:
-        return act_with(state.params, state.rollout, obs, key, deterministic)
-
-    return Agent(init=init, update=update, act=act,
-                 num_updates=config.total_timesteps // batch_size, steps_per_update=batch_size)
+    return agent_from(config, parts, init, update, lambda state: state.params)

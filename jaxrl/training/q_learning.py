@@ -1,0 +1,127 @@
+"""Q-learning on the replay loop (DQN, soft Q): shared config, Huber TD step, ε schedule.
+
+A Q-learning agent minimises the Huber loss between ``Q(s, a)`` and
+``y = r + γ_m (1 - terminated) v(s')``, where the variant decides ``v`` from the online and
+target networks' ``Q(s', ·)`` (``NextValue``: greedy, double Q, soft) and the behaviour policy
+from ``Q(s, ·)`` (ε-greedy, Boltzmann). The target network is Polyak-averaged (τ = 1: hard
+copy) every ``target_network_frequency`` updates; MinAtar observations get the CNN torso.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrl import losses
+from jaxrl.envs.spaces import Discrete
+from jaxrl.models import make_q_network
+from jaxrl.replay import Sample
+from jaxrl.training import off_policy, optim
+from jaxrl.training.agent import Agent, Metrics
+from jaxrl.training.config import hyper, static
+from jaxrl.training.extensions import RewardTransform
+from jaxrl.training.off_policy import ReplayExtensions, TrainState
+
+__all__ = ["Behaviour", "NextValue", "QConfig", "greedy_next_value", "linear_epsilon",
+           "make_q_agent"]
+
+
+class QConfig(off_policy.OffPolicyConfig):
+    """Fields shared by the Q-learning agents (DQN, soft Q). Defaults: rl-zoo's CartPole-v1 DQN
+    entry (batch 64, update-to-data ratio 1/2, 256-256 MLP) made stable: 2 updates every 4 steps
+    instead of 128 every 256, 3-step targets, Polyak τ = 0.005 every update and the learning
+    rate annealed from 5e-4 to 0. Some seeds can still collapse late (``docs/results.md``)."""
+
+    batch_size: int = static(64, ">= 1")
+    train_frequency: int = static(4, ">= 1")
+    updates_per_step: int = static(2, ">= 1")
+    n_step: int = static(3, ">= 1")
+    log_frequency: int = static(2_048, ">= 1")
+    dueling: bool = static(False)
+    """dueling head V + A - mean A"""
+    anneal_lr: bool = static(True)
+    """decay the learning rate linearly to 0 over the run"""
+    learning_rate: float = hyper(5e-4, "> 0")
+    """Adam step size"""
+    max_grad_norm: float = hyper(10.0, "> 0")
+    """global gradient-norm clip"""
+
+
+NextValue = Callable[[jax.Array, jax.Array], jax.Array]
+"""``next_value(next_q_online [B, A], next_q_target [B, A]) -> v(s') [B]`` of a variant."""
+
+Behaviour = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+"""``behaviour(key, q_values [B, A], env_steps) -> actions [B]``: the exploration policy."""
+
+
+def greedy_next_value(double_q: bool) -> NextValue:
+    """``max_a Q_target(s', a)``, or with ``double_q`` ``Q_target(s', argmax_a Q(s', a))``."""
+    if double_q:
+        return losses.double_q_next_value
+    return lambda next_q_online, next_q_target: next_q_target.max(-1)
+
+
+def linear_epsilon(start_e: float | jax.Array, end_e: float | jax.Array,
+                   duration: float | jax.Array, env_steps: jax.Array) -> jax.Array:
+    """``ε_t = start_e + min(t / duration, 1) · (end_e - start_e)`` (``end_e`` if duration 0)."""
+    fraction = jnp.where(duration > 0, jnp.clip(env_steps / jnp.maximum(duration, 1e-8), 0, 1),
+                         1.0)
+    return start_e + fraction * (end_e - start_e)
+
+
+def make_q_agent(config: QConfig, env: Any, env_params: Any, algo: str, next_value: NextValue,
+                 behaviour: Behaviour, reward_transform: RewardTransform | None = None,
+                 extensions: ReplayExtensions | None = None) -> Agent:
+    """A Q-learning agent on the replay loop: Huber loss to ``r + γ_m v(s')``.
+
+    Evaluation is greedy; ``act(..., deterministic=False)`` follows ``behaviour`` at the end
+    of training.
+    """
+    parts = off_policy.setup(env, env_params, algo.upper(), Discrete)
+    network = make_q_network(parts.observation_space, parts.action_space, config.hidden_sizes,
+                             config.activation, config.dueling)
+    optimizer = optim.adam(config.learning_rate, config.max_grad_norm,
+                           config.total_gradient_steps if config.anneal_lr else None)
+
+    def init(key, obs):
+        params = network.init(key, obs[:1])
+        return {"q": params}, {"q": params}, {"q": optimizer.init(params)}
+
+    def explore(key, params, obs, env_steps):
+        return behaviour(key, network.apply(params["q"], obs), env_steps)
+
+    def loss_fn(params, target_params, sample: Sample) -> tuple[jax.Array, Metrics]:
+        q_values = network.apply(params, sample.obs)
+        q_taken = jnp.take_along_axis(q_values, sample.action[:, None], -1).squeeze(-1)
+        next_q_online = jax.lax.stop_gradient(network.apply(params, sample.next_obs))
+        next_q_target = network.apply(target_params, sample.next_obs)
+        targets = losses.bellman_target(sample.reward, sample.discount,
+                                        next_value(next_q_online, next_q_target))
+        loss = optax.huber_loss(q_taken, targets, delta=1.0).mean()
+        return loss, {"loss": loss, "q_values": q_taken.mean()}
+
+    def gradient_step(key, state: TrainState, sample: Sample) -> tuple[TrainState, Metrics]:
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params["q"],
+                                                         state.target_params["q"], sample)
+        params, opt_state = optim.apply_gradients(optimizer, grads, state.opt_state["q"],
+                                                  state.params["q"])
+        target = optim.polyak_update(params, state.target_params["q"], config.tau,
+                                     state.update_count, config.target_network_frequency)
+        metrics["grad_norm"] = optim.grad_norm(grads)
+        return state.replace(params={"q": params}, target_params={"q": target},
+                             opt_state={"q": opt_state}), metrics
+
+    def act(params, obs, key, deterministic=False):
+        q_values = network.apply(params["q"], obs)
+        if deterministic:
+            return jnp.argmax(q_values, -1).astype(jnp.int32)
+        return behaviour(key, q_values, jnp.asarray(config.total_timesteps, jnp.float32))
+
+    hooks = off_policy.OffPolicyHooks(init=init, explore=explore, gradient_step=gradient_step,
+                                      act=act)
+    return off_policy.make_off_policy_agent(config, parts, env_params, hooks, reward_transform,
+                                            extensions)
