@@ -199,7 +199,8 @@ def _train(argv: list[str]) -> int:
     options, config = parsed.run, parsed.config
 
     from jaxrl.parallel import initialize_distributed
-    from jaxrl.runner import default_out_dir, run
+    from jaxrl.run_dir import default_out_dir
+    from jaxrl.runner import run
 
     out = options.out if options.out is not None else default_out_dir(algo, options.env)
 
@@ -288,7 +289,8 @@ def _resume(algo: str, rest: list[str]) -> int:
     if not directory:
         return _fail(f"--resume needs the run directory: jaxrl train {algo} --resume DIR")
 
-    from jaxrl.runner import read_run, resume_run
+    from jaxrl.run_dir import read_run
+    from jaxrl.runner import resume_run
 
     def start():
         spec = read_run(directory)

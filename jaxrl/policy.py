@@ -25,7 +25,8 @@ import numpy as np
 
 from jaxrl import checkpoint, envs
 from jaxrl.evaluation import episode_returns
-from jaxrl.runner import agent_factory, latest_checkpoint, read_run, sweep_settings
+from jaxrl.run_dir import latest_checkpoint, read_run
+from jaxrl.runner import agent_factory, sweep_settings
 from jaxrl.training.agent import Agent, policy_fn
 
 __all__ = ["EVAL_STEP_MARGIN", "Policy", "evaluate_policy", "evaluate_run", "load_policy",

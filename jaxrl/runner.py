@@ -22,21 +22,13 @@ ints derived on the host (``env_steps``), exact past 2^31.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import datetime as dt
 import functools
-import importlib.metadata
-import io
 import itertools
-import json
 import math
 import os
-import re
 import shlex
-import shutil
 import signal
-import subprocess
 import threading
 import time
 import warnings
@@ -50,16 +42,24 @@ import numpy as np
 
 from jaxrl import checkpoint, envs, parallel, registry
 from jaxrl.backend import cpu_threads, cpu_threefry, filtered_stderr
-from jaxrl.training.config import check_config, config_from_dict, config_to_dict
+from jaxrl.plots import default_smoothing, plot_returns
+from jaxrl.run_dir import (
+    RUN_IDENTITY,
+    MetricsFile,
+    check_same_run,
+    git_revision,
+    identity,
+    latest_checkpoint,
+    read_run,
+    save_checkpoint,
+    versions,
+    write_json_atomic,
+)
+from jaxrl.training.config import check_config, config_to_dict
 
-__all__ = ["KEEP_CHECKPOINTS", "LEGACY_METRICS", "NAN_ALLOWED_METRICS", "RUN_IDENTITY",
-           "RunInterrupted", "RunResult", "RunSpec", "TrainingDiverged", "agent_factory",
-           "chunk_length", "default_checkpoint_every", "default_out_dir", "env_steps",
-           "latest_checkpoint", "params_finite", "read_run", "resume_run", "return_metric", "run",
-           "seed_keys", "setting_label", "sweep_settings"]
-
-VERSIONED_PACKAGES = ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax",
-                      "brax", "numpy")
+__all__ = ["NAN_ALLOWED_METRICS", "RunInterrupted", "RunResult", "TrainingDiverged",
+           "agent_factory", "chunk_length", "default_checkpoint_every", "env_steps",
+           "params_finite", "resume_run", "run", "seed_keys", "setting_label", "sweep_settings"]
 
 
 @dataclasses.dataclass
@@ -100,100 +100,6 @@ def chunk_length(num_updates: int, target_chunks: int = 50) -> int:
     return max(1, math.ceil(num_updates / target_chunks))
 
 
-def default_out_dir(algo: str, env_id: str) -> Path:
-    """``runs/<algo>-<env>-<YYYYmmdd-HHMMSS>`` with the env id made path-safe."""
-    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{algo}-{safe_env}-{stamp}"
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def _git_revision() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
-
-
-def _format(value: Any) -> str:
-    value = float(value)
-    return "nan" if math.isnan(value) else format(value, ".9g")
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over the last ``window`` entries of the last axis, NaNs skipped (NaN where
-    the window holds none); ``window`` 1 returns ``values``."""
-    if window <= 1:
-        return values
-    finite = np.isfinite(values)
-    sums = np.cumsum(np.where(finite, values, 0.0), axis=-1)
-    counts = np.cumsum(finite, axis=-1)
-    sums[..., window:] = sums[..., window:] - sums[..., :-window]
-    counts[..., window:] = counts[..., window:] - counts[..., :-window]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def default_smoothing(num_updates: int) -> int:
-    """The ``returns.png`` smoothing window: about a twentieth of the run (1 for short runs)."""
-    return max(1, num_updates // 20)
-
-
-def plot_returns(steps: np.ndarray, returns: np.ndarray, path: Path, title: str,
-                 labels: list[str] | None = None, ylabel: str = "episode return", *,
-                 xlabel: str = "environment steps", training: np.ndarray | None = None,
-                 window: int = 1) -> None:
-    """Mean ± std over seeds of ``returns [groups, seeds, updates]`` (or ``[seeds, updates]``),
-    each seed smoothed over ``window`` updates; ``training`` (same shape; the training-episode
-    returns where ``returns`` are evaluations) is drawn as lighter dashed lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if returns.ndim == 2:
-        returns = returns[None]
-        training = None if training is None else training[None]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, group in enumerate(returns):
-        with warnings.catch_warnings():  # all-NaN columns before the first finished episode
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(smooth(group, window), axis=0)
-            std = np.nanstd(smooth(group, window), axis=0)
-            train_mean = (None if training is None
-                          else np.nanmean(smooth(training[i], window), axis=0))
-        label = labels[i] if labels else f"mean ± std over {group.shape[0]} seed(s)"
-        (line,) = ax.plot(steps, mean, label=label)
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.25, color=line.get_color())
-        if train_mean is not None:
-            ax.plot(steps, train_mean, color=line.get_color(), alpha=0.4, linestyle="--",
-                    label="training episodes" if i == 0 else None)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel + (f" (smoothed over {window} logs)" if window > 1 else ""))
-    ax.set_title(title)
-    ax.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def sweep_settings(config: Any, sweep: dict[str, list[float]] | None) -> list[dict[str, float]]:
     """The grid of swept values, one dict per setting (``[{}]`` without a sweep).
 
@@ -225,12 +131,6 @@ NAN_ALLOWED_METRICS = ("episode_return", "eval_return")
 """Metrics that are legitimately NaN (no finished episode yet); every other float metric must
 stay finite."""
 
-KEEP_CHECKPOINTS = 2
-"""Checkpoints kept under ``DIR/checkpoints/`` (older ones are deleted after each save)."""
-
-RUN_IDENTITY = ("algo", "env", "env_kwargs", "seeds", "config", "sweep", "dataset")
-"""The ``config.json`` fields that define a run: a resume must match them exactly."""
-
 
 class TrainingDiverged(ValueError):
     """A loss-like metric or the parameters became NaN/Inf; nothing after the last checkpoint
@@ -249,22 +149,6 @@ class RunInterrupted(KeyboardInterrupt):
     def resume_command(self) -> str:
         """The shell command that continues the run."""
         return f"jaxrl train {self.algo} --resume {shlex.quote(str(self.out))}"
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """What ``config.json`` says a run is: enough to resume it or rebuild its agent."""
-
-    algo: str
-    env_id: str
-    env_kwargs: dict[str, Any]
-    config: Any
-    seed: int
-    seeds: int
-    sweep: dict[str, list[float]]
-    checkpoint_every: int | None
-    devices: int
-    dataset: str | None = None
 
 
 def env_steps(updates: int, steps_per_update: int, initial_steps: int = 0) -> int:
@@ -300,69 +184,6 @@ def agent_factory(algorithm: registry.Algorithm | str, env_id: str, env: Any, en
 def default_checkpoint_every(total_steps: int) -> int:
     """About ten checkpoints per run: ``ceil(total_steps / 10)`` env steps."""
     return max(1, -(-int(total_steps) // 10))
-
-
-def read_run(out: str | Path) -> RunSpec:
-    """Parse ``out/config.json`` (``CheckpointError`` if it is missing or unreadable)."""
-    out = Path(out)
-    path = out / "config.json"
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"{out} holds no run ({path} is missing)")
-    try:
-        record = json.loads(path.read_text())
-        config = config_from_dict(registry.get(record["algo"]).load().Config, record["config"])
-        devices = record.get("devices")
-        return RunSpec(algo=record["algo"], env_id=record["env"],
-                       env_kwargs=record.get("env_kwargs", {}), config=config,
-                       seed=record["seeds"][0], seeds=len(record["seeds"]),
-                       sweep=record.get("sweep", {}),
-                       checkpoint_every=record.get("checkpoint_every"),
-                       devices=devices.get("count", 1) if isinstance(devices, dict) else 1,
-                       dataset=record.get("dataset"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError,
-            TypeError, ValueError) as error:
-        raise checkpoint.CheckpointError(f"{path} is corrupt ({type(error).__name__}: "
-                                         f"{error})") from None
-
-
-def latest_checkpoint(out: str | Path) -> Path:
-    """The newest ``out/checkpoints/update_*`` (``CheckpointError`` if there is none)."""
-    directory = Path(out) / "checkpoints"
-    found = sorted((int(path.name.removeprefix("update_")), path)
-                   for path in directory.glob("update_*") if path.name[7:].isdigit())
-    if not found:
-        raise checkpoint.CheckpointError(
-            f"{out} has no checkpoint to resume from (the run stopped before its first one); "
-            "start it again with a new --out")
-    return found[-1][1]
-
-
-def _identity(record: dict[str, Any]) -> dict[str, Any]:
-    """The ``RUN_IDENTITY`` fields of a ``config.json`` (or checkpoint) record, with the config
-    read through its class: renamed fields (``LEGACY_NAMES``) and fields added since the run
-    was written (at their defaults) compare equal."""
-    identity = {k: record.get(k) for k in RUN_IDENTITY}
-    if isinstance(identity["config"], dict) and identity["algo"] in registry.names():
-        try:
-            config_class = registry.get(identity["algo"]).load().Config
-            identity["config"] = config_to_dict(config_from_dict(config_class, identity["config"]))
-        except (TypeError, ValueError):
-            pass  # a corrupt record stays as it is and compares unequal
-    return json.loads(json.dumps(identity, default=str))
-
-
-def _check_same_run(out: Path, record: dict[str, Any]) -> None:
-    stored = json.loads((out / "config.json").read_text())
-    expected, found = _identity(record), _identity(stored)
-    for name in RUN_IDENTITY:
-        if expected[name] != found[name]:
-            if isinstance(found[name], dict) and isinstance(expected[name], dict):
-                fields = sorted(k for k in found[name].keys() | expected[name].keys()
-                                if found[name].get(k) != expected[name].get(k))
-                name = f"{name} ({', '.join(fields)})"
-            raise checkpoint.CheckpointError(
-                f"{out} holds a different run: its {name} differs from the one requested; "
-                f"resume it with `jaxrl train {found['algo']} --resume {out}` alone")
 
 
 def _entry_name(entry: Any) -> str:
@@ -444,70 +265,6 @@ def _deferred_interrupt(enabled: bool) -> Iterator[_InterruptFlag]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _csv_rows(metrics: dict[str, np.ndarray], columns: list[str], first: int, active: int,
-              steps: np.ndarray, run_labels: list[tuple[dict[str, float], int]],
-              swept: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for offset in range(active):
-        for b, (setting, run_seed) in enumerate(run_labels):
-            writer.writerow([int(steps[first + offset]), run_seed,
-                             *(_format(setting[k]) for k in swept),
-                             *(_format(metrics[k][b, offset]) for k in columns)])
-    return buffer.getvalue()
-
-
-LEGACY_METRICS = {"episode_return": "eval_return"}
-"""Metric names of earlier releases: offline agents wrote their evaluation return under
-``episode_return``. A resumed run's ``metrics.csv`` header is rewritten to today's names."""
-
-
-def _legacy_header(stored: str, header: str) -> bool:
-    """Whether ``stored`` is ``header`` written with the old names of ``LEGACY_METRICS``."""
-    renamed = [LEGACY_METRICS.get(name, name) if name not in header.split(",") else name
-               for name in stored.split(",")]
-    return stored != header and ",".join(renamed) == header
-
-
-def _resume_metrics(path: Path, header: str, rows: int, runs: int,
-                    info: dict[str, Any], columns: list[str],
-                    steps: np.ndarray) -> tuple[int, dict[str, np.ndarray]]:
-    """Keep the header and the first ``rows`` rows of ``metrics.csv``: ``(their byte length,
-    metrics [runs, rows / runs])`` parsed back (9 significant digits round-trip float32). A
-    header with ``LEGACY_METRICS`` names is rewritten in place (atomically) first."""
-    try:
-        lines = path.read_bytes().splitlines(keepends=True)
-    except OSError as error:
-        raise checkpoint.CheckpointError(f"cannot read {path} ({error})") from None
-    kept = lines[:rows + 1]
-    stored_header = kept[0].decode(errors="replace").rstrip("\r\n") if kept else ""
-    if len(kept) == rows + 1 and _legacy_header(stored_header, header):
-        kept[0] = (header + "\r\n").encode()
-        tmp = path.with_suffix(".csv.tmp")
-        tmp.write_bytes(b"".join(kept))
-        os.replace(tmp, path)
-        stored_header = header
-    if len(kept) < rows + 1 or not kept[-1].endswith(b"\n") or stored_header != header:
-        raise checkpoint.CheckpointError(
-            f"{path} does not hold the {rows} rows its last checkpoint covers; the run "
-            "directory is corrupt")
-    updates = rows // runs
-    table = list(csv.reader(io.StringIO(b"".join(kept[1:]).decode())))
-    offset = len(header.split(",")) - len(columns)
-    try:
-        values = np.array([row[offset:] for row in table], dtype=np.float64)
-    except ValueError:
-        raise checkpoint.CheckpointError(f"{path} is corrupt (non-numeric values)") from None
-    values = values.reshape(updates, runs, len(columns)).transpose(1, 0, 2)
-    metrics = {}
-    for name, spec in info.items():
-        if name in columns:
-            metrics[name] = values[..., columns.index(name)].astype(spec.dtype)
-        else:  # "step": not in the CSV, derived on the host
-            metrics[name] = np.broadcast_to(steps[:updates], (runs, updates)).astype(spec.dtype)
-    return sum(len(line) for line in kept), metrics
-
-
 def _host_tree(placement: parallel.Placement, tree: Any) -> Any:
     """Every leaf gathered to the host (typed keys travel as key data and stay typed)."""
     leaves, treedef = jax.tree.flatten(tree)
@@ -519,19 +276,6 @@ def _host_tree(placement: parallel.Placement, tree: Any) -> Any:
     return jax.tree.unflatten(treedef, [
         jax.random.wrap_key_data(leaf, impl=impl) if impl else leaf
         for leaf, impl in zip(data, impls, strict=True)])
-
-
-def _save_checkpoint(out: Path, states: Any, updates: int, metadata: dict[str, Any],
-                     write: bool) -> Path:
-    path = out / "checkpoints" / f"update_{updates:010d}"
-    if write:
-        checkpoint.save(path, states, {**metadata, "updates": updates})
-        older = sorted(p for p in path.parent.glob("update_*") if p.name[7:].isdigit())
-        for stale in older[:-KEEP_CHECKPOINTS]:
-            doomed = stale.with_name(f".{stale.name}.deleting")
-            os.rename(stale, doomed)  # never a half-deleted checkpoint under a valid name
-            shutil.rmtree(doomed)
-    return path
 
 
 @dataclasses.dataclass
@@ -615,7 +359,7 @@ def _plan(algo: str, env_id: str, config: Any, *, seed: int, seeds: int,
         "algo": algo, "env": env_id, "env_kwargs": env_kwargs or {}, "seed": seed,
         "seeds": list(range(seed, seed + seeds)), "config": config_to_dict(config),
         "sweep": sweep or {}, "seed_rule": "seed s trains from jax.random.key(s)",
-        "checkpoint_every": every, "versions": _versions(), "git_revision": _git_revision(),
+        "checkpoint_every": every, "versions": versions(), "git_revision": git_revision(),
         "devices": placement.describe(),
         **({"dataset": str(Path(dataset).resolve())} if dataset is not None else {}),
     }
@@ -629,14 +373,14 @@ def _open_run_dir(plan: _Plan, out_path: Path | None, out_dir: Path | None,
     returns the checkpoint to resume from (``None`` for a new run)."""
     if resume:
         read_run(out_path)
-        _check_same_run(out_path, plan.record)
+        check_same_run(out_path, plan.record)
         return latest_checkpoint(out_path)
     if out_dir is not None:
         if (out_dir / "config.json").exists():
             raise ValueError(f"output directory {out_dir} already holds a run; "
                              f"pass a different --out or continue it with --resume {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(out_dir / "config.json", plan.record)
+        write_json_atomic(out_dir / "config.json", plan.record)
     return None
 
 
@@ -695,7 +439,7 @@ def _compile_runs(plan: _Plan, resume_from: Path | None, out_path: Path | None):
 def _checkpoint_updates(plan: _Plan, resume_from: Path, out_path: Path) -> int:
     """The updates ``resume_from`` covers, after checking it belongs to this run."""
     stored = checkpoint.read_metadata(resume_from)
-    if any(_identity(stored)[name] != _identity(plan.record)[name] for name in RUN_IDENTITY):
+    if any(identity(stored)[name] != identity(plan.record)[name] for name in RUN_IDENTITY):
         raise checkpoint.CheckpointError(f"checkpoint {resume_from} belongs to a different "
                                          f"run than {out_path}/config.json")
     updates = int(stored.get("updates", -1))
@@ -706,63 +450,6 @@ def _checkpoint_updates(plan: _Plan, resume_from: Path, out_path: Path) -> int:
         raise checkpoint.CheckpointError(f"checkpoint {resume_from} is corrupt: it records "
                                          f"{updates} updates")
     return updates
-
-
-def return_metric(metrics: Any) -> str:
-    """The return a run reports first (progress bar, summary, plot, first CSV column):
-    ``episode_return`` of the training episodes where the agent has them, else the
-    evaluation's ``eval_return`` (offline agents)."""
-    return "episode_return" if "episode_return" in metrics else "eval_return"
-
-
-class _MetricsFile:
-    """``metrics.csv``: one row per run per update, appended chunk by chunk (fsynced before a
-    checkpoint that covers it); resuming keeps the rows a checkpoint covers and drops the rest."""
-
-    def __init__(self, plan: _Plan, metric_info: dict[str, Any]):
-        self.plan = plan
-        self.info = metric_info
-        first = return_metric(metric_info)
-        self.columns = [first, *sorted(k for k in metric_info if k not in ("step", first))]
-        self.header = ",".join(["step", "seed", *plan.swept, *self.columns])
-        self.file = None
-
-    def open(self, out_dir: Path | None, resume_from: Path | None, out_path: Path | None,
-             start_updates: int) -> list[dict[str, np.ndarray]]:
-        """Open the file; returns the metrics of the kept rows (empty for a new run)."""
-        collected = []
-        csv_length = None
-        if resume_from is not None:
-            csv_length, earlier = _resume_metrics(
-                out_path / "metrics.csv", self.header, start_updates * self.plan.runs,
-                self.plan.runs, self.info, self.columns, self.plan.steps)
-            collected.append(earlier)
-        if out_dir is None:
-            return collected
-        if resume_from is not None:
-            for leftover in (out_dir / "checkpoints").glob(".update_*"):
-                shutil.rmtree(leftover, ignore_errors=True)  # a save or delete cut short
-            self.file = open(out_dir / "metrics.csv", "r+", newline="")  # noqa: SIM115
-            self.file.truncate(csv_length)
-            self.file.seek(csv_length)
-        else:
-            self.file = open(out_dir / "metrics.csv", "w", newline="")  # noqa: SIM115
-            self.file.write(self.header + "\r\n")
-        return collected
-
-    def append(self, metrics: dict[str, np.ndarray], first: int, active: int) -> None:
-        if self.file is not None:
-            self.file.write(_csv_rows(metrics, self.columns, first, active, self.plan.steps,
-                                      self.plan.run_labels, self.plan.swept))
-            self.file.flush()
-
-    def sync(self) -> None:
-        if self.file is not None:
-            os.fsync(self.file.fileno())
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
 
 
 class _Progress:
@@ -835,7 +522,7 @@ def _compile_cache_hits() -> Iterator[list[int]]:
 
 def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
                   start_updates: int, resume_from: Path | None, out_path: Path | None,
-                  out_dir: Path | None, csv_file: _MetricsFile, collected: list,
+                  out_dir: Path | None, csv_file: MetricsFile, collected: list,
                   progress: _Progress,
                   on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None) -> Any:
     """The chunk loop: run, check finiteness, write rows, checkpoint, report progress.
@@ -869,7 +556,7 @@ def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
             if out_path is not None and (updates == agent.num_updates or stop or (
                     every and done_steps // every > saved_steps // every)):
                 csv_file.sync()  # the rows a checkpoint covers are on disk
-                last_checkpoint = _save_checkpoint(out_path, _host_tree(placement, states),
+                last_checkpoint = save_checkpoint(out_path, _host_tree(placement, states),
                                                    updates, metadata, out_dir is not None)
                 saved_steps = done_steps
             elapsed = time.perf_counter() - run_start
@@ -888,7 +575,7 @@ def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
 def _write_outputs(plan: _Plan, result: RunResult, out_dir: Path, window: int | None) -> None:
     """``timings.json`` and ``returns.png``: the evaluation return where the agent logs one
     (training episodes as a lighter second curve), else the training episodes' return."""
-    _write_json_atomic(out_dir / "timings.json", {
+    write_json_atomic(out_dir / "timings.json", {
         "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
         f"{plan.unit}_per_second".replace(" ", "_"): result.steps_per_second, "runs": plan.runs,
         "seeds": plan.seeds, "settings": len(plan.settings),
@@ -967,7 +654,7 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     reporter.say(f"compiled in {compile_seconds:.1f} s" + (
         f" ({hits[0]} program(s) loaded from the compile cache)" if hits[0] else ""))
 
-    csv_file = _MetricsFile(plan, chunk_fn.out_info[1])
+    csv_file = MetricsFile(chunk_fn.out_info[1], plan.swept, plan.steps, plan.run_labels)
     collected = csv_file.open(out_dir, resume_from, out_path, start_updates)
     run_start = time.perf_counter()
     try:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import toy_agents
 
-from jaxrl import cli, envs, registry, runner
+from jaxrl import cli, envs, registry, run_dir, runner
 from jaxrl.evaluation import evaluate
 from jaxrl.policy import evaluate_run, load_policy
 from jaxrl.training.agent import policy_fn
@@ -144,9 +144,9 @@ def test_run_directories_of_the_previous_release_still_resume(name, tmp_path):
     run = tmp_path / "legacy" / name
     _relocate(run, tmp_path / "legacy" / "cartpole_scripted.npz")
     old_rows = (run / "metrics.csv").read_bytes().splitlines(keepends=True)
-    newest = runner.latest_checkpoint(run)
+    newest = run_dir.latest_checkpoint(run)
     shutil.rmtree(newest)
-    spec = runner.read_run(run)
+    spec = run_dir.read_run(run)
     if name == "bc-run":
         assert (spec.config.total_gradient_steps, spec.config.log_frequency,
                 spec.config.eval_episodes) == (8, 2, 2)
@@ -162,4 +162,4 @@ def test_run_directories_of_the_previous_release_still_resume(name, tmp_path):
     for metric, values in resumed.metrics.items():  # returns are NaN before an episode ends
         assert np.isfinite(values[:, -1]).all(), metric
     assert evaluate_run(run, episodes=2)[0]["deterministic"]["episodes"] >= 1
-    assert runner.latest_checkpoint(run).name == newest.name
+    assert run_dir.latest_checkpoint(run).name == newest.name

@@ -22,7 +22,7 @@ import pytest
 from flax import struct
 from helpers import leaves_equal
 
-from jaxrl import checkpoint, runner
+from jaxrl import checkpoint, run_dir, runner
 from jaxrl.agents import ppo
 from jaxrl.policy import evaluate_policy, evaluate_run, load_policy
 
@@ -96,12 +96,12 @@ def test_crash_after_the_arrays_are_written_leaves_no_valid_checkpoint(tmp_path,
 
 def test_a_killed_save_is_invisible_to_resume(tmp_path):
     # SIGKILL before the rename leaves only a hidden temporary directory behind.
-    run_dir = tmp_path / "run"
-    checkpoint.save(run_dir / "checkpoints" / "update_0000000002", make_state())
-    partial = run_dir / "checkpoints" / ".update_0000000004.tmp-deadbeef"
-    shutil.copytree(run_dir / "checkpoints" / "update_0000000002", partial)
+    out = tmp_path / "run"
+    checkpoint.save(out / "checkpoints" / "update_0000000002", make_state())
+    partial = out / "checkpoints" / ".update_0000000004.tmp-deadbeef"
+    shutil.copytree(out / "checkpoints" / "update_0000000002", partial)
     (partial / "checkpoint.json").unlink()
-    assert runner.latest_checkpoint(run_dir).name == "update_0000000002"
+    assert run_dir.latest_checkpoint(out).name == "update_0000000002"
     assert not checkpoint.is_checkpoint(partial)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from helpers import leaves_equal
 
-from jaxrl import checkpoint, runner
+from jaxrl import checkpoint, run_dir, runner
 from jaxrl.agents import ppo
 from jaxrl.cli import main
 
@@ -226,7 +226,7 @@ sys.exit(cli.main({argv!r}))
     finally:
         child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
-    assert runner.latest_checkpoint(out).name == "update_0000000005"
+    assert run_dir.latest_checkpoint(out).name == "update_0000000005"
     _, rows = read_metrics(out / "metrics.csv")
     assert rows.shape[0] == 2 * 6  # update 6 was written after the last checkpoint
     assert main(["train", "ppo", "--resume", str(out), "--no-progress"]) == 0
@@ -251,7 +251,7 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(capsys, tmp_pat
     assert train(out) == 130
     assert_one_line_error(capsys, "interrupted after update 4",
                           f"resume with: jaxrl train ppo --resume {out}")
-    assert runner.latest_checkpoint(out).name == "update_0000000004"
+    assert run_dir.latest_checkpoint(out).name == "update_0000000004"
 
 
 @pytest.mark.parametrize("flag", [["--seed", "3"], ["--learning-rate", "1e-3"],

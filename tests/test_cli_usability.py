@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from jaxrl import cli, envs, runner
+from jaxrl import cli, envs, plots, run_dir, runner
 from jaxrl.agents import ppo
 from jaxrl.backend import filtered_stderr
 from jaxrl.envs.brax_env import _quiet_brax
@@ -86,9 +86,9 @@ def test_summary_shows_evaluation_first_averaged_over_the_last_rows():
 
 def test_smoothing_is_a_trailing_nan_aware_mean():
     values = np.array([[np.nan, 2.0, 4.0, np.nan, 8.0]])
-    np.testing.assert_allclose(runner.smooth(values, 2), [[np.nan, 2.0, 3.0, 4.0, 8.0]])
-    assert runner.smooth(values, 1) is values
-    assert runner.default_smoothing(10) == 1 and runner.default_smoothing(400) == 20
+    np.testing.assert_allclose(plots.smooth(values, 2), [[np.nan, 2.0, 3.0, 4.0, 8.0]])
+    assert plots.smooth(values, 1) is values
+    assert plots.default_smoothing(10) == 1 and plots.default_smoothing(400) == 20
 
 
 def test_a_run_says_what_it_does_while_compiling_and_resuming(tmp_path, capsys):
@@ -97,7 +97,7 @@ def test_a_run_says_what_it_does_while_compiling_and_resuming(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "compiling ppo on CartPole-v1" in printed and "compiled in" in printed
     assert "ppo CartPole-v1: 96/96 env steps" in printed  # plain lines when not on a terminal
-    newest = runner.latest_checkpoint(out)
+    newest = run_dir.latest_checkpoint(out)
     os.rename(newest, newest.with_name(".stale"))
     runner.resume_run(out)
     assert f"resuming {out} from update 5 (env step 80)" in capsys.readouterr().out
