@@ -199,3 +199,7 @@ register("awac", "jaxrl.agents.awac", "offline", "advantage-weighted actor-criti
 register("td3_bc", "jaxrl.agents.td3_bc", "offline", "TD3 with a behaviour-cloning term",
          _OFFLINE, actions=(CONTINUOUS,), needs=(DATASET,),
          headline=f"{_PENDULUM_DATA} 64.5 ± 3.8")
+register("mpc", "jaxrl.agents.mpc", "planning",
+         "model-predictive control on the simulator (random shooting, CEM, MPPI)",
+         "§10 Optimal Control and Planning", needs=(ENV_STATE,),
+         headline="CartPole-v1 500.0 ± 0.0 (shooting, 32 × 100 steps per action)")

@@ -16,6 +16,7 @@ from jaxrl.agents import (
     ddpg,
     dqn,
     iql,
+    mpc,
     npg,
     ppo,
     reinforce,
@@ -28,7 +29,7 @@ from jaxrl.agents import (
 from jaxrl.training.agent import Agent, as_typed_key, train_from_agent
 
 __all__ = ["ALGORITHMS", "Agent", "a2c", "as_typed_key", "awac", "bc", "cql", "dagger", "ddpg",
-           "dqn", "get_algorithm", "iql", "npg", "ppo", "reinforce", "sac", "soft_q", "td3",
+           "dqn", "get_algorithm", "iql", "mpc", "npg", "ppo", "reinforce", "sac", "soft_q", "td3",
            "td3_bc", "train_from_agent", "trpo"]
 
 ALGORITHMS: dict[str, ModuleType] = {name: registry.get(name).load() for name in registry.names()}

@@ -27,7 +27,7 @@ __all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
 class Config(QConfig):
-    """Soft Q-learning hyperparameters: DQN's, with the temperature ``alpha`` instead of ε."""
+    """Soft Q-learning hyperparameters: DQN's, with the temperature `alpha` instead of ε."""
 
     alpha: float = hyper(0.05, "> 0")
     """entropy temperature α of the soft backup and the Boltzmann policy"""
