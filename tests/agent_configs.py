@@ -42,4 +42,7 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
     "iql": ("Pendulum-v1", _OFFLINE),
     "awac": ("Pendulum-v1", _OFFLINE),
     "td3_bc": ("Pendulum-v1", _OFFLINE),
+    "mpc": ("CartPole-v1", {"planner": "cem", "horizon": 4, "population": 8, "elites": 2,
+                            "iterations": 2, "replan_every": 2, "num_envs": 2, "num_steps": 16,
+                            "total_timesteps": 64}),
 }

@@ -1,9 +1,37 @@
-"""Test-wide settings. Eigen's matmuls run on one thread (``--xla_cpu_multi_thread_eigen=false``):
-pytest-xdist already runs one worker per core, and the tiny networks in tests gain nothing
-from splitting a matmul. XLA's runtime keeps its default pool (one thread per core) for running
-independent kernels side by side: a pool of one per worker (``JAXRL_CPU_THREADS=1``, see
-``jaxrl.backend.set_cpu_threads``) was no faster for ``test_determinism.py`` (218 against 197 s
-with ``-n 2``) and slower for the 4-seed DQN learning test (180 against 141 s, run alone).
+"""Test-wide settings, and a short guide to writing tests that keep the suite fast.
+
+The guide
+---------
+The suite must stay inside CI's budget on a 2-core CPU (README's command, slow tests included):
+almost all of its time is XLA compiling small programs, so a test costs about one compilation
+per distinct program it builds.
+
+- **Correctness tests are not slow-marked.** Oracles (hand-worked values in a comment), probe
+  envs, determinism, CLI flows and checkpoints run in every ``-m "not slow"`` run.
+- **Learning tests are ``@pytest.mark.slow``, one per family** (on-policy, off-policy,
+  offline/imitation, and each later family): a family's slow tests take at most 60 s together
+  at ``-n 2``. Size them with the smallest config that clears the threshold on the tested seeds
+  (run it), and put further learning results in ``benchmarks/`` instead of a second slow test.
+- **A new agent** gets one tiny config in ``tests/agent_configs.py`` (a few updates of tiny
+  networks, an even number of updates); ``test_determinism.py`` then checks it (same key
+  bitwise, vmapped ≈ single, resume bitwise, no key reuse) with no new test code.
+- **Compile once, test many.** A module-scoped fixture holding one jitted function that takes
+  the config as an argument (``run`` in ``test_a2c.py`` / ``test_reinforce.py``) serves every
+  test with the same shapes: numeric hyperparameters are pytree leaves, so changing them does
+  not compile again. Mark a module whose fixtures compile with ``pytest.mark.xdist_group`` so
+  that one worker builds them (README's command runs ``--dist loadgroup``).
+  ``helpers.strongly_typed`` makes a state match the types ``checkpoint.restore`` returns, so a
+  resumed half-run reuses the compiled function.
+- **In-process CLI.** Call ``jaxrl.cli.main([...])`` unless the test is about the process itself
+  (signals, the console script); a subprocess compiles everything again (the compile cache
+  below shortens that, it does not remove it).
+
+Settings
+--------
+Eigen's matmuls run on one thread (``--xla_cpu_multi_thread_eigen=false``): pytest-xdist
+already runs one worker per core, and the tiny networks in tests gain nothing from splitting a
+matmul. XLA's runtime keeps its default pool (``jaxrl.backend.set_cpu_threads`` explains the
+choice). Setting ``XLA_FLAGS`` yourself replaces this flag; subprocesses inherit it.
 
 One compile cache per test session: many tests compile the same small programs in different
 processes (the xdist workers, and the ``jaxrl`` CLI subprocesses that ``test_cli`` and others
@@ -15,8 +43,8 @@ cache itself with directories of its own. ``JAXRL_TEST_COMPILE_CACHE=off`` runs 
 
 The suite lowers JAX's threefry hash unrolled on CPU (``$JAXRL_CPU_THREEFRY=unrolled``, see
 ``jaxrl.backend.set_cpu_threefry``; subprocesses inherit it): the random bits are identical and
-whole runs bitwise equal (``test_backend`` checks both), and the compile-bound suite ran ≈ 14 %
-faster with it. ``JAXRL_CPU_THREEFRY=rolled pytest ...`` runs the suite with JAX's default.
+whole runs bitwise equal (``test_backend`` checks both), and the compile-bound suite runs faster
+with it. ``JAXRL_CPU_THREEFRY=rolled pytest ...`` runs the suite with JAX's default.
 """
 
 import os

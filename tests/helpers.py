@@ -1,4 +1,4 @@
-"""Assertions shared by the agent tests."""
+"""Assertions shared by the tests."""
 
 import jax
 import numpy as np
@@ -17,3 +17,14 @@ def leaves_equal(a, b) -> bool:
     pairs = zip(jax.tree.leaves(key_data(a)), jax.tree.leaves(key_data(b)), strict=True)
     return all(np.array_equal(x, y, equal_nan=np.issubdtype(np.asarray(x).dtype, np.inexact))
                for x, y in pairs)
+
+
+def strongly_typed(tree):
+    """The same arrays without JAX's weak types. ``checkpoint.restore`` returns strongly typed
+    arrays (an env's step counter is weakly typed when it comes out of ``init``), and a jitted
+    function compiles again for each new input type: start a run from this state and the
+    functions compiled for it also take the restored state."""
+    return jax.tree.map(
+        lambda x: x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        else jax.lax.convert_element_type(x, x.dtype), tree)
+

@@ -12,6 +12,10 @@ from jaxrl.models import make_actor_critic
 from jaxrl.training import on_policy
 from jaxrl.training.config import check_config
 
+# One xdist group (README's command runs ``--dist loadgroup``): the module's compiled fixtures
+# are built once, on one worker.
+pytestmark = pytest.mark.xdist_group("a2c")
+
 # n-step targets and two minibatches, so the compiled API tests cover those paths too.
 TINY = a2c.Config(total_timesteps=2 * 4 * 8, num_envs=4, num_steps=8, num_minibatches=2,
                   n_steps_return=3, hidden_sizes=(16,))
@@ -213,18 +217,3 @@ def test_discrete_policy_learns_to_use_its_observation():
                         anneal_lr=False)
     _, metrics = jax.jit(a2c.make_train(config, env, params))(jax.random.key(0))
     assert float(np.mean(metrics["episode_return"][-5:])) > 0.9
-
-
-@pytest.mark.slow
-def test_default_config_solves_cartpole(cartpole):
-    env, params = cartpole
-    config = a2c.Config()
-    assert config.total_timesteps <= 1_000_000
-    keys = jnp.stack([jax.random.key(s) for s in range(4)])
-    _, metrics = jax.jit(jax.vmap(a2c.make_train(config, env, params)))(keys)
-    # At least 3 of 4 seeds: A2C's default collapses late on some seeds, and which ones depends
-    # on float rounding (measured with this suite's single-threaded XLA: 3 of 24 seeds, e.g.
-    # seed 3 at 152 in this 4-seed call; with the optimizer per leaf instead of flattened,
-    # seeds 13 and 17 at 211 and 321 in a 3-seed call, all 24 at 500 in 8-seed calls).
-    per_seed = np.mean(np.asarray(metrics["episode_return"])[:, -5:], axis=1)
-    assert np.sort(per_seed)[1] >= 450, per_seed

@@ -26,6 +26,10 @@ from jaxrl import checkpoint, run_dir, runner
 from jaxrl.agents import ppo
 from jaxrl.policy import evaluate_policy, evaluate_run, load_policy
 
+# One xdist group (README's command runs ``--dist loadgroup``): the module's compiled fixtures
+# are built once, on one worker.
+pytestmark = pytest.mark.xdist_group("checkpoint")
+
 
 class State(struct.PyTreeNode):
     params: Any

@@ -25,6 +25,10 @@ from jaxrl import checkpoint, run_dir, runner
 from jaxrl.agents import ppo
 from jaxrl.cli import main
 
+# One xdist group (README's command runs ``--dist loadgroup``): the module's compiled fixtures
+# are built once, on one worker.
+pytestmark = pytest.mark.xdist_group("cli")
+
 # 2048 steps of 4 envs × 32 steps: 16 updates of 128 env steps each.
 TINY_RUN = ["--env", "CartPole-v1", "--total-timesteps", "2048", "--num-envs", "4",
             "--num-steps", "32", "--no-progress"]

@@ -14,6 +14,10 @@ from jaxrl.cli import main
 from jaxrl.datasets import generation
 from jaxrl.envs import Box, Discrete, experts
 
+# One xdist group (README's command runs ``--dist loadgroup``): the module's compiled fixtures
+# are built once, on one worker.
+pytestmark = pytest.mark.xdist_group("datasets")
+
 
 @pytest.fixture(scope="module")
 def cartpole():

@@ -4,8 +4,8 @@ final state; allclose: batched matmuls may round differently on CPU), a run chec
 with ``jaxrl.checkpoint`` and resumed equals the uninterrupted one bitwise, and no PRNG key is
 used twice (``jax.debug_key_reuse`` on the unvmapped train; jax 0.9 misreports vmapped scans).
 
-Each algorithm compiles three functions (init, half a run, the vmapped run), shared by its tests;
-the key-reuse check only traces.
+Each algorithm compiles three functions (init, half a run, the vmapped run) once, shared by its
+tests (one xdist group per algorithm); the key-reuse check only traces.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_configs import TINY
-from helpers import key_data, leaves_equal
+from helpers import key_data, leaves_equal, strongly_typed
 
 from jaxrl import checkpoint, envs, registry
 from jaxrl.datasets import Dataset
@@ -80,7 +80,8 @@ def compiled(algo: str) -> Compiled:
         return jax.lax.scan(lambda s, _: agent.update(s), state, None,
                             length=agent.num_updates // 2)
 
-    return Compiled(agent, jax.jit(agent.init), jax.jit(half),
+    # Strong types: the checkpoint-restored state then reuses ``half`` instead of compiling again.
+    return Compiled(agent, jax.jit(lambda key: strongly_typed(agent.init(key))), jax.jit(half),
                     jax.jit(jax.vmap(train_from_agent(agent))))
 
 

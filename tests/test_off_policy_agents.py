@@ -1,6 +1,6 @@
 """DQN, soft Q, DDPG, TD3 and SAC through the shared off-policy loop: metrics and step
 accounting, value probes (truncation bootstraps from the final observation, termination does
-not), config and action-space errors, and learning thresholds (slow)."""
+not), config and action-space errors, and TD3's learning threshold (slow)."""
 
 from __future__ import annotations
 
@@ -150,38 +150,20 @@ def test_termination_stops_bootstrapping(name):
 
 
 # ----------------------------------------------------------------------------------------------
-# Learning (slow): means over 4 seeds of the last 5 logged training returns.
+# Learning (slow): the off-policy family's learning test. The other agents' learning runs (DQN
+# and soft Q on CartPole, DDPG and SAC on Pendulum) are benchmarks, not tests.
 
 
-def final_training_returns(module, env_id: str, **overrides) -> np.ndarray:
-    """Per seed (4, vmapped): the mean of the last 5 logged training returns."""
-    env, params = envs.make(env_id)
-    config = module.Config(**overrides)
-    train = jax.jit(jax.vmap(module.make_train(config, env, params)))
+@pytest.mark.slow
+def test_td3_learns_pendulum_in_30k_steps():
+    # Mean over 4 seeds of the last 5 logged training returns. 64-64 networks and batch 128 keep
+    # this CPU-sized (the defaults are 256-256, batch 256).
+    env, params = envs.make("Pendulum-v1")
+    config = td3.Config(total_timesteps=30_000, hidden_sizes=(64, 64), batch_size=128)
+    train = jax.jit(jax.vmap(td3.make_train(config, env, params)))
     _, metrics = train(jax.random.split(jax.random.key(0), 4))
-    return np.nanmean(np.asarray(metrics["episode_return"])[:, -5:], axis=1)
-
-
-def final_training_return(module, env_id: str, **overrides) -> float:
-    return float(final_training_returns(module, env_id, **overrides).mean())
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", DISCRETE)
-def test_q_learning_solves_cartpole(name):
-    # At least 3 of 4 seeds: DQN on CartPole occasionally collapses late on one seed (measured:
-    # per-seed [500, 99, 500, 500] with these keys; README states the seed sensitivity), so the
-    # test asks that learning works, not that no seed ever collapses.
-    per_seed = final_training_returns(ALL[name], "CartPole-v1")
-    assert np.sort(per_seed)[1] >= 400, per_seed
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CONTINUOUS)
-def test_continuous_control_learns_pendulum_in_30k_steps(name):
-    # 64-64 networks and batch 128 keep this CPU-sized (the defaults are 256-256, batch 256).
-    assert final_training_return(ALL[name], "Pendulum-v1", total_timesteps=30_000,
-                                 hidden_sizes=(64, 64), batch_size=128) >= -300
+    final = float(np.nanmean(np.asarray(metrics["episode_return"])[:, -5:]))
+    assert final >= -300, final
 
 
 def test_agent_act_returns_actions_in_the_env_units():

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import leaves_equal
+from helpers import leaves_equal, strongly_typed
 from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import checkpoint, envs
@@ -139,7 +139,7 @@ def test_transform_state_is_checkpointed_and_a_resumed_run_is_bitwise_equal(tmp_
         return jax.lax.scan(lambda s, _: agent.update(s), state, None,
                             length=agent.num_updates // 2)
 
-    middle, first = half(jax.jit(agent.init)(jax.random.key(3)))
+    middle, first = half(strongly_typed(jax.jit(agent.init)(jax.random.key(3))))
     final, second = half(middle)
     checkpoint.save(tmp_path / "half", middle)
     restored = checkpoint.restore(tmp_path / "half", like=middle)

@@ -36,7 +36,8 @@ TINY_PPO = {**TINY, "update_epochs": 1, "num_minibatches": 2}
 TINY_FLAGS = ["--env", "CartPole-v1", "--total-timesteps", "256", "--num-envs", "8",
               "--num-steps", "16", "--hidden-sizes", "16", "--update-epochs", "1",
               "--num-minibatches", "2", "--no-progress"]
-XLA_THREADS = "--xla_cpu_multi_thread_eigen=false"
+# The suite's XLA flags (tests/conftest.py), kept in the subprocesses beside the device count.
+XLA_SUITE_FLAGS = os.environ.get("XLA_FLAGS", "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def single_host(out: Path) -> None:
 
 def _run_script(*args: str, devices: int) -> subprocess.Popen:
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {XLA_THREADS}"}
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {XLA_SUITE_FLAGS}"}
     return subprocess.Popen([sys.executable, __file__, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -307,7 +308,7 @@ def test_two_processes_train_one_sharded_batch_and_process_0_writes(single, tmp_
              "--devices", "all", "--coordinator", f"localhost:{port}", "--num-processes", "2",
              "--process-id", str(i), "--out", str(tmp_path / f"process{i}")],
             env={**os.environ, "JAX_PLATFORMS": "cpu",
-                 "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {XLA_THREADS}"},
+                 "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {XLA_SUITE_FLAGS}"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)]
     outputs = _finish(*processes, timeout=300)

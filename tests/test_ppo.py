@@ -18,6 +18,10 @@ from jaxrl.agents import ppo
 from jaxrl.models import make_actor_critic
 from jaxrl.training.config import check_config
 
+# One xdist group (README's command runs ``--dist loadgroup``): the module's compiled fixtures
+# are built once, on one worker.
+pytestmark = pytest.mark.xdist_group("ppo")
+
 TINY = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
                   num_minibatches=2, hidden_sizes=(16,))
 
@@ -25,6 +29,14 @@ TINY = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_e
 @pytest.fixture(scope="module")
 def cartpole():
     return envs.make("CartPole-v1")
+
+
+@pytest.fixture(scope="module")
+def run(cartpole):
+    """One compiled ``(config, key) -> (state, metrics)`` for every config with TINY's shapes
+    (numeric hyperparameters are leaves: another learning rate compiles nothing new)."""
+    env, params = cartpole
+    return jax.jit(lambda config, key: ppo.make_train(config, env, params)(key))
 
 
 def test_invalid_sizes_raise_clear_errors(cartpole):
@@ -39,9 +51,8 @@ def test_invalid_sizes_raise_clear_errors(cartpole):
         check_config(TINY.replace(gamma=1.5))
 
 
-def test_metrics_have_one_entry_per_update(cartpole):
-    env, params = cartpole
-    state, metrics = jax.jit(ppo.make_train(TINY, env, params))(jax.random.key(0))
+def test_metrics_have_one_entry_per_update(run):
+    state, metrics = run(TINY, jax.random.key(0))
     for name in ("episode_return", "loss", "policy_loss", "value_loss", "entropy", "approx_kl",
                  "clip_fraction", "step"):
         assert metrics[name].shape == (TINY.num_updates,), name
@@ -84,23 +95,20 @@ def test_episode_return_is_nan_until_an_episode_finishes_then_carried():
     np.testing.assert_allclose(returns[2:], [24.0, 24.0])
 
 
-def test_legacy_uint32_keys_are_accepted(cartpole):
-    env, params = cartpole
-    train = jax.jit(ppo.make_train(TINY, env, params))
-    typed = train(jax.random.key(3))
-    legacy = train(jax.random.PRNGKey(3))
+def test_legacy_uint32_keys_are_accepted(run):
+    typed = run(TINY, jax.random.key(3))
+    legacy = run(TINY, jax.random.PRNGKey(3))
     assert leaves_equal(key_data(typed), key_data(legacy))
 
 
-def test_learning_rate_sweep_in_one_call_matches_separate_runs(cartpole):
+def test_learning_rate_sweep_in_one_call_matches_separate_runs(cartpole, run):
     env, params = cartpole
     configs = jax.tree.map(lambda *x: jnp.stack(x), TINY.replace(learning_rate=1e-3),
                            TINY.replace(learning_rate=3e-4))
     sweep = jax.jit(jax.vmap(lambda c, k: ppo.make_train(c, env, params)(k), in_axes=(0, None)))
     _, swept = sweep(configs, jax.random.key(0))
     for i, lr in enumerate((1e-3, 3e-4)):
-        _, single = jax.jit(ppo.make_train(TINY.replace(learning_rate=lr), env, params))(
-            jax.random.key(0))
+        _, single = run(TINY.replace(learning_rate=lr), jax.random.key(0))
         np.testing.assert_allclose(swept["loss"][i], single["loss"], rtol=1e-4, atol=1e-5)
     assert not np.allclose(swept["loss"][0], swept["loss"][1])
 
@@ -164,7 +172,7 @@ def test_continuous_actions_run_with_normalisation():
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the on-policy family's learning test
 def test_default_config_solves_cartpole(cartpole):
     env, params = cartpole
     config = ppo.Config()

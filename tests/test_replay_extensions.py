@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_configs import TINY as AGENT_TINY
-from helpers import leaves_equal
+from helpers import leaves_equal, strongly_typed
 from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import checkpoint, envs
@@ -193,7 +193,7 @@ def test_extension_state_and_model_buffer_are_checkpointed_and_resume(tmp_path):
         return jax.lax.scan(lambda s, _: agent.update(s), state, None,
                             length=agent.num_updates // 2)
 
-    middle, first = half(jax.jit(agent.init)(jax.random.key(1)))
+    middle, first = half(strongly_typed(jax.jit(agent.init)(jax.random.key(1))))
     final, second = half(middle)
     checkpoint.save(tmp_path / "half", middle, {"algo": "toy"})
     saved = checkpoint.restore(tmp_path / "half")
