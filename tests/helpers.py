@@ -28,3 +28,14 @@ def strongly_typed(tree):
         lambda x: x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
         else jax.lax.convert_element_type(x, x.dtype), tree)
 
+
+
+def half_run(agent):
+    """``jit(state -> scan of agent.update over half of agent.num_updates)``: the run's first or
+    second half, for resume tests (checkpoint in the middle, continue, compare)."""
+    @jax.jit
+    def half(state):
+        return jax.lax.scan(lambda s, _: agent.update(s), state, None,
+                            length=agent.num_updates // 2)
+
+    return half

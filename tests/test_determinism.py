@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_configs import TINY
-from helpers import key_data, leaves_equal, strongly_typed
+from helpers import half_run, key_data, leaves_equal, strongly_typed
 
 from jaxrl import checkpoint, envs, registry
 from jaxrl.datasets import Dataset
@@ -76,12 +76,8 @@ def compiled(algo: str) -> Compiled:
     agent = module.make_agent(module.Config(**kwargs), env, env_params, **extra)
     assert agent.num_updates >= 2 and agent.num_updates % 2 == 0, "TINY: an even num_updates"
 
-    def half(state):
-        return jax.lax.scan(lambda s, _: agent.update(s), state, None,
-                            length=agent.num_updates // 2)
-
     # Strong types: the checkpoint-restored state then reuses ``half`` instead of compiling again.
-    return Compiled(agent, jax.jit(lambda key: strongly_typed(agent.init(key))), jax.jit(half),
+    return Compiled(agent, jax.jit(lambda key: strongly_typed(agent.init(key))), half_run(agent),
                     jax.jit(jax.vmap(train_from_agent(agent))))
 
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import leaves_equal, strongly_typed
+from helpers import half_run, leaves_equal, strongly_typed
 from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import checkpoint, envs
@@ -133,11 +133,7 @@ def test_transform_state_advances_once_per_update_and_evaluation_runs(module, co
 def test_transform_state_is_checkpointed_and_a_resumed_run_is_bitwise_equal(tmp_path):
     env, params = envs.make("CartPole-v1")
     agent = ppo.make_agent(PPO, env, params, reward_transform=counting_bonus(0.5))
-
-    @jax.jit
-    def half(state):
-        return jax.lax.scan(lambda s, _: agent.update(s), state, None,
-                            length=agent.num_updates // 2)
+    half = half_run(agent)
 
     middle, first = half(strongly_typed(jax.jit(agent.init)(jax.random.key(3))))
     final, second = half(middle)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_configs import TINY as AGENT_TINY
-from helpers import leaves_equal, strongly_typed
+from helpers import half_run, leaves_equal, strongly_typed
 from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import checkpoint, envs
@@ -187,11 +187,7 @@ def test_every_off_policy_agent_takes_both_extensions(module):
 
 def test_extension_state_and_model_buffer_are_checkpointed_and_resume(tmp_path):
     agent = toy_agent(halved_rewards(), MBPO_LIKE)
-
-    @jax.jit
-    def half(state):
-        return jax.lax.scan(lambda s, _: agent.update(s), state, None,
-                            length=agent.num_updates // 2)
+    half = half_run(agent)
 
     middle, first = half(strongly_typed(jax.jit(agent.init)(jax.random.key(1))))
     final, second = half(middle)
