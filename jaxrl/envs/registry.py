@@ -116,8 +116,9 @@ def _gymnax_factory(env_id: str) -> EnvFactory:
             raise ValueError(f"{env_id} takes no argument {', '.join(unknown)}; constructor "
                              f"arguments: {', '.join(sorted(constructor)) or 'none'}; env params: "
                              f"{', '.join(sorted(param_fields))}")
-        gymnax_env, params = gymnax.make(
-            env_id, **{k: v for k, v in kwargs.items() if k in constructor})
+        arguments = {k: v for k, v in kwargs.items() if k in constructor}
+        gymnax_env, params = (gymnax.make(env_id, **arguments) if arguments
+                              else (probe_env, probe_params))
         overrides = {k: v for k, v in kwargs.items() if k not in constructor}
         if overrides:
             params = params.replace(**overrides)
