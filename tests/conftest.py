@@ -51,6 +51,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -61,6 +63,7 @@ _SESSION_CACHE = "JAXRL_TEST_SESSION_CACHE"
 
 
 def pytest_configure(config):
+    _check_test_groups(config)
     from jaxrl.backend import COMPILE_CACHE_ENV, enable_compile_cache
 
     if os.environ.get("JAXRL_TEST_COMPILE_CACHE", "").strip().lower() == "off":
@@ -79,3 +82,16 @@ def pytest_unconfigure(config):
     directory = getattr(config, "_jaxrl_session_cache", None)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _check_test_groups(config):
+    """Refuse ``--dist loadgroup`` where pytest-xdist cannot group the tests: xdist 3.8 marks a
+    grouped test by renaming its node id, which pytest 9.2 no longer reads, so every group would
+    silently spread over all workers, each compiling the group's fixtures again."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    version = tuple(int(part) for part in pytest.__version__.split(".")[:2])
+    if version >= (9, 2):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} ignores pytest-xdist's test groups (--dist loadgroup):"
+            f' install the pinned version with pip install -c constraints.txt "pytest<9.2"')
