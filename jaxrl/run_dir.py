@@ -47,6 +47,7 @@ def default_out_dir(algo: str, env_id: str) -> Path:
 
 
 def versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on (``VERSIONED_PACKAGES``)."""
     versions = {}
     for name in VERSIONED_PACKAGES:
         try:
@@ -57,6 +58,7 @@ def versions() -> dict[str, str]:
 
 
 def git_revision() -> str | None:
+    """The commit jaxrl runs from, or ``None`` outside a git checkout."""
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
                                 capture_output=True, text=True, timeout=5, check=False)
@@ -71,6 +73,8 @@ def format_value(value: Any) -> str:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as JSON through a temporary file and a rename: a reader sees the old
+    file or the new one, never half of one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(tmp, path)
@@ -150,6 +154,8 @@ def identity(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_same_run(out: Path, record: dict[str, Any]) -> None:
+    """Raise ``CheckpointError`` naming the first field of ``RUN_IDENTITY`` in which the run
+    stored in ``out`` differs from ``record`` (the run a resume asks for)."""
     stored = json.loads((out / "config.json").read_text())
     expected, found = identity(record), identity(stored)
     for name in RUN_IDENTITY:
@@ -166,6 +172,8 @@ def check_same_run(out: Path, record: dict[str, Any]) -> None:
 def csv_rows(metrics: dict[str, np.ndarray], columns: list[str], first: int, active: int,
               steps: np.ndarray, run_labels: list[tuple[dict[str, float], int]],
               swept: list[str]) -> str:
+    """``metrics.csv`` lines for updates ``first`` to ``first + active`` of every run: step,
+    seed, the swept settings, then ``columns``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for offset in range(active):
@@ -229,6 +237,8 @@ def resume_metrics(path: Path, header: str, rows: int, runs: int,
 
 def save_checkpoint(out: Path, states: Any, updates: int, metadata: dict[str, Any],
                      write: bool) -> Path:
+    """Save ``states`` as ``out/checkpoints/update_N`` (on the writing process only) and keep
+    the newest ``KEEP_CHECKPOINTS``; the path is returned on every process."""
     path = out / "checkpoints" / f"update_{updates:010d}"
     if write:
         checkpoint.save(path, states, {**metadata, "updates": updates})

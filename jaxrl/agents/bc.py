@@ -59,6 +59,8 @@ class Config(OfflineConfig):
 
 
 class Learner(struct.PyTreeNode):
+    """The policy's parameters and optimiser state."""
+
     params: Any
     opt_state: Any
 

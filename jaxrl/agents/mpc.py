@@ -91,6 +91,8 @@ class PlanCarry(struct.PyTreeNode):
 
 
 class TrainState(struct.PyTreeNode):
+    """The envs the planner acts in (batched) and each env's warm-started plan."""
+
     env_state: Any
     obs: jax.Array
     carry: PlanCarry

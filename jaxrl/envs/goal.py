@@ -30,12 +30,16 @@ MOVES = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], np.float32)
 
 
 class PointGoalParams(struct.PyTreeNode):
+    """Step length per action, the radius that counts as reaching the goal, the time limit."""
+
     step_size: float = 0.1
     goal_radius: float = 0.1
     max_steps_in_episode: int = struct.field(pytree_node=False, default=50)
 
 
 class PointGoalState(struct.PyTreeNode):
+    """The point's position and the episode's goal."""
+
     position: jax.Array
     goal: jax.Array
 

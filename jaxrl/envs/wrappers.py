@@ -43,6 +43,9 @@ class Wrapper:
 
 
 class EpisodeStatisticsState(struct.PyTreeNode):
+    """The wrapped env's state, the running return and length of the current episode, and
+    those of the last finished one."""
+
     env_state: Any
     episode_return: jax.Array
     episode_length: jax.Array
