@@ -64,6 +64,10 @@ class RunOptions:
     """FIELD=V1,V2,...: train the grid of numeric config values x seeds in one call"""
     devices: str = "1"
     """'all' or a count: shard the runs (or one run's envs) over devices"""
+    log: str = "csv"
+    """loggers beside metrics.csv, comma-separated: csv, tensorboard, wandb ("jaxrl[log]")"""
+    log_per_seed: bool = False
+    """loggers also log every seed's value (the mean and std over seeds always)"""
     checkpoint_every: Annotated[int | None, _hint("about 10 per run")] = None
     """steps between checkpoints, at chunk ends (0: only at the end)"""
     resume: Annotated[str | None, _hint("a new run")] = None
@@ -211,7 +215,8 @@ def _train(argv: list[str]) -> int:
                    env_kwargs=env_kwargs, sweep=parse_sweep(options.sweep),
                    progress=options.progress, devices=options.devices,
                    checkpoint_every=options.checkpoint_every,
-                   dataset=getattr(options, "dataset", None), smooth=options.smooth)
+                   dataset=getattr(options, "dataset", None), smooth=options.smooth,
+                   log=options.log, log_per_seed=options.log_per_seed)
 
     return _report(start)
 

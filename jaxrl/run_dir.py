@@ -102,6 +102,8 @@ class RunSpec:
     checkpoint_every: int | None
     devices: int
     dataset: str | None = None
+    log: tuple[str, ...] = ("csv",)
+    log_per_seed: bool = False
 
 
 def read_run(out: str | Path) -> RunSpec:
@@ -120,7 +122,9 @@ def read_run(out: str | Path) -> RunSpec:
                        sweep=record.get("sweep", {}),
                        checkpoint_every=record.get("checkpoint_every"),
                        devices=devices.get("count", 1) if isinstance(devices, dict) else 1,
-                       dataset=record.get("dataset"))
+                       dataset=record.get("dataset"),
+                       log=tuple(record.get("log", ("csv",))),
+                       log_per_seed=bool(record.get("log_per_seed", False)))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError,
             TypeError, ValueError) as error:
         raise checkpoint.CheckpointError(f"{path} is corrupt ({type(error).__name__}: "

@@ -32,7 +32,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from jaxrl import checkpoint, envs, parallel, registry
 from jaxrl.backend import cpu_threads, cpu_threefry, filtered_stderr
+from jaxrl.loggers import Logger, check_loggers, open_loggers
 from jaxrl.plots import default_smoothing, plot_returns
 from jaxrl.run_dir import (
     RUN_IDENTITY,
@@ -524,7 +525,8 @@ def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
                   start_updates: int, resume_from: Path | None, out_path: Path | None,
                   out_dir: Path | None, csv_file: MetricsFile, collected: list,
                   progress: _Progress,
-                  on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None) -> Any:
+                  on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None,
+                  loggers: list[Logger]) -> Any:
     """The chunk loop: run, check finiteness, write rows, checkpoint, report progress.
 
     Returns the final states; appends each chunk's metrics to ``collected``.
@@ -550,6 +552,8 @@ def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
                           last_checkpoint)
             collected.append(metrics)
             csv_file.append(metrics, first, active)
+            for logger in loggers:
+                logger.write(metrics, first, active)
             updates = first + active
             done_steps = plan.env_steps(updates)
             stop = interrupt.requested and updates < agent.num_updates
@@ -572,10 +576,9 @@ def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
     return states
 
 
-def _write_outputs(plan: _Plan, result: RunResult, out_dir: Path, window: int | None) -> None:
-    """``timings.json`` and ``returns.png``: the evaluation return where the agent logs one
-    (training episodes as a lighter second curve), else the training episodes' return."""
-    write_json_atomic(out_dir / "timings.json", {
+def _timings(plan: _Plan, result: RunResult) -> dict[str, Any]:
+    """What ``timings.json`` holds."""
+    return {
         "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
         f"{plan.unit}_per_second".replace(" ", "_"): result.steps_per_second, "runs": plan.runs,
         "seeds": plan.seeds, "settings": len(plan.settings),
@@ -588,7 +591,13 @@ def _write_outputs(plan: _Plan, result: RunResult, out_dir: Path, window: int | 
         "cpu_threefry": cpu_threefry(),
         # XLA:CPU's thread-pool size ($JAXRL_CPU_THREADS); None: one thread per core.
         "cpu_threads": cpu_threads(),
-    })
+    }
+
+
+def _write_outputs(plan: _Plan, result: RunResult, out_dir: Path, window: int | None) -> None:
+    """``timings.json`` and ``returns.png``: the evaluation return where the agent logs one
+    (training episodes as a lighter second curve), else the training episodes' return."""
+    write_json_atomic(out_dir / "timings.json", _timings(plan, result))
     shape = (len(plan.settings), plan.seeds, -1)
     shown = "eval_return" if "eval_return" in result.metrics else "episode_return"
     training = (result.metrics["episode_return"].reshape(shape)
@@ -606,7 +615,8 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
         on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
         devices: int | str = 1, checkpoint_every: int | None = None,
         resume: bool = False, dataset: str | Path | None = None,
-        smooth: int | None = None) -> RunResult:
+        smooth: int | None = None, log: str | Sequence[str] = ("csv",),
+        log_per_seed: bool = False) -> RunResult:
     """Train ``algo`` on ``env_id`` for every sweep setting × ``seeds`` seeds in one vmapped call.
 
     ``env_kwargs`` are the env's arguments (``envs.make``). ``sweep`` maps numeric Config fields
@@ -622,6 +632,10 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     count) shards the runs, or a single run's envs, over a device mesh (``jaxrl.parallel``); in
     a multi-host run only process 0 writes files.
 
+    ``log`` adds loggers beside ``metrics.csv`` (``"tensorboard"``, ``"wandb"``; see
+    ``jaxrl.loggers``), each logging the mean and std over seeds per update (and every seed's
+    value with ``log_per_seed``); they are recorded in ``config.json``, so a resume keeps them.
+
     Checkpoints are written at the first chunk boundary after every ``checkpoint_every`` env
     steps (default: ``default_checkpoint_every``, about ten per run; 0: only at the end), at the
     end, and on Ctrl-C, which then raises ``RunInterrupted``. ``resume=True`` continues the run
@@ -633,9 +647,12 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     """
     if resume and out is None:
         raise ValueError("resume=True needs out=DIR, the directory of the run to continue")
+    log = check_loggers(log)
     plan = _plan(algo, env_id, config, seed=seed, seeds=seeds, env_kwargs=env_kwargs,
                  sweep=sweep, devices=devices, checkpoint_every=checkpoint_every,
                  dataset=dataset)
+    if log != ("csv",) or log_per_seed:
+        plan.record.update(log=list(log), log_per_seed=log_per_seed)
     out_path = Path(out) if out is not None else None
     out_dir = out_path if out_path is not None and parallel.is_main_process() else None
     resume_from = _open_run_dir(plan, out_path, out_dir, resume)
@@ -656,19 +673,23 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
 
     csv_file = MetricsFile(chunk_fn.out_info[1], plan.swept, plan.steps, plan.run_labels)
     collected = csv_file.open(out_dir, resume_from, out_path, start_updates)
+    loggers = open_loggers(log, out_dir, plan, start_updates, log_per_seed)
     run_start = time.perf_counter()
+    result = None
     try:
         states = _train_chunks(plan, chunk_fn, states, batched_configs, start_updates,
                                resume_from, out_path, out_dir, csv_file, collected, reporter,
-                               on_chunk)
+                               on_chunk, loggers)
+        jax.block_until_ready(states)
+        run_seconds = time.perf_counter() - run_start
+        metrics = {k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]}
+        result = RunResult(states, metrics, plan.steps, out_dir, compile_seconds, run_seconds,
+                           plan.settings, resumed_updates=start_updates, step_unit=plan.unit,
+                           compile_cache_hits=hits[0])
     finally:
         csv_file.close()
-    jax.block_until_ready(states)
-    run_seconds = time.perf_counter() - run_start
-    metrics = {k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]}
-    result = RunResult(states, metrics, plan.steps, out_dir, compile_seconds, run_seconds,
-                       plan.settings, resumed_updates=start_updates, step_unit=plan.unit,
-                       compile_cache_hits=hits[0])
+        for logger in loggers:
+            logger.close(_timings(plan, result) if result is not None else None)
     if out_dir is not None:
         _write_outputs(plan, result, out_dir, smooth)
     return result
@@ -684,4 +705,5 @@ def resume_run(out: str | Path, *, progress: bool = True,
     return run(spec.algo, spec.env_id, spec.config, seed=spec.seed, seeds=spec.seeds, out=out,
                env_kwargs=spec.env_kwargs, sweep=spec.sweep or None, progress=progress,
                on_chunk=on_chunk, devices=spec.devices if devices is None else devices,
-               checkpoint_every=spec.checkpoint_every, resume=True, dataset=spec.dataset)
+               checkpoint_every=spec.checkpoint_every, resume=True, dataset=spec.dataset,
+               log=spec.log, log_per_seed=spec.log_per_seed)
