@@ -1,4 +1,5 @@
-"""``returns.png``: mean ± std over seeds of each setting's returns, smoothed."""
+"""``returns.png`` (mean ± std over seeds of each setting's returns, smoothed) and the live
+learning curve of a notebook loop."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["default_smoothing", "plot_returns", "smooth"]
+__all__ = ["LivePlot", "default_smoothing", "plot_returns", "returns_figure", "smooth"]
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -36,15 +37,24 @@ def plot_returns(steps: np.ndarray, returns: np.ndarray, path: Path, title: str,
     """Mean ± std over seeds of ``returns [groups, seeds, updates]`` (or ``[seeds, updates]``),
     each seed smoothed over ``window`` updates; ``training`` (same shape; the training-episode
     returns where ``returns`` are evaluations) is drawn as lighter dashed lines."""
-    import matplotlib
+    figure = returns_figure(steps, returns, title, labels, ylabel, xlabel=xlabel,
+                            training=training, window=window)
+    figure.savefig(path, dpi=120)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def returns_figure(steps: np.ndarray, returns: np.ndarray, title: str,
+                   labels: list[str] | None = None, ylabel: str = "episode return", *,
+                   xlabel: str = "environment steps", training: np.ndarray | None = None,
+                   window: int = 1):
+    """The ``matplotlib.figure.Figure`` that ``plot_returns`` saves. Built without pyplot, so
+    drawing it never switches the backend of a notebook's own plots."""
+    from matplotlib.figure import Figure
 
     if returns.ndim == 2:
         returns = returns[None]
         training = None if training is None else training[None]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for i, group in enumerate(returns):
         with warnings.catch_warnings():  # all-NaN columns before the first finished episode
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -63,5 +73,54 @@ def plot_returns(steps: np.ndarray, returns: np.ndarray, path: Path, title: str,
     ax.set_title(title)
     ax.legend(loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+class LivePlot:
+    """A learning curve that grows as a run's chunks arrive::
+
+        plot = LivePlot()
+        for chunk in runner.iterate("ppo", "CartPole-v1", config, seeds=8):
+            plot.update(chunk)
+
+    Mean ± std over the runs of ``metric`` (``eval_return`` where the chunks carry it, else
+    ``episode_return``), smoothed over ``window`` updates. In Jupyter the cell's image is
+    replaced in place; elsewhere ``update`` only collects, and ``figure()`` draws on demand.
+    """
+
+    def __init__(self, metric: str | None = None, window: int = 1, title: str = ""):
+        self.metric, self.window, self.title = metric, window, title
+        self.steps: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self._display = None
+
+    def update(self, chunk) -> None:
+        """Add a ``jaxrl.runner.Chunk`` and redraw in a notebook."""
+        if self.metric is None:
+            self.metric = "eval_return" if "eval_return" in chunk.metrics else "episode_return"
+        self.steps.append(np.asarray(chunk.steps))
+        self.values.append(np.asarray(chunk.metrics[self.metric]))
+        try:
+            from IPython import get_ipython
+            from IPython.display import Image, display
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        import io
+
+        buffer = io.BytesIO()
+        self.figure().savefig(buffer, format="png", dpi=100)
+        image = Image(data=buffer.getvalue())
+        if self._display is None:
+            self._display = display(image, display_id=True)
+        else:
+            self._display.update(image)
+
+    def figure(self):
+        """The curve so far, as a ``matplotlib.figure.Figure``."""
+        steps = np.concatenate(self.steps) if self.steps else np.zeros(0)
+        values = (np.concatenate(self.values, axis=1) if self.values
+                  else np.zeros((1, 0)))
+        return returns_figure(steps, values, self.title, ylabel=(self.metric or "return")
+                              .replace("_", " "), window=self.window)

@@ -58,8 +58,8 @@ from jaxrl.run_dir import (
 )
 from jaxrl.training.config import check_config, config_to_dict
 
-__all__ = ["NAN_ALLOWED_METRICS", "RunInterrupted", "RunResult", "TrainingDiverged",
-           "agent_factory", "chunk_length", "default_checkpoint_every", "env_steps",
+__all__ = ["NAN_ALLOWED_METRICS", "Chunk", "RunInterrupted", "RunResult", "TrainingDiverged",
+           "agent_factory", "chunk_length", "default_checkpoint_every", "env_steps", "iterate",
            "params_finite", "resume_run", "run", "seed_keys", "setting_label", "sweep_settings"]
 
 
@@ -521,16 +521,57 @@ def _compile_cache_hits() -> Iterator[list[int]]:
         monitoring.unregister_event_listener(listener)
 
 
-def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
-                  start_updates: int, resume_from: Path | None, out_path: Path | None,
-                  out_dir: Path | None, csv_file: MetricsFile, collected: list,
-                  progress: _Progress,
-                  on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None,
-                  loggers: list[Logger]) -> Any:
-    """The chunk loop: run, check finiteness, write rows, checkpoint, report progress.
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """One chunk of a run, as ``iterate`` yields it: updates ``first`` to ``first + active``."""
 
-    Returns the final states; appends each chunk's metrics to ``collected``.
-    """
+    first: int
+    active: int
+    num_updates: int
+    """updates in the whole run"""
+    steps: np.ndarray
+    """env (or gradient) steps after each of this chunk's updates ``[active]``"""
+    metrics: dict[str, np.ndarray]
+    """this chunk's metrics ``[runs, active]`` (the rows ``metrics.csv`` received)"""
+    train_state: Any
+    """the batched train state after the chunk (on its devices)"""
+
+    @property
+    def done(self) -> bool:
+        return self.first + self.active == self.num_updates
+
+
+@dataclasses.dataclass
+class _Session:
+    """A run between compiling and its last chunk: what the chunk loop reads and writes."""
+
+    plan: _Plan
+    chunk_fn: Any
+    states: Any
+    batched_configs: Any
+    start_updates: int
+    resume_from: Path | None
+    out_path: Path | None
+    out_dir: Path | None
+    csv_file: MetricsFile
+    collected: list
+    loggers: list[Logger]
+    reporter: _Progress
+    compile_seconds: float
+    compile_cache_hits: int
+    run_start: float = 0.0
+    timings: dict[str, Any] | None = None
+
+
+def _chunks(session: _Session, interrupt: _InterruptFlag,
+            save_on_close: bool) -> Iterator[Chunk]:
+    """The chunk loop: run, check finiteness, write rows and logs, checkpoint, report progress,
+    then yield the chunk. A requested interrupt (Ctrl-C) checkpoints and raises
+    ``RunInterrupted`` after the yield. With ``save_on_close``, a consumer that stops early
+    (``close()``: a ``break``, or an exception in its loop) gets a checkpoint of the last
+    chunk it saw, unless one was just written."""
+    plan, out_path, out_dir, csv_file = (session.plan, session.out_path, session.out_dir,
+                                         session.csv_file)
     agent, placement = plan.agent, plan.placement
     chunk, steps, runs = plan.chunk, plan.steps, plan.runs
     num_chunks = -(-agent.num_updates // chunk)
@@ -538,42 +579,52 @@ def _train_chunks(plan: _Plan, chunk_fn: Any, states: Any, batched_configs: Any,
         "num_updates": agent.num_updates, "chunk_updates": chunk,
         "runs": [{"seed": s, "setting": setting} for setting, s in plan.run_labels]}
     headline = csv_file.columns[0]
-    last_checkpoint = resume_from
-    saved_steps = plan.env_steps(start_updates)
+    last_checkpoint = session.resume_from
+    saved_updates = session.start_updates
+    saved_steps = plan.env_steps(session.start_updates)
     every = plan.checkpoint_every
-    run_start = time.perf_counter()
-    with _deferred_interrupt(out_path is not None) as interrupt, progress:
-        for chunk_index in range(start_updates // chunk, num_chunks):
+    session.run_start = time.perf_counter()
+    states = session.states
+    updates = session.start_updates
+
+    def save(updates):
+        csv_file.sync()  # the rows a checkpoint covers are on disk
+        return save_checkpoint(out_path, _host_tree(placement, states), updates, metadata,
+                               out_dir is not None)
+
+    try:
+        for chunk_index in range(session.start_updates // chunk, num_chunks):
             first = chunk_index * chunk
             active = min(chunk, agent.num_updates - first)
-            states, metrics, finite = chunk_fn(batched_configs, states, active)
+            states, metrics, finite = session.chunk_fn(session.batched_configs, states, active)
             metrics = {k: v[:, :active] for k, v in placement.fetch(metrics).items()}
             _check_finite(metrics, placement.fetch(finite), first, plan.run_labels, steps,
                           last_checkpoint)
-            collected.append(metrics)
+            session.collected.append(metrics)
+            session.states = states
             csv_file.append(metrics, first, active)
-            for logger in loggers:
+            for logger in session.loggers:
                 logger.write(metrics, first, active)
             updates = first + active
             done_steps = plan.env_steps(updates)
             stop = interrupt.requested and updates < agent.num_updates
             if out_path is not None and (updates == agent.num_updates or stop or (
                     every and done_steps // every > saved_steps // every)):
-                csv_file.sync()  # the rows a checkpoint covers are on disk
-                last_checkpoint = save_checkpoint(out_path, _host_tree(placement, states),
-                                                   updates, metadata, out_dir is not None)
-                saved_steps = done_steps
-            elapsed = time.perf_counter() - run_start
+                last_checkpoint = save(updates)
+                saved_steps, saved_updates = done_steps, updates
+            elapsed = time.perf_counter() - session.run_start
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 current = np.nanmean(metrics[headline][:, -1])
-            run_steps = done_steps - plan.env_steps(start_updates)
-            progress.update(done_steps, run_steps * runs / max(elapsed, 1e-9), current)
-            if on_chunk is not None:
-                on_chunk(chunk_index, metrics)
+            run_steps = done_steps - plan.env_steps(session.start_updates)
+            session.reporter.update(done_steps, run_steps * runs / max(elapsed, 1e-9), current)
+            yield Chunk(first, active, agent.num_updates, steps[first:updates], metrics, states)
             if stop:
                 raise RunInterrupted(plan.algo, out_path, last_checkpoint, updates)
-    return states
+    except GeneratorExit:
+        if save_on_close and out_path is not None and updates > saved_updates:
+            save(updates)
+        raise
 
 
 def _timings(plan: _Plan, result: RunResult) -> dict[str, Any]:
@@ -645,6 +696,54 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
     ``NAN_ALLOWED_METRICS``) or parameter raises ``TrainingDiverged`` without writing the bad
     chunk.
     """
+    session = _start(algo, env_id, config, seed=seed, seeds=seeds, out=out, env_kwargs=env_kwargs,
+                     sweep=sweep, progress=progress, devices=devices,
+                     checkpoint_every=checkpoint_every, resume=resume, dataset=dataset, log=log,
+                     log_per_seed=log_per_seed)
+    try:
+        with (_deferred_interrupt(session.out_path is not None) as interrupt,
+              session.reporter):
+            for chunk in _chunks(session, interrupt, save_on_close=False):
+                if on_chunk is not None:
+                    on_chunk(chunk.first // session.plan.chunk, chunk.metrics)
+        return _finish(session, smooth)
+    finally:
+        _close(session)
+
+
+def iterate(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
+            out: str | Path | None = None, env_kwargs: dict[str, Any] | None = None,
+            sweep: dict[str, list[float]] | None = None, progress: bool = True,
+            devices: int | str = 1, checkpoint_every: int | None = None,
+            resume: bool = False, dataset: str | Path | None = None,
+            smooth: int | None = None, log: str | Sequence[str] = ("csv",),
+            log_per_seed: bool = False) -> Iterator[Chunk]:
+    """``run`` as an iterator: yields each ``Chunk`` (its metrics, steps and train state) as
+    it arrives, for a notebook loop with a live plot (``jaxrl.plots.LivePlot``).
+
+    The files are those of ``run`` with the same arguments. Stopping early (``break``, or an
+    interrupt inside the loop) checkpoints the last chunk seen when ``out`` is given, so
+    ``iterate(..., resume=True)`` (or ``resume_run``) continues it, and the finished run
+    equals an uninterrupted one bitwise.
+    """
+    session = _start(algo, env_id, config, seed=seed, seeds=seeds, out=out, env_kwargs=env_kwargs,
+                     sweep=sweep, progress=progress, devices=devices,
+                     checkpoint_every=checkpoint_every, resume=resume, dataset=dataset, log=log,
+                     log_per_seed=log_per_seed)
+    try:
+        with _deferred_interrupt(False) as interrupt, session.reporter:
+            yield from _chunks(session, interrupt, save_on_close=True)
+        _finish(session, smooth)
+    finally:
+        _close(session)
+
+
+def _start(algo: str, env_id: str, config: Any, *, seed: int, seeds: int,
+           out: str | Path | None, env_kwargs: dict[str, Any] | None,
+           sweep: dict[str, list[float]] | None, progress: bool, devices: int | str,
+           checkpoint_every: int | None, resume: bool, dataset: str | Path | None,
+           log: str | Sequence[str], log_per_seed: bool) -> _Session:
+    """Check the arguments, open the run directory, compile, open the CSV and the loggers."""
     if resume and out is None:
         raise ValueError("resume=True needs out=DIR, the directory of the run to continue")
     log = check_loggers(log)
@@ -673,26 +772,39 @@ def run(algo: str, env_id: str, config: Any, *, seed: int = 0, seeds: int = 1,
 
     csv_file = MetricsFile(chunk_fn.out_info[1], plan.swept, plan.steps, plan.run_labels)
     collected = csv_file.open(out_dir, resume_from, out_path, start_updates)
-    loggers = open_loggers(log, out_dir, plan, start_updates, log_per_seed)
-    run_start = time.perf_counter()
-    result = None
+    session = _Session(plan, chunk_fn, states, batched_configs, start_updates, resume_from,
+                       out_path, out_dir, csv_file, collected, [], reporter, compile_seconds,
+                       hits[0])
     try:
-        states = _train_chunks(plan, chunk_fn, states, batched_configs, start_updates,
-                               resume_from, out_path, out_dir, csv_file, collected, reporter,
-                               on_chunk, loggers)
-        jax.block_until_ready(states)
-        run_seconds = time.perf_counter() - run_start
-        metrics = {k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]}
-        result = RunResult(states, metrics, plan.steps, out_dir, compile_seconds, run_seconds,
-                           plan.settings, resumed_updates=start_updates, step_unit=plan.unit,
-                           compile_cache_hits=hits[0])
-    finally:
-        csv_file.close()
-        for logger in loggers:
-            logger.close(_timings(plan, result) if result is not None else None)
-    if out_dir is not None:
-        _write_outputs(plan, result, out_dir, smooth)
+        session.loggers = open_loggers(log, out_dir, plan, start_updates, log_per_seed)
+    except BaseException:
+        _close(session)
+        raise
+    return session
+
+
+def _finish(session: _Session, smooth: int | None) -> RunResult:
+    """The finished run's result; ``timings.json`` and ``returns.png`` when writing."""
+    plan, collected = session.plan, session.collected
+    jax.block_until_ready(session.states)
+    run_seconds = time.perf_counter() - session.run_start
+    metrics = {k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]}
+    result = RunResult(session.states, metrics, plan.steps, session.out_dir,
+                       session.compile_seconds, run_seconds, plan.settings,
+                       resumed_updates=session.start_updates, step_unit=plan.unit,
+                       compile_cache_hits=session.compile_cache_hits)
+    session.timings = _timings(plan, result)
+    if session.out_dir is not None:
+        _write_outputs(plan, result, session.out_dir, smooth)
     return result
+
+
+def _close(session: _Session) -> None:
+    """Close the CSV and the loggers (with the timings of a finished run)."""
+    session.csv_file.close()
+    for logger in session.loggers:
+        logger.close(session.timings)
+    session.loggers = []
 
 
 def resume_run(out: str | Path, *, progress: bool = True,

@@ -24,6 +24,7 @@ from helpers import leaves_equal
 
 from jaxrl import checkpoint, run_dir, runner
 from jaxrl.agents import ppo
+from jaxrl.plots import LivePlot
 from jaxrl.policy import evaluate_policy, evaluate_run, load_policy
 
 # One xdist group (README's command runs ``--dist loadgroup``): the module's compiled fixtures
@@ -236,6 +237,31 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(refe
     assert (out / "metrics.csv").read_bytes() == (ref_out / "metrics.csv").read_bytes()
     assert leaves_equal(resumed.train_state, ref.train_state)
     assert leaves_equal(resumed.metrics, ref.metrics)
+
+
+def test_a_notebook_loop_stopped_and_continued_equals_the_uninterrupted_run(reference,
+                                                                            tmp_path):
+    ref_out, ref = reference
+    out, plot = tmp_path / "run", LivePlot()
+    for chunk in runner.iterate("ppo", "CartPole-v1", TINY, seeds=2, out=out, progress=False,
+                                checkpoint_every=EVERY):
+        plot.update(chunk)
+        assert chunk.metrics["episode_return"].shape == (2, chunk.active)
+        if chunk.first + chunk.active == 3:
+            break  # off the every-2-updates schedule: stopping checkpoints update 3
+    assert (out / "checkpoints" / "update_0000000003").is_dir()
+    chunks = list(runner.iterate("ppo", "CartPole-v1", TINY, seeds=2, out=out, progress=False,
+                                 checkpoint_every=EVERY, resume=True))
+    assert chunks[0].first == 3 and chunks[-1].done
+    for chunk in chunks:
+        plot.update(chunk)
+    assert (out / "metrics.csv").read_bytes() == (ref_out / "metrics.csv").read_bytes()
+    assert leaves_equal(chunks[-1].train_state, ref.train_state)
+    assert (out / "returns.png").is_file() and (out / "timings.json").is_file()
+    np.testing.assert_array_equal(np.concatenate(plot.steps), ref.steps)
+    np.testing.assert_array_equal(np.concatenate(plot.values, axis=1),
+                                  ref.metrics["episode_return"])
+    assert plot.figure().axes[0].get_ylabel() == "episode return"
 
 
 def test_resume_of_a_different_run_is_refused(reference):

@@ -176,7 +176,7 @@ def test_continuous_actions_run_with_normalisation():
 def test_default_config_solves_cartpole(cartpole):
     env, params = cartpole
     config = ppo.Config()
-    keys = jnp.stack([jax.random.key(s) for s in range(4)])
+    keys = jnp.stack([jax.random.key(s) for s in range(2)])  # 4 seeds pass too, at twice the time
     _, metrics = jax.jit(jax.vmap(ppo.make_train(config, env, params)))(keys)
     final = float(np.mean(metrics["episode_return"][:, -5:]))
     assert final >= 475, final
