@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-__all__ = ["DatasetOptions", "DatasetRunOptions", "EvalOptions", "OpeOptions", "RunOptions", "main",
-           "parse_env_args", "parse_sweep"]
+__all__ = ["DatasetOptions", "DatasetRunOptions", "EvalOptions", "OpeOptions", "RenderOptions",
+           "RunOptions", "main", "parse_env_args", "parse_sweep"]
 
 USAGE = """usage: jaxrl <command> ...
 
@@ -26,6 +26,8 @@ commands:
   algorithms             list the algorithms: family, action spaces, what each needs
   eval DIR [--episodes N]
                          mean ± std return of a saved run's policies
+  render DIR [--out FILE.gif|FILE.html] [--episodes N]
+                         watch a saved policy: a GIF (gymnax) or an HTML replay (Brax)
   envs                   list the environments (action space, observation shape)
   dataset --env ENV --policy expert|medium|random|mixed --steps N --out FILE.npz
                          generate an offline dataset (jaxrl dataset --help)
@@ -346,6 +348,43 @@ def _eval(argv: list[str]) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class RenderOptions:
+    """``jaxrl render DIR``: watch a saved run's policy."""
+
+    run_dir: tyro.conf.Positional[str]
+    """the run directory (its newest checkpoint is played)"""
+    out: Annotated[str | None, _hint("DIR/episode.gif, or .html for Brax")] = None
+    """the file to write: .gif for gymnax and jaxrl envs, .html for Brax envs"""
+    seed: int | None = None
+    """the training seed whose policy plays (default: the run's first)"""
+    episodes: int = 1
+    """episodes to play, one after another"""
+    deterministic: bool = True
+    """act greedily (--no-deterministic samples from the policy)"""
+    eval_seed: int = 0
+    """episodes play from jax.random.key(eval_seed)"""
+    max_frames: int | None = None
+    """cap the GIF at this many frames"""
+
+
+def _render(argv: list[str]) -> int:
+    options = _parse(RenderOptions, argv, "jaxrl render")
+    if isinstance(options, int):
+        return options
+
+    from jaxrl.render import render_run
+
+    try:
+        path, frames = render_run(options.run_dir, options.out, seed=options.seed,
+                                  episodes=options.episodes, deterministic=options.deterministic,
+                                  eval_seed=options.eval_seed, max_frames=options.max_frames)
+    except (ValueError, TypeError) as error:  # CheckpointError is a ValueError
+        return _fail(str(error))
+    print(f"wrote {path} ({frames} frames)")
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetOptions:
     """``jaxrl dataset``: roll out a behaviour policy and save an offline dataset (the behaviour
     kinds and their log-probabilities are defined in jaxrl.datasets.generation)."""
@@ -503,7 +542,8 @@ def _dispatch(argv: list[str]) -> int:
         print(f"{USAGE}\nalgorithms (jaxrl train <algo> --help):\n{_algorithm_list()}")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    compiling = {"train": _train, "eval": _eval, "dataset": _dataset, "ope": _ope}
+    compiling = {"train": _train, "eval": _eval, "dataset": _dataset, "ope": _ope,
+                 "render": _render}
     if command in compiling:
         from jaxrl.backend import enable_compile_cache, filtered_stderr
 
