@@ -155,13 +155,14 @@ def test_termination_stops_bootstrapping(name):
 
 
 @pytest.mark.slow
-def test_td3_learns_pendulum_in_30k_steps():
-    # Mean over 4 seeds of the last 5 logged training returns. 64-64 networks and batch 128 keep
-    # this CPU-sized (the defaults are 256-256, batch 256).
+def test_td3_learns_pendulum_in_20k_steps():
+    # Mean over 2 seeds of the last 5 logged training returns (about -170 here; the 30k-step,
+    # 4-seed run is in benchmarks/). 64-64 networks and batch 128 keep this CPU-sized (the
+    # defaults are 256-256, batch 256).
     env, params = envs.make("Pendulum-v1")
-    config = td3.Config(total_timesteps=30_000, hidden_sizes=(64, 64), batch_size=128)
+    config = td3.Config(total_timesteps=20_000, hidden_sizes=(64, 64), batch_size=128)
     train = jax.jit(jax.vmap(td3.make_train(config, env, params)))
-    _, metrics = train(jax.random.split(jax.random.key(0), 4))
+    _, metrics = train(jax.random.split(jax.random.key(0), 2))
     final = float(np.nanmean(np.asarray(metrics["episode_return"])[:, -5:]))
     assert final >= -300, final
 
