@@ -5,7 +5,7 @@ limit::
 
     next_state, reward, terminated = dynamics(key, state, action)
 
-Planners (``jaxrl.planning``: random shooting, CEM, MPPI; iLQR and tree search later) take it
+Planners (``jaxrl.planning``: random shooting, CEM, MPPI; ``jaxrl.control``: iLQR) take it
 as an argument instead of hard-wiring a simulator, so the true simulator
 (``dynamics_from_env``), a learned ensemble (a model's parameters closed over) and a hand-made
 function in a test are interchangeable. Course notes §10 (Optimal Control and Planning): the
@@ -28,10 +28,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl.envs.core import TimeLimitedEnv
+from jaxrl.envs.core import TimeLimitedEnv, TimeLimitState
 from jaxrl.envs.wrappers import ClipAction, EpisodeStatistics, RescaleAction, ScaleReward, Wrapper
 
-__all__ = ["Dynamics", "base_env", "dynamics_from_env", "simulator_state"]
+__all__ = ["Dynamics", "base_env", "dynamics_from_env", "simulator_state", "time_limit_state"]
 
 Dynamics = Callable[[jax.Array, Any, jax.Array], tuple[Any, jax.Array, jax.Array]]
 """``dynamics(key, state, action) -> (next_state, reward, terminated)`` for one unbatched
@@ -54,17 +54,23 @@ def base_env(env: Any) -> TimeLimitedEnv:
     return inner
 
 
-def simulator_state(env: Any, env_state: Any) -> Any:
-    """The base env's state inside ``env_state`` (a state of ``env``): the ``env_state`` field of
-    every wrapper that keeps a state of its own (it overrides ``reset``), then of the
-    ``TimeLimitState``. This is the state ``dynamics_from_env(env, ...)`` steps."""
+def time_limit_state(env: Any, env_state: Any) -> TimeLimitState:
+    """The ``TimeLimitState`` inside ``env_state`` (a state of ``env``): the ``env_state`` field
+    of every wrapper that keeps a state of its own (it overrides ``reset``). Its ``time`` is the
+    step of the episode (time-varying controllers index their gains by it)."""
     layer, state = env, env_state
     while isinstance(layer, Wrapper):
         if type(layer).reset is not Wrapper.reset:
             state = state.env_state
         layer = layer.env
     base_env(layer)
-    return state.env_state
+    return state
+
+
+def simulator_state(env: Any, env_state: Any) -> Any:
+    """The base env's state inside ``env_state`` (a state of ``env``): ``time_limit_state``'s
+    ``env_state``. This is the state ``dynamics_from_env(env, ...)`` steps."""
+    return time_limit_state(env, env_state).env_state
 
 
 def _layer_transform(layer: Wrapper, env_params: Any):
@@ -97,9 +103,11 @@ def dynamics_from_env(env: Any, env_params: Any) -> Dynamics:
     true termination only) and Brax envs (the bare Brax step) alike. Of the wrappers, episode
     statistics and the time limit are bookkeeping and left out; action clipping and rescaling
     and reward scaling are applied as their ``step`` applies them, so the dynamics take the
-    actions and give the rewards ``env.step`` does. ``TypeError`` for an env not built on a
-    ``TimeLimitedEnv`` (a foreign env that only offers an auto-resetting ``step``) or under a
-    wrapper whose ``step`` it does not know.
+    actions and give the rewards ``env.step`` does. Where the env provides ``"differentiable"``
+    (``envs.list_envs("differentiable")``) the dynamics are differentiable in the action and the
+    state's float leaves (``jaxrl.control``'s iLQR expands them). ``TypeError`` for an env not
+    built on a ``TimeLimitedEnv`` (a foreign env that only offers an auto-resetting ``step``) or
+    under a wrapper whose ``step`` it does not know.
     """
     simulator = base_env(env)
     transforms = []

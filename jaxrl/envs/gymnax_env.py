@@ -26,6 +26,11 @@ class GymnaxEnv(TimeLimitedEnv):
     """
 
     def __init__(self, gymnax_env: Any, env_id: str):
+        # gymnax detaches (stop_gradient) each transition unless asked not to; where an env
+        # supports it, keep the gradients: the forward pass is the same, and planners and
+        # analytic policy gradients can differentiate through step (registry: "differentiable").
+        if getattr(gymnax_env, "supports_transition_gradients", False):
+            gymnax_env = gymnax_env.with_transition_gradients()
         self.gymnax_env = gymnax_env
         self.env_id = env_id
 
@@ -37,6 +42,9 @@ class GymnaxEnv(TimeLimitedEnv):
 
     def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: Any):
         obs, next_state, reward, _, _ = self.gymnax_env.step_env(key, state, action, params)
+        # gymnax's stop_gradient also turns Python scalars (an eager step's counter) into
+        # arrays; keep that where the gradients are on, so the state has the same types.
+        next_state = jax.tree.map(jnp.asarray, next_state)
         if hasattr(params, "max_steps_in_episode"):
             unlimited = params.replace(max_steps_in_episode=_NO_TIME_LIMIT)
         else:

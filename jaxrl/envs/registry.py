@@ -140,7 +140,14 @@ def _brax_factory(name: str) -> EnvFactory:
     return factory
 
 
+GYMNAX_PROVIDES: dict[str, tuple[str, ...]] = {"FrozenLake-misc": ("tabular",)}
+"""The ``CAPABILITIES`` of gymnax ids (``jaxrl.envs.tabular`` writes FrozenLake's table)."""
+# gymnax 1.0.1's envs with `supports_transition_gradients` (GymnaxEnv enables them).
+GYMNAX_PROVIDES.update({env_id: ("differentiable",) for env_id in (
+    "Pendulum-v1", "MountainCarContinuous-v0", "PointRobot-misc", "Reacher-misc",
+    "Swimmer-misc")})
+
 for _env_id in GYMNAX_ENVS:
-    register(_env_id, _gymnax_factory(_env_id))
+    register(_env_id, _gymnax_factory(_env_id), provides=GYMNAX_PROVIDES.get(_env_id, ()))
 for _name in BRAX_ENVS:
-    register(f"brax/{_name}", _brax_factory(_name))
+    register(f"brax/{_name}", _brax_factory(_name), provides=("differentiable",))
