@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxrl import checkpoint, envs
+from jaxrl import checkpoint, envs, registry
 from jaxrl.evaluation import episode_returns
 from jaxrl.run_dir import latest_checkpoint, read_run
 from jaxrl.runner import agent_factory, sweep_settings
@@ -62,6 +62,10 @@ def load_policies(run_dir: str | Path, checkpoint_path: str | Path | None = None
     settings = sweep_settings(spec.config, spec.sweep)
     make_agent = agent_factory(spec.algo, spec.env_id, env, env_params, spec.dataset)
     agents = [make_agent(spec.config.replace(**setting), env, env_params) for setting in settings]
+    # An agent that acts in a wrapper of the env (RL²'s trials) is evaluated there.
+    wrap_env = getattr(registry.get(spec.algo).load(), "wrap_env", None)
+    if wrap_env is not None:
+        env = wrap_env(spec.config, env)
     runs = len(settings) * spec.seeds
     single = jax.eval_shape(agents[0].init, jax.random.key(0))
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct((runs, *s.shape), s.dtype), single)
@@ -102,7 +106,9 @@ def evaluate_policy(policy: Policy, key: jax.Array, episodes: int,
     episode (within ``max_steps_in_episode + EVAL_STEP_MARGIN`` steps; ``evaluation``)."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    max_steps = int(getattr(policy.env_params, "max_steps_in_episode", 1000))
+    # An env that strings episodes into one (RL²'s trials) says how many.
+    max_steps = (int(getattr(policy.env_params, "max_steps_in_episode", 1000))
+                 * getattr(policy.env, "episodes_per_trial", 1))
     returns, finished = _evaluator(policy, episodes, max_steps + EVAL_STEP_MARGIN,
                                    deterministic)(policy.params, key)
     return np.asarray(returns)[np.asarray(finished)]

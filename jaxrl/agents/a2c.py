@@ -89,7 +89,8 @@ def make_agent(config: Config, env: Any, env_params: Any,
                reward_transform: RewardTransform | None = None,
                network: nn.Module | None = None) -> Agent:
     """Build A2C's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``);
-    ``reward_transform`` and a ``network`` (with memory or not) as in ``training.on_policy``."""
+    ``reward_transform`` and a ``network`` (with memory or not) as in ``training.on_policy``;
+    ``config.recurrent`` builds a GRU / LSTM actor-critic (``models.recurrent``)."""
     check_config(config)
     parts = on_policy.setup(config, env, env_params, "A2C", network, reward_transform)
     optimizer = on_policy.make_optimizer(config, config.num_updates, config.num_minibatches,

@@ -37,13 +37,16 @@ Extension points (each ``None`` when unused: no state leaf, the computation unch
   must then divide ``num_envs``. Acting follows ``training.agent``'s protocol for memory
   (``act(..., carry) -> (action, carry)``, ``Agent.initial_carry``). NPG / TRPO take memoryless
   networks only (their Fisher products run on the actor's parameters alone).
+
+  ``recurrent = "gru" | "lstm"`` in the config builds such a network
+  (``models.recurrent.RecurrentActorCritic``) for the agents in ``RECURRENT_AGENTS``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -57,6 +60,7 @@ from jaxrl.envs import ClipAction, EpisodeStatistics, RunningMeanStd, discounted
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
 from jaxrl.models import make_actor_critic
+from jaxrl.models.recurrent import CELLS, make_recurrent_actor_critic
 from jaxrl.rollout import (
     bootstrap_values,
     env_minibatches,
@@ -75,11 +79,15 @@ from jaxrl.training.extensions import (
 )
 from jaxrl.training.optim import grad_norm
 
-__all__ = ["ACTOR_MODULES", "Batch", "GradientConfig", "OnPolicyConfig", "OnPolicySetup",
-           "RolloutState", "TrainState", "actor_critic_loss", "agent_from", "collect",
-           "evaluate_policy", "forward", "gradient_epochs", "has_memory", "init_network",
+__all__ = ["ACTOR_MODULES", "RECURRENT_AGENTS", "Batch", "GradientConfig", "OnPolicyConfig",
+           "OnPolicySetup", "RolloutState", "TrainState", "actor_critic_loss", "agent_from",
+           "collect", "evaluate_policy", "forward", "gradient_epochs", "has_memory", "init_network",
            "init_rollout", "make_act", "make_gradient_agent", "make_optimizer",
            "merge_actor_critic", "report", "setup", "split_actor_critic", "split_update_key"]
+
+
+RECURRENT_AGENTS = ("reinforce", "a2c", "ppo", "rl2")
+"""The registered agents that learn with a recurrent policy (``--recurrent gru|lstm``)."""
 
 
 class OnPolicyConfig(BaseConfig):
@@ -103,8 +111,15 @@ class OnPolicyConfig(BaseConfig):
     """scale rewards by the std of the discounted return"""
     eval_episodes: int = static(0, ">= 0")
     """episodes of the deterministic policy evaluated after each update (0: no eval_return)"""
+    recurrent: str = static("none", ("none", *CELLS))
+    """a recurrent policy: a gru or lstm cell after the MLP torso (reinforce, a2c, ppo, rl2)"""
+    recurrent_size: int = static(64, ">= 1")
+    """hidden-state size of the recurrent cell (with recurrent)"""
     gamma: float = hyper(0.99, "[0, 1]")
     """discount factor"""
+
+    SUPPORTS_MEMORY: ClassVar[bool] = False
+    """whether the agent learns with a network with memory (``recurrent``)"""
 
     @property
     def batch_size(self) -> int:
@@ -115,7 +130,13 @@ class OnPolicyConfig(BaseConfig):
         return self.total_timesteps // self.batch_size
 
     def validate(self) -> None:
-        """One rollout must fit in ``total_timesteps``; ``num_minibatches`` must divide it."""
+        """One rollout must fit in ``total_timesteps``; ``num_minibatches`` must divide it;
+        ``recurrent`` only where the agent learns with memory."""
+        if self.recurrent != "none" and not self.SUPPORTS_MEMORY:
+            raise ValueError(
+                f"recurrent = {self.recurrent!r}: this agent takes feed-forward policies only "
+                f"(its updates need a memoryless network); recurrent policies: "
+                f"{', '.join(RECURRENT_AGENTS)}")
         if self.total_timesteps < self.batch_size:
             raise ValueError(
                 f"total_timesteps = {self.total_timesteps} is smaller than one rollout "
@@ -141,6 +162,8 @@ class GradientConfig(OnPolicyConfig):
     """value loss coefficient"""
     max_grad_norm: float = hyper(0.5, "> 0")
     """global gradient-norm clip"""
+
+    SUPPORTS_MEMORY: ClassVar[bool] = True
 
 
 class RolloutState(struct.PyTreeNode):
@@ -217,7 +240,11 @@ def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent",
         raise TypeError(f"{algo} supports Discrete and Box action spaces, got {action_space}")
     if isinstance(action_space, Box):
         env = ClipAction(env)
-    if network is None:
+    if network is None and getattr(config, "recurrent", "none") != "none":
+        network = make_recurrent_actor_critic(observation_space, action_space, config.recurrent,
+                                              config.recurrent_size, config.hidden_sizes,
+                                              config.activation)
+    elif network is None:
         network = make_actor_critic(observation_space, action_space, config.hidden_sizes,
                                     config.activation)
     eval_steps = int(getattr(env_params, "max_steps_in_episode", 1000)) + 1
