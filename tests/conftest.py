@@ -30,8 +30,11 @@ Settings
 --------
 Eigen's matmuls run on one thread (``--xla_cpu_multi_thread_eigen=false``): pytest-xdist
 already runs one worker per core, and the tiny networks in tests gain nothing from splitting a
-matmul. XLA's runtime keeps its default pool (``jaxrl.backend.set_cpu_threads`` explains the
-choice). Setting ``XLA_FLAGS`` yourself replaces this flag; subprocesses inherit it.
+matmul. LLVM skips its expensive optimisation passes (``--xla_llvm_disable_expensive_passes``):
+the suite mostly compiles small programs it runs briefly, and the saving in compile time costs
+the slow learning tests no run time (measured in benchmarks/RESULTS.md). XLA's runtime keeps
+its default pool (``jaxrl.backend.set_cpu_threads`` explains the choice). Setting
+``XLA_FLAGS`` yourself replaces these flags; subprocesses inherit them.
 
 One compile cache per test session: many tests compile the same small programs in different
 processes (the xdist workers, and the ``jaxrl`` CLI subprocesses that ``test_cli`` and others
@@ -54,7 +57,7 @@ import tempfile
 import pytest
 
 os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false --xla_llvm_disable_expensive_passes=true")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAXRL_CPU_THREEFRY", "unrolled")
 

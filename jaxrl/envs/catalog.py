@@ -45,4 +45,10 @@ BUILTIN_SPACES: dict[str, tuple[str, tuple[int, ...]]] = {
     "brax/swimmer": ("continuous 2", (8,)),
     "brax/walker2d": ("continuous 6", (17,)),
     "PointGoal-v0": ("discrete 4", (4,)),
+    "pgx/tic_tac_toe": ("discrete 9", (3, 3, 2)),
+    "pgx/connect_four": ("discrete 7", (6, 7, 2)),
+    "LinearSystem-v0": ("continuous 1", (2,)),
+    "Gridworld-v0": ("discrete 4", (16,)),
+    "KArmedBandit-v0": ("discrete 2", (1,)),
+    "PointNav-v0": ("continuous 2", (2,)),
 }
