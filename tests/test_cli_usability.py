@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from jaxrl import cli, envs, plots, run_dir, runner
+from jaxrl import cli, envs, plots, registry, run_dir, runner
 from jaxrl.agents import ppo
 from jaxrl.backend import filtered_stderr
 from jaxrl.envs.brax_env import _quiet_brax
@@ -57,6 +57,10 @@ def test_help_texts(capsys):
     assert "(default: None)" not in text
     assert "``" not in text
     assert "--dataset" not in text and "--env-arg" in text
+    for algo in registry.names():  # the Config docstrings are the help's section text
+        with pytest.raises(SystemExit):
+            cli.main(["train", algo, "--help"])
+        assert "``" not in capsys.readouterr().out, algo
     with pytest.raises(SystemExit):
         cli.main(["train", "bc", "--help"])
     assert "--dataset" in capsys.readouterr().out

@@ -24,8 +24,8 @@ __all__ = ["Config", "TrainState", "make_agent", "make_train", "policy_change", 
 
 
 class Config(proximal.ProximalConfig):
-    """PPO hyperparameters (CleanRL / PureJaxRL names; fields in ``training.proximal``, with
-    ``recurrent`` for a GRU / LSTM policy). Static fields decide shapes.
+    """PPO hyperparameters (CleanRL / PureJaxRL names; fields in training.proximal, with
+    --recurrent for a GRU / LSTM policy). Static fields decide shapes.
 
     Defaults are rl-zoo's classic-control settings (8 envs × 32 steps, 20 full-batch epochs,
     γ 0.98, λ 0.8, lr 1e-3 annealed, no entropy bonus): they solve CartPole-v1 on every seed we

@@ -35,7 +35,7 @@ TrainState = on_policy.TrainState
 
 
 class Config(proximal.ProximalConfig):
-    """RL² hyperparameters: PPO's (``training.proximal``) plus the trial. Static fields decide
+    """RL² hyperparameters: PPO's (training.proximal) plus the trial. Static fields decide
     shapes.
 
     Defaults are sized for 2-armed Bernoulli bandits with 10-pull trials: 64 envs × one trial
