@@ -27,19 +27,16 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.backend import ONE_OFF_UNROLL
-from jaxrl.envs import EpisodeStatistics
 from jaxrl.envs.dynamics import dynamics_from_env, simulator_state
-from jaxrl.evaluation import evaluate
 from jaxrl.planning import PLANNERS, initial_plan, make_planner, plan_actions, shift_plan
-from jaxrl.rollout import episode_return_metric, reset_envs, rollout_with_carry
-from jaxrl.training.agent import Agent, as_typed_key, train_from_agent
-from jaxrl.training.config import BaseConfig, check_config, hyper, static
+from jaxrl.training.agent import Agent, train_from_agent
+from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.controller import ControllerConfig, ControllerState, make_controller_agent
 
 __all__ = ["Config", "PlanCarry", "TrainState", "make_agent", "make_train"]
 
 
-class Config(BaseConfig):
+class Config(ControllerConfig):
     """MPC with a sampling planner on the true simulator."""
 
     planner: str = static("cem", PLANNERS)
@@ -61,22 +58,12 @@ class Config(BaseConfig):
     """mppi: λ of the weights softmax(J / λ); small keeps only the best candidates"""
     replan_every: int = static(1, ">= 1")
     """steps between plans; in between the agent follows its last plan"""
-    num_envs: int = static(4, ">= 1")
-    """envs acting in parallel"""
     num_steps: int = static(100, ">= 1")
-    """env steps per env in one update"""
     total_timesteps: int = static(4_000, ">= 1")
-    """env steps in all"""
-    eval_episodes: int = static(0, ">= 0")
-    """fresh episodes evaluated after each update (0: none)"""
 
     def validate(self) -> None:
         """One update must fit in ``total_timesteps``; CEM's elites fit in the population."""
-        if self.total_timesteps < self.num_envs * self.num_steps:
-            raise ValueError(
-                f"total_timesteps = {self.total_timesteps} is smaller than one update "
-                f"(num_envs * num_steps = {self.num_envs * self.num_steps}); raise "
-                f"total_timesteps")
+        super().validate()
         if self.planner == "cem" and self.elites > self.population:
             raise ValueError(f"elites must be <= population, got elites={self.elites}, "
                              f"population={self.population}")
@@ -90,14 +77,9 @@ class PlanCarry(struct.PyTreeNode):
     steps_left: jax.Array
 
 
-class TrainState(struct.PyTreeNode):
-    """The envs the planner acts in (batched) and each env's warm-started plan."""
-
-    env_state: Any
-    obs: jax.Array
-    carry: PlanCarry
-    key: jax.Array
-    last_episode_return: jax.Array
+TrainState = ControllerState
+"""The envs the planner acts in (batched), each env's plan (``carry``), the key, the last
+finished episodes' mean return; ``params`` is empty (nothing is learned)."""
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
@@ -110,15 +92,13 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
                            elites=min(config.elites, config.population),
                            iterations=config.iterations, noise=config.noise,
                            alpha=config.alpha, temperature=config.temperature)
-    stats_env = EpisodeStatistics(env)
-    eval_steps = int(getattr(env_params, "max_steps_in_episode", 1_000))
 
-    def initial_carry(state, batch):
+    def initial_carry(batch):
         plan = initial_plan(space, config.horizon)
         return PlanCarry(jnp.broadcast_to(plan, (batch, *plan.shape)),
                          jnp.zeros((batch,), jnp.int32))
 
-    def act(state, obs, key, deterministic=False, carry=None, *, env_state):
+    def control(params, key, obs, env_state, carry):
         batch = obs.shape[0]
         states = simulator_state(env, env_state)
 
@@ -144,37 +124,7 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
         steps_left = jnp.where(replan, config.replan_every - 1, carry.steps_left - 1)
         return actions, PlanCarry(plans, steps_left)
 
-    def policy(key, obs, env_state, carry):
-        return act(None, obs, key, carry=carry, env_state=env_state)
-
-    def init(key):
-        key, reset_key = jax.random.split(as_typed_key(key))
-        obs, env_state = reset_envs(reset_key, stats_env, env_params, config.num_envs)
-        return TrainState(env_state, obs, initial_carry(None, config.num_envs), key,
-                          jnp.full((), jnp.nan))
-
-    def update(state):
-        key, rollout_key, eval_key = jax.random.split(state.key, 3)
-
-        def rollout_policy(key, obs, env_state, carry):
-            actions, carry = policy(key, obs, env_state.env_state, carry)
-            return actions, {}, carry
-
-        env_state, obs, carry, traj = rollout_with_carry(
-            rollout_key, stats_env, env_params, state.env_state, state.obs, state.carry,
-            rollout_policy, config.num_steps, initial_carry(None, config.num_envs),
-            unroll=ONE_OFF_UNROLL)
-        episode_return = episode_return_metric(traj.info, state.last_episode_return)
-        metrics = {"episode_return": episode_return}
-        if config.eval_episodes > 0:
-            metrics["eval_return"] = evaluate(
-                eval_key, env, env_params, policy, config.eval_episodes, eval_steps,
-                ONE_OFF_UNROLL, initial_carry=lambda batch: initial_carry(None, batch))
-        return TrainState(env_state, obs, carry, key, episode_return), metrics
-
-    steps = config.num_envs * config.num_steps
-    return Agent(init=init, update=update, act=act, num_updates=config.total_timesteps // steps,
-                 steps_per_update=steps, initial_carry=initial_carry, acts_on_env_state=True)
+    return make_controller_agent(config, env, env_params, lambda: (), control, initial_carry)
 
 
 def make_train(config: Config, env: Any, env_params: Any):

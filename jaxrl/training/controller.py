@@ -77,12 +77,15 @@ def make_controller_agent(config: ControllerConfig, env: Any, env_params: Any,
     eval_steps = int(getattr(env_params, "max_steps_in_episode", 1_000))
     fresh = initial_carry or (lambda batch: ())
 
+    def params_of(state):  # a controller acts without a train state too (computing its params)
+        return init_params() if state is None else state.params
+
     if initial_carry is None:
         def act(state, obs, key, deterministic=False, *, env_state):
-            return control(state.params, key, obs, env_state, ())[0]
+            return control(params_of(state), key, obs, env_state, ())[0]
     else:
         def act(state, obs, key, deterministic=False, carry=None, *, env_state):
-            return control(state.params, key, obs, env_state, carry)
+            return control(params_of(state), key, obs, env_state, carry)
 
     def init(key):
         key, reset_key = jax.random.split(as_typed_key(key))
