@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import time
 
 import jax
 import numpy as np
+from measure import timed
 
 from jaxrl import envs
 from jaxrl.agents import alphazero
@@ -42,15 +42,6 @@ GAMES = {
                          num_minibatches=4, hidden_sizes=(128, 128), torso="mlp"),
 }
 OUT = pathlib.Path(__file__).parent / "results" / "alphazero.json"
-
-
-def timed(function, *args):
-    start = time.perf_counter()
-    compiled = jax.jit(function).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    result = jax.block_until_ready(compiled(*args))
-    return result, compile_s, time.perf_counter() - start
 
 
 def single(env_id: str, seeds: int, num_simulations: int, **settings) -> dict:

@@ -24,11 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from measure import timed
 
 from jaxrl import envs
 from jaxrl.agents import apg, ilqr, lqr
@@ -48,16 +48,6 @@ def row(case: str, env_id: str, returns: np.ndarray, compile_s: float, ms_per_ac
     ROWS.append(entry)
     print(f"| {case} | {env_id} | {entry['mean']:.1f} ± {entry['std']:.1f} (min "
           f"{entry['min']:.1f}) | {ms_per_action:.2f} | {compile_s:.1f} | {note} |", flush=True)
-
-
-def timed(fn, *args):
-    """``(result, compile seconds, run seconds)`` of ``jax.jit(fn)(*args)``."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    result = jax.block_until_ready(compiled(*args))
-    return result, compile_s, time.perf_counter() - start
 
 
 def controller_episodes(case, env_id, agent, env, params, episodes, note=""):

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from measure import compile_and_run, machine
+from offline import train_offline
 
 from jaxrl import datasets, envs, registry
 from jaxrl import dynamic_programming as dp
-from jaxrl.agents import ALGORITHMS
 from jaxrl.datasets import generation
 from jaxrl.envs.tabular import state_index, tabular_mdp
 from jaxrl.evaluation import evaluate
@@ -72,24 +72,6 @@ def tabular_row(name: str) -> dict:
             "v_star_start": float(mdp.initial @ pi.values), "greedy_return_1000_episodes":
                 greedy_return, "compile_seconds": round(timings["compile_s"], 2),
             "run_seconds_vi2000_pi30": round(timings["run_s"], 3)}
-
-
-def train_offline(algo: str, dataset: datasets.Dataset, gradient_steps: int, seeds: int) -> dict:
-    """Train ``algo`` on ``dataset`` for ``seeds`` vmapped seeds; its returns and timings."""
-    module = ALGORITHMS[algo]
-    config = module.Config(total_gradient_steps=gradient_steps, **COMMON, **SETTINGS[algo])
-    env, params = envs.make(ENV_ID)
-    keys = jnp.stack([jax.random.key(s) for s in range(seeds)])
-    (_, metrics), timings, _ = compile_and_run(
-        jax.vmap(module.make_train(config, env, params, dataset)), keys)
-    returns = np.asarray(metrics["eval_return"])
-    per_seed = returns[:, -3:].mean(axis=1)
-    return {"algo": algo, "gradient_steps": gradient_steps, "seeds": seeds,
-            "compile_seconds": round(timings["compile_s"], 2),
-            "run_seconds": round(timings["run_s"], 2),
-            "final_return_per_seed": per_seed.tolist(), "final_return_mean": float(per_seed.mean()),
-            "final_return_std": float(per_seed.std()), "curve": returns.mean(0).tolist(),
-            "config": {k: getattr(config, k) for k in config.__dataclass_fields__}}
 
 
 def main() -> None:
@@ -136,7 +118,8 @@ def main() -> None:
                      "dqn_headline": registry.get("dqn").headline}
         print(reference, flush=True)
         for algo in args.only or SETTINGS:
-            row = train_offline(algo, dataset, args.gradient_steps, args.seeds)
+            row = train_offline(algo, dataset, args.gradient_steps, args.seeds,
+                                env_id=ENV_ID, common=COMMON, settings=SETTINGS)
             print(f"{algo}: return {row['final_return_mean']:.1f} ± "
                   f"{row['final_return_std']:.1f} (compile {row['compile_seconds']} s, run "
                   f"{row['run_seconds']} s)", flush=True)

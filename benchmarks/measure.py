@@ -33,7 +33,7 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ROW_PREFIX", "compile_and_run", "cpu_model", "device_memory", "emit",
+__all__ = ["ROW_PREFIX", "compile_and_run", "timed", "cpu_model", "device_memory", "emit",
            "matmul_flops", "machine", "measure_matmul_peak", "nanmean", "peak_host_mib"]
 
 ROW_PREFIX = "BENCH_ROW "
@@ -119,6 +119,13 @@ def compile_and_run(fn: Callable[..., Any], *args: Any,
     if profile_dir:  # after the timed calls, so the trace never slows the numbers
         _profile(compiled, args, Path(profile_dir) / os.environ.get(CASE_ENV, "case"))
     return output, timings, traced.jaxpr
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """``(output, compile seconds, run seconds)`` of ``jax.jit(fn)(*args)``: ``compile_and_run``
+    for scripts that need only the two wall-clock spans."""
+    output, timings, _ = compile_and_run(fn, *args)
+    return output, timings["compile_s"], timings["run_s"]
 
 
 def _profile(compiled: Any, args: tuple[Any, ...], prefix: Path) -> None:

@@ -59,12 +59,15 @@ def expert_return(expert_steps: int, seed: int) -> float:
         window))(jax.random.key(seed + 1)))
 
 
-def train_offline(algo: str, dataset: datasets.Dataset, gradient_steps: int,
-                  seeds: int) -> dict:
-    """Train ``algo`` on ``dataset`` for ``seeds`` vmapped seeds; its returns and timings."""
+def train_offline(algo: str, dataset: datasets.Dataset, gradient_steps: int, seeds: int, *,
+                  env_id: str = ENV_ID, common: dict | None = None,
+                  settings: dict[str, dict] | None = None) -> dict:
+    """Train ``algo`` on ``dataset`` for ``seeds`` vmapped seeds; its returns and timings.
+    ``common`` and ``settings[algo]`` are its Config fields (default: this script's)."""
     module = ALGORITHMS[algo]
-    config = module.Config(total_gradient_steps=gradient_steps, **COMMON, **SETTINGS[algo])
-    env, params = envs.make(ENV_ID)
+    config = module.Config(total_gradient_steps=gradient_steps, **(common or COMMON),
+                           **(settings or SETTINGS)[algo])
+    env, params = envs.make(env_id)
     keys = jnp.stack([jax.random.key(s) for s in range(seeds)])
     (_, metrics), timings, _ = compile_and_run(
         jax.vmap(module.make_train(config, env, params, dataset)), keys)
