@@ -645,10 +645,12 @@ def _timings(plan: _Plan, result: RunResult) -> dict[str, Any]:
     }
 
 
-def _write_outputs(plan: _Plan, result: RunResult, out_dir: Path, window: int | None) -> None:
-    """``timings.json`` and ``returns.png``: the evaluation return where the agent logs one
-    (training episodes as a lighter second curve), else the training episodes' return."""
-    write_json_atomic(out_dir / "timings.json", _timings(plan, result))
+def _write_outputs(plan: _Plan, result: RunResult, out_dir: Path, window: int | None,
+                   timings: dict[str, Any]) -> None:
+    """``timings.json`` (``timings``) and ``returns.png``: the evaluation return where the agent
+    logs one (training episodes as a lighter second curve), else the training episodes'
+    return."""
+    write_json_atomic(out_dir / "timings.json", timings)
     shape = (len(plan.settings), plan.seeds, -1)
     shown = "eval_return" if "eval_return" in result.metrics else "episode_return"
     training = (result.metrics["episode_return"].reshape(shape)
@@ -795,7 +797,7 @@ def _finish(session: _Session, smooth: int | None) -> RunResult:
                        compile_cache_hits=session.compile_cache_hits)
     session.timings = _timings(plan, result)
     if session.out_dir is not None:
-        _write_outputs(plan, result, session.out_dir, smooth)
+        _write_outputs(plan, result, session.out_dir, smooth, session.timings)
     return result
 
 
