@@ -1,11 +1,15 @@
-"""Determinism of every registered algorithm (``agent_configs.TINY``): the same key gives
-bitwise-identical runs, seed i of a vmapped batch matches a single run of seed i (metrics and
-final state; allclose: batched matmuls may round differently on CPU), a run checkpointed halfway
-with ``jaxrl.checkpoint`` and resumed equals the uninterrupted one bitwise, and no PRNG key is
-used twice (``jax.debug_key_reuse`` on the unvmapped train; jax 0.9 misreports vmapped scans).
+"""Determinism of every registered algorithm (``agent_configs.TINY``), on the vmapped program
+the runner uses: the same keys give bitwise-identical runs, each seed's result does not depend
+on its position in the batch or on its batch-mates (allclose: batched matmuls may round
+differently on CPU), a run checkpointed halfway with ``jaxrl.checkpoint`` and resumed equals the
+uninterrupted one bitwise, and no PRNG key is used twice (``jax.debug_key_reuse`` on the
+unvmapped train; jax 0.9 misreports vmapped scans).
 
-Each algorithm compiles three functions (init, half a run, the vmapped run) once, shared by its
-tests (one xdist group per algorithm); the key-reuse check only traces.
+Each algorithm compiles the vmapped init and half-run once, shared by its tests (one xdist group
+per algorithm). The unvmapped program (``train(key)`` in a notebook) is compiled and compared
+with its seed of the batch for the first registered algorithm of each family: the family loop
+is what decides how a seed's computation is batched, and a compile per algorithm costs the
+suite more than it adds.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_configs import TINY
-from helpers import half_run, key_data, leaves_equal, strongly_typed
+from helpers import key_data, leaves_equal, strongly_typed
+from preference_inputs import tiny_inputs
 
 from jaxrl import checkpoint, envs, registry
 from jaxrl.datasets import Dataset
@@ -61,9 +66,16 @@ def tiny_dataset(env_id: str, size: int = 64) -> Dataset:
 
 class Compiled(NamedTuple):
     agent: Agent
-    init: Any
-    half: Any  # half of the run: num_updates / 2 updates
-    batched: Any  # the whole run, vmapped over keys
+    init: Any  # vmapped over keys
+    half: Any  # vmapped half of the run: num_updates / 2 updates
+
+
+def family_representatives() -> set[str]:
+    """The first registered algorithm of each family: its unvmapped program is checked too."""
+    first: dict[str, str] = {}
+    for name in registry.names():
+        first.setdefault(registry.get(name).family, name)
+    return set(first.values())
 
 
 @functools.cache
@@ -73,35 +85,61 @@ def compiled(algo: str) -> Compiled:
     module = algorithm.load()
     env, env_params = envs.make(env_id)
     extra = {"dataset": tiny_dataset(env_id)} if registry.DATASET in algorithm.needs else {}
+    if algorithm.family == "preferences":  # a reference, pairs or token demonstrations
+        extra = tiny_inputs(algo, env, env_params)
     agent = module.make_agent(module.Config(**kwargs), env, env_params, **extra)
     assert agent.num_updates >= 2 and agent.num_updates % 2 == 0, "TINY: an even num_updates"
 
+    def half(state):
+        return jax.lax.scan(lambda s, _: agent.update(s), state, None,
+                            length=agent.num_updates // 2)
+
     # Strong types: the checkpoint-restored state then reuses ``half`` instead of compiling again.
-    return Compiled(agent, jax.jit(lambda key: strongly_typed(agent.init(key))), half_run(agent),
-                    jax.jit(jax.vmap(train_from_agent(agent))))
+    return Compiled(agent, quick_jit(jax.vmap(lambda key: strongly_typed(agent.init(key)))),
+                    quick_jit(jax.vmap(half)))
 
 
-def run_halves(algo: str, key: jax.Array) -> tuple[Any, Any, Any]:
-    """``(halfway state, final state, metrics [num_updates])`` of one unvmapped run."""
+def quick_jit(function):
+    """``jax.jit`` with XLA's backend optimisation off: these tiny runs are all compile, and
+    every comparison here is between runs of the same compiled programs."""
+    return jax.jit(function, compiler_options={"xla_backend_optimization_level": 0})
+
+
+def batch(*seeds: int) -> jax.Array:
+    return jnp.stack([jax.random.key(k) for k in seeds])
+
+
+def run_halves(algo: str, keys: jax.Array) -> tuple[Any, Any, Any]:
+    """``(halfway states, final states, metrics [seeds, num_updates])`` of one vmapped run."""
     parts = compiled(algo)
-    middle, first = parts.half(parts.init(key))
+    middle, first = parts.half(parts.init(keys))
     final, second = parts.half(middle)
-    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, second)
+    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), first, second)
     return middle, final, metrics
 
 
-def float_metrics(metrics: dict[str, jax.Array]) -> dict[str, np.ndarray]:
-    return {name: np.asarray(value) for name, value in metrics.items()
-            if jnp.issubdtype(value.dtype, jnp.floating)}
+def seed(tree: Any, i: int) -> Any:
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def assert_close(actual: Any, expected: Any, what: str) -> None:
+    """Leaf by leaf: floats allclose (batched matmuls may round differently), the rest equal."""
+    for (path, value), want in zip(jax.tree_util.tree_flatten_with_path(key_data(actual))[0],
+                                   jax.tree.leaves(key_data(expected)), strict=True):
+        message = f"{what}: {jax.tree_util.keystr(path)}"
+        if jnp.issubdtype(value.dtype, jnp.inexact):
+            np.testing.assert_allclose(value, want, rtol=1e-4, atol=1e-5, equal_nan=True,
+                                       err_msg=message)
+        else:
+            np.testing.assert_array_equal(value, want, err_msg=message)
 
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_same_key_gives_bitwise_identical_runs(algo):
-    _, final, metrics = run_halves(algo, jax.random.key(KEYS[0]))
-    _, again, metrics_again = run_halves(algo, jax.random.key(KEYS[0]))
+    _, final, metrics = run_halves(algo, batch(*KEYS))
+    _, again, metrics_again = run_halves(algo, batch(*KEYS))
     assert leaves_equal((final, metrics), (again, metrics_again))
-    _, other, _ = run_halves(algo, jax.random.key(KEYS[1]))
-    assert not leaves_equal(final, other)
+    assert not leaves_equal(seed(final, 0), seed(final, 1)), "two seeds gave the same run"
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -112,29 +150,29 @@ def test_keys_are_never_reused(algo):
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+def test_a_seed_does_not_depend_on_its_batch_position_or_batch_mates(algo):
+    _, final, metrics = run_halves(algo, batch(*KEYS))
+    _, swapped, swapped_metrics = run_halves(algo, batch(*reversed(KEYS)))
+    for i in range(len(KEYS)):
+        j = len(KEYS) - 1 - i
+        assert_close(seed((swapped, swapped_metrics), j), seed((final, metrics), i),
+                     f"{algo} seed {KEYS[i]} at position {j} vs {i}")
+
+
+@pytest.mark.parametrize("algo", [a for a in ALGOS if a.values[0] in family_representatives()])
 def test_vmapped_seed_matches_a_single_run(algo):
-    keys = jnp.stack([jax.random.key(k) for k in KEYS])
-    batched_state, batched = compiled(algo).batched(keys)
-    for i, key in enumerate(keys):
-        _, single_state, single = run_halves(algo, key)
-        seed_i = jax.tree.map(lambda x, i=i: x[i], (key_data(batched_state), batched))
-        for (path, value), expected in zip(jax.tree_util.tree_flatten_with_path(seed_i)[0],
-                                           jax.tree.leaves(key_data((single_state, single))),
-                                           strict=True):
-            message = f"{algo} seed {KEYS[i]}: {jax.tree_util.keystr(path)}"
-            if jnp.issubdtype(value.dtype, jnp.inexact):
-                np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-5,
-                                           equal_nan=True, err_msg=message)
-            else:
-                np.testing.assert_array_equal(value, expected, err_msg=message)
+    agent = compiled(algo).agent
+    _, final, metrics = run_halves(algo, batch(*KEYS))
+    single_state, single = quick_jit(train_from_agent(agent))(jax.random.key(KEYS[0]))
+    assert_close(seed((final, metrics), 0), (single_state, single), f"{algo} seed {KEYS[0]}")
 
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(algo, tmp_path):
-    middle, final, metrics = run_halves(algo, jax.random.key(KEYS[0]))
+    middle, final, metrics = run_halves(algo, batch(*KEYS))
     checkpoint.save(tmp_path / "half", middle, {"algo": algo})
     restored = checkpoint.restore(tmp_path / "half", like=jax.eval_shape(lambda: middle))
     resumed, second = compiled(algo).half(restored)
     assert leaves_equal(resumed, final)
     half = compiled(algo).agent.num_updates // 2
-    assert leaves_equal(second, jax.tree.map(lambda m: m[half:], metrics))
+    assert leaves_equal(second, jax.tree.map(lambda m: m[:, half:], metrics))
