@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrl.envs.brax_env import BraxEnv
+from jaxrl.envs.brax_env import BraxEnv, quiet_brax
 from jaxrl.envs.dynamics import base_env, simulator_state
 from jaxrl.policy import EVAL_STEP_MARGIN, Policy, load_policy
 from jaxrl.training.agent import policy_fn
@@ -199,7 +199,8 @@ def _gif(policy: Policy, played: list[tuple[Any, np.ndarray]], out: Path,
 
 
 def _html(policy: Policy, played: list[tuple[Any, np.ndarray]], out: Path) -> int:
-    from brax.io import html
+    with quiet_brax():
+        from brax.io import html
 
     brax_env = base_env(policy.env).brax_env
     states = [jax.tree.map(lambda x, t=t: x[t], states.pipeline_state)

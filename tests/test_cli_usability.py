@@ -14,7 +14,7 @@ import pytest
 from jaxrl import cli, envs, plots, registry, run_dir, runner
 from jaxrl.agents import ppo
 from jaxrl.backend import filtered_stderr
-from jaxrl.envs.brax_env import _quiet_brax
+from jaxrl.envs.brax_env import quiet_brax
 from jaxrl.envs.catalog import BUILTIN_SPACES
 from jaxrl.envs.spaces import Discrete
 
@@ -120,7 +120,7 @@ def test_known_stderr_noise_is_dropped_and_the_rest_kept(capfd):
 def test_brax_notices_are_dropped_at_their_source(capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with _quiet_brax():
+        with quiet_brax():
             print("Failed to import warp: no module named warp")
             print("something else")
             warnings.warn("Brax System, piplines and environments are not actively being",

@@ -39,11 +39,22 @@ def test_site_builds_strictly(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "api" / "agents" / "index.html").exists()
+    quickstart = (tmp_path / "notebooks" / "quickstart" / "index.html").read_text()
+    assert "final return" in quickstart, "the quickstart notebook is shown with its outputs"
+
+
+def test_every_example_notebook_is_in_the_docs():
+    examples = {p.name for p in (ROOT / "examples").glob("*.ipynb")}
+    linked = {p.name for p in (ROOT / "docs" / "notebooks").glob("*.ipynb")
+              if p.resolve() == (ROOT / "examples" / p.name).resolve()}
+    assert examples and examples == linked, (
+        "link every examples/X.ipynb as docs/notebooks/X.ipynb (a symlink) and add it to the nav")
 
 
 def test_every_page_is_in_the_navigation():
     pages = set(_nav_pages(_mkdocs_config()["nav"]))
-    on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    on_disk = {str(p.relative_to(ROOT / "docs")) for pattern in ("*.md", "*.ipynb")
+               for p in (ROOT / "docs").rglob(pattern)}
     assert on_disk - pages == set(), "add these pages to mkdocs.yml's nav"
     assert pages - on_disk == set(), "mkdocs.yml's nav names pages that do not exist"
 

@@ -69,3 +69,18 @@ def test_bad_input_is_one_error_line(run_dir, tmp_path, capsys):
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and error[0].startswith("jaxrl: error:"), error
     assert not (tmp_path / "episode.mp4").exists()
+
+
+@pytest.mark.slow  # compiles PPO and an episode on Brax's inverted pendulum
+def test_render_writes_a_brax_html_replay(tmp_path, capsys):
+    out = tmp_path / "brax"
+    runner.run("ppo", "brax/inverted_pendulum", TINY, seeds=1, out=out, progress=False)
+    assert main(["render", str(out)]) == 0
+    played = play_episodes(load_policy(out), jax.random.key(0), episodes=1)
+    steps = len(played[0][1])
+    html = out / "episode.html"
+    assert capsys.readouterr().out.strip() == f"wrote {html} ({steps} frames)"
+    text = html.read_text()
+    assert "<html" in text.lower() and "<script" in text.lower()
+    assert main(["render", str(out), "--out", str(tmp_path / "episode.gif")]) == 2
+    assert "renders to a .html file" in capsys.readouterr().err

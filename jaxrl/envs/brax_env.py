@@ -26,7 +26,7 @@ from flax import struct
 from jaxrl.envs.core import TimeLimitedEnv
 from jaxrl.envs.spaces import Box, Space
 
-__all__ = ["BraxEnv", "BraxParams", "DEFAULT_BACKEND", "BRAX_ENVS"]
+__all__ = ["BraxEnv", "BraxParams", "DEFAULT_BACKEND", "BRAX_ENVS", "quiet_brax"]
 
 DEFAULT_BACKEND = "spring"
 BRAX_ENVS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
@@ -40,10 +40,11 @@ class BraxParams(struct.PyTreeNode):
 
 
 @contextlib.contextmanager
-def _quiet_brax() -> Iterator[None]:
-    """Importing Brax and building a system print two known, harmless notices: MuJoCo's
-    "Failed to import warp" (an optional GPU backend; a ``print``) and Brax's "not actively being
-    maintained" ``UserWarning``. Drop exactly those; anything else is printed as usual."""
+def quiet_brax() -> Iterator[None]:
+    """Importing Brax (or ``brax.io``) and building a system print two known, harmless notices:
+    MuJoCo's "Failed to import warp" / "Failed to import mujoco_warp" (an optional GPU backend; a
+    ``print``) and Brax's "not actively being maintained" ``UserWarning``. Drop exactly those;
+    anything else is printed as usual."""
     output = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(output):
@@ -52,7 +53,8 @@ def _quiet_brax() -> Iterator[None]:
             yield
     finally:
         sys.stdout.write("".join(line for line in output.getvalue().splitlines(True)
-                                 if not line.startswith("Failed to import warp")))
+                                 if not (line.startswith("Failed to import ")
+                                         and "warp" in line)))
 
 
 class BraxEnv(TimeLimitedEnv):
@@ -65,7 +67,7 @@ class BraxEnv(TimeLimitedEnv):
     def __init__(self, name: str, backend: str = DEFAULT_BACKEND, **kwargs):
         self.name = name
         self.backend = backend
-        with _quiet_brax():
+        with quiet_brax():
             from brax import envs as brax_envs  # imported lazily: Brax takes seconds to import
 
             self.brax_env = brax_envs.get_environment(name, backend=backend, **kwargs)

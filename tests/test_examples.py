@@ -1,0 +1,59 @@
+"""The example notebooks in ``examples/`` run, so they never rot.
+
+Each notebook is executed in a fresh Jupyter kernel at a small budget: its first code cell
+(tagged ``parameters``) holds the budgets and is replaced here, as papermill would. The stored
+notebooks (with the outputs of a full-budget run, shown by the documentation site) must hold the
+cells that ``examples/build_notebooks.py`` writes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SMALL = {
+    "quickstart": {"TOTAL_TIMESTEPS": 2048, "SEEDS": 2},
+    "sweep": {"TOTAL_TIMESTEPS": 2048, "SEEDS": 2},
+    "offline": {"DATASET_STEPS": 600, "GRADIENT_STEPS": 200},
+    "custom_agent": {"TOTAL_TIMESTEPS": 2048, "SEEDS": 2},
+}
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_notebooks",
+                                                  EXAMPLES / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_notebook_has_a_small_budget_and_matches_its_builder():
+    builder = _builder()
+    assert set(builder.NOTEBOOKS) == set(SMALL)
+    for name, cells in builder.NOTEBOOKS.items():
+        stored = nbformat.read(EXAMPLES / f"{name}.ipynb", as_version=4)
+        assert [cell.source for cell in stored.cells] == [text for _, text in cells], (
+            f"examples/{name}.ipynb differs from examples/build_notebooks.py: run "
+            "`python examples/build_notebooks.py --execute`")
+        parameters = [c for c in stored.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(parameters) == 1
+        names = {line.split("=")[0].strip() for line in parameters[0].source.splitlines()}
+        assert names == set(SMALL[name]), f"{name}: SMALL must set every budget of the notebook"
+        code = [c for c in stored.cells if c.cell_type == "code"]
+        assert all(c.get("outputs") is not None for c in code)
+        assert any(c.outputs for c in code), f"{name}: store the outputs of a full-budget run"
+
+
+@pytest.mark.slow  # a kernel each, compiling a few small programs
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_notebook_runs_at_a_small_budget(name):
+    notebook = _builder().execute(EXAMPLES / f"{name}.ipynb", SMALL[name], timeout=600)
+    errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
+              if output.output_type == "error"]
+    assert not errors
+    assert any(output.output_type == "stream" for cell in notebook.cells
+               for output in cell.get("outputs", [])), "the notebook printed nothing"
