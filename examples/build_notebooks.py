@@ -104,7 +104,7 @@ _, metrics = jax.block_until_ready(sweep(configs, keys))
 returns = np.asarray(metrics["episode_return"]).reshape(len(rates), SEEDS, -1)
 returns.shape  # (rates, seeds, updates)"""),
         ("code", """last = np.nanmean(returns[..., -10:], axis=-1)  # each run: its last 10 updates
-for lr, runs in zip(rates, last):
+for lr, runs in zip(rates, last, strict=True):
     print(f"learning rate {lr:g}: final return {runs.mean():6.1f} ± {runs.std():5.1f}")"""),
         ("md", """The CLI does the same with `jaxrl train ppo --sweep learning_rate=3e-4,1e-3,3e-3
 --seeds 8`, and writes one `metrics.csv` with a column per swept field."""),

@@ -31,6 +31,8 @@ commands:
   envs                   list the environments (action space, observation shape)
   dataset --env ENV --policy expert|medium|random|mixed --steps N --out FILE.npz
                          generate an offline dataset (jaxrl dataset --help)
+  preferences --reference RUN_DIR --pairs N --noise B --out FILE.npz
+                         sample pairs from a token policy, label them by the hidden reward
   ope --dataset FILE.npz [--target expert|medium|random | --policy-run DIR]
                          off-policy estimates of a policy's value beside its true value
 
@@ -192,6 +194,11 @@ def _train(argv: list[str]) -> int:
         return _resume(algo, rest)
     algorithm = registry.get(algo)
     config_class = algorithm.load().Config
+    bonus_flags = ("--bonus", "--bonus-form", "--bonus-scale", "--hash-bits")
+    if "bonus" not in config_class.__dataclass_fields__ and any(
+            token.split("=")[0] in bonus_flags for token in rest):
+        return _fail(f"{algo} collects no online rollouts to add a bonus to; --bonus applies to "
+                     "the on-policy and off-policy agents (e.g. ppo, dqn, sac)")
     options_class = DatasetRunOptions if registry.DATASET in algorithm.needs else RunOptions
     arguments = dataclasses.make_dataclass("TrainArguments", [
         ("run", Annotated[options_class, tyro.conf.OmitArgPrefixes],
@@ -527,6 +534,58 @@ def _envs(argv: list[str]) -> int:
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class PreferencesOptions:
+    """``jaxrl preferences``: sample pairs of sequences from a token-task policy (an SFT run) and
+    label each by a Bradley–Terry draw on the hidden reward, P(a ≻ b) = σ((r(a) - r(b)) / noise)."""
+
+    reference: str
+    """run directory of the policy to sample from (`jaxrl train sft`)"""
+    out: str
+    """the .npz preference file to write"""
+    pairs: int = 1024
+    """pairs to sample"""
+    noise: float = 0.05
+    """Bradley–Terry temperature of the labels (0: always the better sequence)"""
+    seed: int = 0
+    """seed of sampling and labelling"""
+
+
+def _preferences(argv: list[str]) -> int:
+    options = _parse(PreferencesOptions, argv, "jaxrl preferences")
+    if isinstance(options, int):
+        return options
+
+    import jax
+    import numpy as np
+
+    from jaxrl import envs
+    from jaxrl.run_dir import read_run
+    from jaxrl.training import preferences
+
+    try:
+        if options.pairs < 1 or options.noise < 0:
+            raise ValueError(f"--pairs must be >= 1 and --noise >= 0, got {options.pairs} and "
+                             f"{options.noise}")
+        spec = read_run(options.reference)
+        env, _ = envs.make(spec.env_id, **spec.env_kwargs)
+        reference = preferences.load_sequence_policy(options.reference)
+        chosen, rejected, p_chosen = preferences.make_preferences(
+            jax.random.key(options.seed), reference, env, options.pairs, options.noise)
+        metadata = {"env": spec.env_id, "vocab_size": reference.model.vocab_size,
+                    "max_length": reference.model.max_length, "noise": options.noise,
+                    "reference": str(options.reference), "seed": options.seed}
+        path = preferences.save_preferences(options.out, preferences.Preferences(
+            np.asarray(chosen), np.asarray(rejected), metadata))
+    except (ValueError, TypeError, OSError) as error:
+        return _fail(str(error))
+    reward = preferences.hidden_reward_fn(env)
+    print(f"wrote {path}: {options.pairs} pairs from {spec.env_id}; hidden reward chosen "
+          f"{float(reward(chosen).mean()):.3f}, rejected {float(reward(rejected).mean()):.3f}; "
+          f"mean label probability {float(p_chosen.mean()):.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxrl`` console script."""
     try:
@@ -544,6 +603,7 @@ def _dispatch(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     compiling = {"train": _train, "eval": _eval, "dataset": _dataset, "ope": _ope,
                  "render": _render}
+    compiling["preferences"] = _preferences
     if command in compiling:
         from jaxrl.backend import enable_compile_cache, filtered_stderr
 

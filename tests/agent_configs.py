@@ -23,6 +23,14 @@ _OFF_POLICY = {"total_timesteps": 16 + 4 * 8, "num_envs": 2, "buffer_size": 64, 
 _OFFLINE = {"total_gradient_steps": 4, "log_frequency": 2, "batch_size": 8, "eval_episodes": 1,
             "hidden_sizes": (16,)}
 
+# Model-based agents: 8 random steps, 2 updates of 4 steps; 2 members of width 8.
+_MODEL_BASED = {"num_steps": 4, "total_timesteps": 8, "random_steps": 8, "buffer_size": 16,
+                "ensemble_size": 2, "num_particles": 2, "hidden_sizes": (8,), "model_steps": 2,
+                "batch_size": 4, "horizon": 3, "population": 4, "elites": 2, "iterations": 1}
+
+# Preferences family: 2 updates of 2 gradient steps, 4 sampled sequences scored per update.
+_PREFERENCES = {"total_gradient_steps": 4, "log_frequency": 2, "batch_size": 4, "eval_samples": 4}
+
 TINY: dict[str, tuple[str, dict[str, Any]]] = {
     "reinforce": ("CartPole-v1", {**_ON_POLICY, "update_epochs": 2}),
     "a2c": ("CartPole-v1", {**_ON_POLICY, "num_minibatches": 2, "n_steps_return": 3}),
@@ -59,4 +67,29 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
     "alphazero": ("CartPole-v1", {"num_simulations": 4, "num_envs": 2, "num_steps": 4,
                                   "total_timesteps": 16, "update_epochs": 1,
                                   "num_minibatches": 2, "n_steps": 2, "hidden_sizes": (16,)}),
+    "maxent_irl": ("Gridworld-v0", {"total_gradient_steps": 4, "log_frequency": 2, "horizon": 4,
+                                    "num_sweeps": 4, "eval_episodes": 1}),
+    "gail": ("Pendulum-v1", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2,
+                             "disc_hidden_sizes": (16,), "disc_steps": 2, "disc_batch_size": 8,
+                             "grad_penalty": 1.0}),
+    "airl": ("Pendulum-v1", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2,
+                             "disc_hidden_sizes": (16,), "disc_steps": 2, "disc_batch_size": 8}),
+    "dac": ("Pendulum-v1", {**_OFF_POLICY, "disc_hidden_sizes": (16,), "disc_steps": 2,
+                            "disc_batch_size": 8}),
+    "gcl": ("Pendulum-v1", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2,
+                            "disc_hidden_sizes": (16,), "disc_steps": 2, "disc_batch_size": 8}),
+    "pets": ("Pendulum-v1", {**_MODEL_BASED, "propagation": "ts1"}),
+    "mbrl": ("CartPole-v1", {**_MODEL_BASED, "version": "1.0", "reward": "learned"}),
+    "dyna": ("Gridworld-v0", {"total_timesteps": 8, "num_steps": 4, "planning_steps": 2,
+                              "eval_episodes": 0}),
+    "ucb": ("KArmedBandit-v0", {"total_timesteps": 40, "log_frequency": 10}),
+    "thompson": ("KArmedBandit-v0", {"total_timesteps": 40, "log_frequency": 10}),
+    "egreedy": ("KArmedBandit-v0", {"total_timesteps": 40, "log_frequency": 10}),
+    "bootstrapped_dqn": ("DeepSea-v0", {**_OFF_POLICY, "num_heads": 3}),
+    "sft": ("Tokens-sort-v0", {**_PREFERENCES, "width": 8, "num_layers": 1, "num_heads": 2}),
+    "reward_model": ("Tokens-sort-v0", {**_PREFERENCES, "width": 8, "num_layers": 1,
+                                        "num_heads": 2, "heldout_fraction": 0.25}),
+    "dpo": ("Tokens-sort-v0", _PREFERENCES),
+    "ipo": ("Tokens-sort-v0", _PREFERENCES),
+    "rlhf": ("Tokens-sort-v0", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2}),
 }

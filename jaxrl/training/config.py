@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import jax
 from flax import struct
 
-__all__ = ["ACTIVATIONS", "BaseConfig", "check_config", "check_value", "config_from_dict",
-           "config_to_dict", "hyper", "static"]
+__all__ = ["ACTIVATIONS", "BaseConfig", "check_config", "check_log_frequency", "check_value",
+           "config_from_dict", "config_to_dict", "hyper", "static"]
 
 ACTIVATIONS = ("tanh", "relu", "swish", "gelu", "elu")
 
@@ -68,6 +68,14 @@ def check_value(name: str, value: Any, allowed: str | tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be {where}, got {value:g}"
                          if isinstance(value, int | float) else
                          f"{name} must be {where}, got {value}")
+
+
+def check_log_frequency(config: Any) -> None:
+    """``log_frequency <= total_gradient_steps``: a run of gradient steps logs one row at least."""
+    if config.log_frequency > config.total_gradient_steps:
+        raise ValueError(f"log_frequency = {config.log_frequency} exceeds "
+                         f"total_gradient_steps = {config.total_gradient_steps}; lower "
+                         "log_frequency or raise total_gradient_steps")
 
 
 def check_config(config: Any) -> None:

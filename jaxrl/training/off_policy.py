@@ -79,6 +79,15 @@ class OffPolicyConfig(BaseConfig):
     """target-network Polyak rate θ' ← τθ + (1-τ)θ' (1: hard copy)"""
     target_network_frequency: int = hyper(1, ">= 1")
     """gradient updates between target-network updates"""
+    bonus: str = static("none", ("none", "count", "hash", "rnd"))
+    """exploration bonus added to the rewards (jaxrl.exploration): exact counts, SimHash counts
+    or random network distillation"""
+    bonus_form: str = static("mbie_eb", ("ucb", "mbie_eb", "beb"))
+    """B(N) of a count bonus: ucb √(2 ln n / N), mbie_eb 1/√N, beb 1/N"""
+    hash_bits: int = static(16, ">= 1")
+    """SimHash code length k of bonus = hash (2^k count cells per seed, k <= 24)"""
+    bonus_scale: float = hyper(0.1, ">= 0")
+    """β of reward + β · bonus"""
 
     @property
     def steps_per_iteration(self) -> int:
@@ -261,6 +270,10 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
     steps' statistics averaged over the interval (with the reward transform's and the phase's),
     ``episode_return`` (training episodes, environment rewards), ``eval_return``
     (deterministic policy; with ``eval_episodes > 0``) and ``step``."""
+    if reward_transform is None and getattr(config, "bonus", "none") != "none":
+        from jaxrl.exploration import make_bonus
+
+        reward_transform = make_bonus(config, parts.observation_space)
     num_envs = config.num_envs
     action_dtype = jnp.int32 if isinstance(parts.action_space, Discrete) else jnp.float32
     extensions = extensions or ReplayExtensions()

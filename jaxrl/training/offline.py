@@ -37,7 +37,7 @@ from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
 from jaxrl.training.agent import Agent, Metrics, as_typed_key
-from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
+from jaxrl.training.config import ACTIVATIONS, BaseConfig, check_log_frequency, hyper, static
 from jaxrl.training.optim import apply_gradients
 
 __all__ = ["AdvantageWeightedConfig", "CriticLearner", "ImitationConfig", "ObsNormalizer",
@@ -79,10 +79,7 @@ class OfflineConfig(ImitationConfig):
     def validate(self) -> None:
         """``log_frequency <= total_gradient_steps`` (one logged row at least)."""
         super().validate()
-        if self.log_frequency > self.total_gradient_steps:
-            raise ValueError(f"log_frequency = {self.log_frequency} exceeds "
-                             f"total_gradient_steps = {self.total_gradient_steps}; lower "
-                             "log_frequency or raise total_gradient_steps")
+        check_log_frequency(self)
 
 
 class OfflineCriticConfig(OfflineConfig):

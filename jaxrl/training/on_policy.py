@@ -115,6 +115,15 @@ class OnPolicyConfig(BaseConfig):
     """a recurrent policy: a gru or lstm cell after the MLP torso (reinforce, a2c, ppo, rl2)"""
     recurrent_size: int = static(64, ">= 1")
     """hidden-state size of the recurrent cell (with recurrent)"""
+    bonus: str = static("none", ("none", "count", "hash", "rnd"))
+    """exploration bonus added to the rewards (jaxrl.exploration): exact counts, SimHash counts
+    or random network distillation"""
+    bonus_form: str = static("mbie_eb", ("ucb", "mbie_eb", "beb"))
+    """B(N) of a count bonus: ucb √(2 ln n / N), mbie_eb 1/√N, beb 1/N"""
+    hash_bits: int = static(16, ">= 1")
+    """SimHash code length k of bonus = hash (2^k count cells per seed, k <= 24)"""
+    bonus_scale: float = hyper(0.1, ">= 0")
+    """β of reward + β · bonus"""
     gamma: float = hyper(0.99, "[0, 1]")
     """discount factor"""
 
@@ -247,6 +256,10 @@ def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent",
     elif network is None:
         network = make_actor_critic(observation_space, action_space, config.hidden_sizes,
                                     config.activation)
+    if reward_transform is None and getattr(config, "bonus", "none") != "none":
+        from jaxrl.exploration import make_bonus
+
+        reward_transform = make_bonus(config, observation_space)
     eval_steps = int(getattr(env_params, "max_steps_in_episode", 1000)) + 1
     return OnPolicySetup(EpisodeStatistics(env), network, observation_space, action_space,
                          env, eval_steps, reward_transform)

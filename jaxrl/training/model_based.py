@@ -1,0 +1,327 @@
+"""The model-based family loop: collect, fit a dynamics ensemble, plan through it (MPC).
+
+Course notes §11 (Model-Based RL; 004 §10.1, "Model-based RL version 0.5 / 1.0 / 1.5"):
+
+1. run a base policy (uniform random actions, ``random_steps`` per env, taken in ``init``) and
+   collect ``D = {(s, a, s', r)}`` in a replay buffer;
+2. (each ``update`` starts here) merge the transitions added since the last fit into the
+   normalisers, then fit the ensemble (``jaxrl.models.dynamics``) for ``model_steps`` gradient
+   steps, each member on its own bootstrap resample of ``D``;
+3. plan through the model to choose actions (``jaxrl.planning``: shooting, CEM, MPPI over
+   ``Particles``), replanning every ``replan_every`` steps and following the plan in between;
+4. execute ``num_envs · num_steps`` env steps, append the transitions to ``D`` (when
+   ``refit``) and go to 2.
+
+``refit=False`` with open-loop plans is version 0.5 (fit once, in the first update, on the
+random data, then plan);
+``refit=True`` with ``replan_every = horizon`` is 1.0 (execute each whole plan, collect, refit);
+``replan_every = 1`` is 1.5 (MPC: only the first action of each plan is executed). PETS is 1.5
+with a probabilistic ensemble and trajectory sampling.
+
+Everything runs in one ``jax.jit`` and ``vmap``-s over seeds: the train state holds the model
+(parameters, optimiser state, normalisers), the buffer, the envs, each env's plan and the key.
+The policy acts from observations (the plan is its carry, ``Agent.initial_carry``), so
+``jaxrl eval``, ``load_policy`` and dataset collection run it like any policy with memory.
+Metrics: ``episode_return``, ``model_loss`` (the mean per-member loss of the update's fit; a NaN
+there is reported by the runner's guard under that name), ``model_mse`` and, with
+``eval_episodes > 0``, ``eval_return``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl.backend import ONE_OFF_UNROLL
+from jaxrl.envs import EpisodeStatistics
+from jaxrl.envs.rewards import known_functions
+from jaxrl.evaluation import evaluate
+from jaxrl.models.dynamics import (
+    DynamicsModel,
+    ModelBatch,
+    ModelState,
+    bootstrap_indices,
+    initial_particles,
+    learned_dynamics,
+    make_dynamics_model,
+)
+from jaxrl.planning import PLANNERS, initial_plan, make_planner, plan_actions, shift_plan
+from jaxrl.replay import ReplayBuffer, buffer_for
+from jaxrl.rollout import episode_return_metric, reset_envs, rollout, rollout_with_carry
+from jaxrl.training.agent import Agent, as_typed_key
+from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
+
+__all__ = ["ModelBasedConfig", "ModelBasedState", "PlanCarry", "make_model_based_agent"]
+
+REWARDS = ("auto", "known", "learned")
+
+
+class ModelBasedConfig(BaseConfig):
+    """The fields every model-based agent shares: data, ensemble, fitting and planner."""
+
+    num_envs: int = static(1, ">= 1")
+    """envs acting in parallel"""
+    num_steps: int = static(200, ">= 1")
+    """env steps per env between two fits of the model (one update)"""
+    total_timesteps: int = static(1_400, ">= 1")
+    """env steps after the random warm-up"""
+    random_steps: int = static(200, ">= 1")
+    """env steps per env of uniform random actions collected before the first fit"""
+    buffer_size: int = static(20_000, ">= 1")
+    """transitions the replay buffer keeps (a multiple of num_envs)"""
+    ensemble_size: int = static(5, ">= 1")
+    """members of the bootstrap ensemble"""
+    hidden_sizes: tuple[int, ...] = static((64, 64))
+    """hidden layer widths of each member"""
+    activation: str = static("swish", ACTIVATIONS)
+    """hidden activation of each member"""
+    model_steps: int = static(200, ">= 1")
+    """gradient steps of each fit"""
+    batch_size: int = static(64, ">= 1")
+    """transitions per member in one gradient step"""
+    learning_rate: float = hyper(1e-3, "> 0")
+    """AdamW step size of the model"""
+    weight_decay: float = hyper(1e-5, ">= 0")
+    """AdamW weight decay of the model"""
+    reward: str = static("auto", REWARDS)
+    """known: the env's reward / termination functions (jaxrl.envs.rewards), learned: model
+    heads, auto: known where the env has them"""
+    planner: str = static("cem", PLANNERS)
+    """search: shooting (best of random sequences), cem (cross-entropy method), mppi"""
+    horizon: int = static(15, ">= 1")
+    """steps each plan looks ahead"""
+    population: int = static(200, ">= 1")
+    """candidate sequences simulated per iteration"""
+    elites: int = static(20, ">= 1")
+    """cem: best candidates the sampling distribution is refitted to (at most population)"""
+    iterations: int = static(3, ">= 1")
+    """cem, mppi: sample-and-refit rounds per plan"""
+    noise: float = hyper(0.5, "> 0")
+    """cem: initial std, mppi: std, in half-ranges of the action bounds"""
+    alpha: float = hyper(0.1, "[0, 1]")
+    """cem, mppi: smoothing of the refit, new = α old + (1 - α) fitted"""
+    temperature: float = hyper(1.0, "> 0")
+    """mppi: λ of the weights softmax(J / λ)"""
+    eval_episodes: int = static(0, ">= 0")
+    """fresh episodes evaluated after each update (0: none)"""
+
+    def validate(self) -> None:
+        """One update fits in ``total_timesteps``; the buffer holds the warm-up and one update;
+        CEM's elites fit in the population."""
+        steps = self.num_envs * self.num_steps
+        if self.total_timesteps < steps:
+            raise ValueError(f"total_timesteps = {self.total_timesteps} is smaller than one "
+                             f"update (num_envs * num_steps = {steps}); raise total_timesteps")
+        if self.buffer_size < self.num_envs * max(self.random_steps, self.num_steps):
+            raise ValueError(f"buffer_size = {self.buffer_size} cannot hold the random warm-up "
+                             f"or one update; raise buffer_size")
+        if self.buffer_size % self.num_envs:
+            raise ValueError(f"buffer_size = {self.buffer_size} must be a multiple of "
+                             f"num_envs = {self.num_envs}")
+        if self.planner == "cem" and self.elites > self.population:
+            raise ValueError(f"elites must be <= population, got elites={self.elites}, "
+                             f"population={self.population}")
+
+
+class PlanCarry(struct.PyTreeNode):
+    """The policy's carry, per env: the warm-started plan and the steps left before the next
+    search (0: search now)."""
+
+    plan: jax.Array
+    steps_left: jax.Array
+
+
+class ModelBasedState(struct.PyTreeNode):
+    """The train state: the model, the data, the envs, their plans, the key."""
+
+    model_params: ModelState
+    buffer: ReplayBuffer
+    env_state: Any
+    obs: jax.Array
+    carry: PlanCarry
+    key: jax.Array
+    last_episode_return: jax.Array
+    last_fit: dict[str, jax.Array]
+    """the metrics of the last fit (``model_loss``, ``model_mse``)"""
+    unseen_rows: jax.Array
+    """buffer rows written since the normalisers were last updated (the newest ones)"""
+    updates: jax.Array
+
+
+def _model_batch(buffer: ReplayBuffer, index: jax.Array) -> ModelBatch:
+    """Transitions at flat indices ``[...]`` of the buffer's ``[rows · num_envs]`` storage."""
+    num_envs = buffer.reward.shape[1]
+    rows, envs = index // num_envs, index % num_envs
+    return ModelBatch(buffer.obs[rows, envs].astype(jnp.float32), buffer.action[rows, envs],
+                      buffer.reward[rows, envs], buffer.terminated[rows, envs],
+                      buffer.next_obs[rows, envs].astype(jnp.float32))
+
+
+def _fit(model: DynamicsModel, state: ModelState, buffer: ReplayBuffer, key: jax.Array,
+         steps: int, batch_size: int) -> tuple[ModelState, dict[str, jax.Array]]:
+    """``steps`` AdamW steps on minibatches of each member's bootstrap resample of the buffer;
+    the metrics of the last step."""
+    capacity = buffer.reward.shape[0] * buffer.reward.shape[1]
+    valid = buffer.size * buffer.reward.shape[1]
+    resample_key, key = jax.random.split(key)
+    resample = bootstrap_indices(resample_key, model.num_members, valid, capacity)
+
+    def step(state, step_key):
+        positions = jax.random.randint(step_key, (model.num_members, batch_size), 0,
+                                       jnp.maximum(valid, 1))
+        batch = _model_batch(buffer, jnp.take_along_axis(resample, positions, 1))
+        (_, metrics), grads = jax.value_and_grad(model.loss, has_aux=True)(
+            state.params, state, batch)
+        updates, opt_state = model.optimizer.update(grads, state.opt_state, state.params)
+        return state.replace(params=optax.apply_updates(state.params, updates),
+                             opt_state=opt_state), metrics
+
+    state, metrics = jax.lax.scan(step, state, jax.random.split(key, steps))
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+
+def make_model_based_agent(config: ModelBasedConfig, env: Any, env_params: Any, *,
+                           probabilistic: bool, refit: bool, replan_every: int,
+                           num_particles: int, propagation: str) -> Agent:
+    """The ``Agent`` of the loop above (module docstring). ``TypeError`` for non-vector
+    observations; ``ValueError`` where ``reward="known"`` and the env has no known reward,
+    or ``num_particles`` is not a multiple of the ensemble size."""
+    if num_particles % config.ensemble_size:
+        raise ValueError(f"num_particles = {num_particles} must be a multiple of "
+                         f"ensemble_size = {config.ensemble_size}")
+    space = env.action_space(env_params)
+    known = known_functions(env, env_params)
+    if config.reward == "known" and known.reward is None:
+        raise ValueError(f"reward=known needs an env with a known reward function "
+                         f"(jaxrl.envs.rewards: {', '.join(_known_ids())}); use reward=learned")
+    if config.reward == "learned":
+        known = known._replace(reward=None, termination=None)
+    model = make_dynamics_model(
+        env.observation_space(env_params), space, num_members=config.ensemble_size,
+        hidden_sizes=config.hidden_sizes, activation=config.activation,
+        probabilistic=probabilistic, learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay, reward_fn=known.reward,
+        termination_fn=known.termination, env_params=env_params)
+    planner = make_planner(config.planner, space, population=config.population,
+                           elites=min(config.elites, config.population),
+                           iterations=config.iterations, noise=config.noise,
+                           alpha=config.alpha, temperature=config.temperature)
+    stats_env = EpisodeStatistics(env)
+    eval_steps = int(getattr(env_params, "max_steps_in_episode", 1_000))
+
+    def initial_carry(batch: int) -> PlanCarry:
+        plan = initial_plan(space, config.horizon)
+        return PlanCarry(jnp.broadcast_to(plan, (batch, *plan.shape)),
+                         jnp.zeros((batch,), jnp.int32))
+
+    def control(model_state: ModelState, key: jax.Array, obs: jax.Array,
+                carry: PlanCarry) -> tuple[jax.Array, PlanCarry]:
+        dynamics = learned_dynamics(model, model_state, propagation)
+
+        def search():
+            keys = jax.random.split(key, obs.shape[0])
+            return jax.vmap(lambda k, o, p: planner(
+                k, dynamics, initial_particles(o, num_particles), p))(keys, obs, carry.plan)
+
+        if replan_every == 1:
+            actions, plans = search()
+            return actions, PlanCarry(plans, carry.steps_left)
+
+        def follow():
+            return (jax.vmap(lambda p: plan_actions(p[:1], space)[0])(carry.plan),
+                    jax.vmap(lambda p: shift_plan(p, space))(carry.plan))
+
+        replan = carry.steps_left == 0
+
+        def search_where_due():
+            return jax.tree.map(lambda a, b: jnp.where(
+                replan.reshape(replan.shape + (1,) * (a.ndim - 1)), a, b), search(), follow())
+
+        actions, plans = jax.lax.cond(replan.any(), search_where_due, follow)
+        steps_left = jnp.where(replan, replan_every - 1, carry.steps_left - 1)
+        return actions, PlanCarry(plans, steps_left)
+
+    def act(state, obs, key, deterministic=False, carry=None):
+        return control(state.model_params, key, obs, carry)
+
+    def store(buffer, traj):
+        return buffer.extend(traj.obs, traj.action, traj.reward, traj.terminated,
+                             traj.truncated, traj.next_obs)
+
+    newest = max(config.random_steps, config.num_steps)
+
+    def fit(state, key):
+        # The normalisers follow the data up to each fit, never ahead of the fitted params.
+        buffer = state.buffer
+        rows = (buffer.pointer - 1 - jnp.arange(newest)) % buffer.rows
+        index = (rows[:, None] * config.num_envs + jnp.arange(config.num_envs)).reshape(-1)
+        weights = jnp.repeat(jnp.arange(newest) < state.unseen_rows, config.num_envs)
+        model_state = model.observe(state.model_params, _model_batch(buffer, index), weights)
+        return _fit(model, model_state, buffer, key, config.model_steps, config.batch_size)
+
+    def init(key):
+        key = as_typed_key(key)
+        key, reset_key, model_key, random_key = jax.random.split(key, 4)
+        obs, env_state = reset_envs(reset_key, stats_env, env_params, config.num_envs)
+        buffer = buffer_for(config.buffer_size, config.num_envs,
+                            env.observation_space(env_params), space, space.dtype)
+
+        def random_policy(key, obs):
+            return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0])), {}
+
+        env_state, obs, traj = rollout(random_key, stats_env, env_params, env_state, obs,
+                                       random_policy, config.random_steps, ONE_OFF_UNROLL)
+        episode_return = episode_return_metric(traj.info, jnp.full((), jnp.nan))
+        no_fit = {"model_loss": jnp.zeros(()), "model_mse": jnp.zeros(())}
+        return ModelBasedState(model.init(model_key), store(buffer, traj), env_state, obs,
+                               initial_carry(config.num_envs), key, episode_return, no_fit,
+                               jnp.asarray(config.random_steps, jnp.int32),
+                               jnp.zeros((), jnp.int32))
+
+    def update(state):
+        key, rollout_key, fit_key, eval_key = jax.random.split(state.key, 4)
+        if refit:
+            model_state, fit_metrics = fit(state, fit_key)
+        else:  # version 0.5: fit on the random data once, in the first update
+            model_state, fit_metrics = jax.lax.cond(
+                state.updates == 0, fit, lambda state, key: (state.model_params,
+                                                             state.last_fit), state, fit_key)
+
+        def policy(key, obs, env_state, carry):
+            actions, carry = control(model_state, key, obs, carry)
+            return actions, {}, carry
+
+        env_state, obs, carry, traj = rollout_with_carry(
+            rollout_key, stats_env, env_params, state.env_state, state.obs, state.carry,
+            policy, config.num_steps, initial_carry(config.num_envs), unroll=ONE_OFF_UNROLL)
+        episode_return = episode_return_metric(traj.info, state.last_episode_return)
+        metrics = {"episode_return": episode_return, **fit_metrics}
+        buffer, unseen_rows = state.buffer, jnp.zeros((), jnp.int32)
+        if refit:
+            buffer, unseen_rows = store(buffer, traj), jnp.asarray(config.num_steps, jnp.int32)
+        if config.eval_episodes > 0:
+            def eval_policy(key, obs, env_state, carry):
+                return control(model_state, key, obs, carry)
+
+            metrics["eval_return"] = evaluate(eval_key, env, env_params, eval_policy,
+                                              config.eval_episodes, eval_steps, ONE_OFF_UNROLL,
+                                              initial_carry=initial_carry)
+        return state.replace(model_params=model_state, buffer=buffer, env_state=env_state,
+                             obs=obs, carry=carry, key=key,
+                             last_episode_return=episode_return, last_fit=fit_metrics,
+                             unseen_rows=unseen_rows, updates=state.updates + 1), metrics
+
+    steps = config.num_envs * config.num_steps
+    return Agent(init=init, update=update, act=act, num_updates=config.total_timesteps // steps,
+                 steps_per_update=steps, initial_steps=config.num_envs * config.random_steps,
+                 initial_carry=lambda state, batch: initial_carry(batch))
+
+
+def _known_ids() -> list[str]:
+    from jaxrl.envs.rewards import KNOWN_FUNCTIONS
+
+    return list(KNOWN_FUNCTIONS)

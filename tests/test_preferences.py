@@ -1,0 +1,266 @@
+"""The preferences family: token tasks, the sequence model, the BT / DPO / IPO / KL losses
+against hand-worked values, preference files and the family's bad-input errors; one slow
+learning test (DPO beats its reference under the hidden reward)."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from preference_inputs import TINY_MODEL, tiny_pairs, tiny_policy
+
+from jaxrl import envs
+from jaxrl.agents import dpo, reward_model, rlhf
+from jaxrl.envs.tokens import EOS, PAD, demonstrator, sequence_reward
+from jaxrl.losses.preferences import (
+    bradley_terry_loss,
+    dpo_loss,
+    ipo_loss,
+    kl_penalty,
+    sequence_log_prob,
+)
+from jaxrl.models.sequence import SequenceModel, sample, token_log_probs
+from jaxrl.training import preferences as family
+from jaxrl.training.agent import train_from_agent
+
+pytestmark = pytest.mark.xdist_group("preferences")
+
+LOG_SIGMOID_1 = 0.31326168751822286  # -log σ(1)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return envs.make("Tokens-sort-v0")
+
+
+@pytest.fixture(scope="module")
+def policy(task):
+    return tiny_policy(task[1])
+
+
+# ---------------------------------------------------------------------------------------- losses
+
+def test_bradley_terry_loss_hand_values():
+    # margin 1: -log σ(1); smoothed with ε = 0.1: 0.9 (-log σ(1)) + 0.1 (-log σ(-1)) and
+    # -log σ(-1) = 1 + (-log σ(1)).
+    np.testing.assert_allclose(bradley_terry_loss(jnp.array([1.0]), jnp.array([0.0])),
+                               LOG_SIGMOID_1, rtol=1e-6)
+    np.testing.assert_allclose(
+        bradley_terry_loss(jnp.array([3.0]), jnp.array([2.0]), label_smoothing=0.1),
+        0.9 * LOG_SIGMOID_1 + 0.1 * (1.0 + LOG_SIGMOID_1), rtol=1e-6)
+
+
+def test_dpo_and_ipo_hand_values():
+    # h = (log π(y_w) - log π_ref(y_w)) - (log π(y_l) - log π_ref(y_l)) = (-1 + 2) - (-3 + 2) = 2
+    pair = (jnp.array([-1.0]), jnp.array([-3.0]), jnp.array([-2.0]), jnp.array([-2.0]))
+    np.testing.assert_allclose(dpo_loss(*pair, beta=0.5), LOG_SIGMOID_1, rtol=1e-6)  # σ(βh)=σ(1)
+    np.testing.assert_allclose(ipo_loss(*pair, tau=0.25), 0.0, atol=1e-7)  # target 1/(2τ) = 2
+    np.testing.assert_allclose(ipo_loss(*pair, tau=0.5), 1.0, rtol=1e-6)  # (2 - 1)²
+
+
+def test_dpo_is_log_2_when_the_policy_is_the_reference():
+    chosen, rejected = jnp.array([-4.0, -1.5, -7.0]), jnp.array([-2.0, -9.0, -0.5])
+    for smoothing in (0.0, 0.3):
+        np.testing.assert_allclose(dpo_loss(chosen, rejected, chosen, rejected, 0.7, smoothing),
+                                   np.log(2.0), rtol=1e-6)
+
+
+def test_padding_never_changes_a_sequence_log_prob_or_loss():
+    log_probs = jnp.array([[-1.0, -2.0, 99.0, -50.0]])
+    mask = jnp.array([[1, 1, 0, 0]])
+    np.testing.assert_allclose(sequence_log_prob(log_probs, mask), -3.0)
+    np.testing.assert_allclose(sequence_log_prob(log_probs[:, :2], mask[:, :2]), -3.0)
+
+
+def test_model_losses_do_not_depend_on_the_padding_of_the_batch(task, policy):
+    # A short pair scored alone, then batched beside a longer pair: identical log-probs.
+    _, env_params = task
+    pairs = tiny_pairs(env_params)
+    short = np.argmin((pairs.chosen != PAD).sum(1))
+    log_probs = jax.jit(family.pair_log_probs, static_argnums=0)
+    alone = log_probs(policy.model, policy.params, pairs.chosen[short:short + 1],
+                      pairs.rejected[short:short + 1])
+    batched = log_probs(policy.model, policy.params, pairs.chosen, pairs.rejected)
+    np.testing.assert_allclose(alone[0][0], batched[0][short], rtol=1e-5)
+    np.testing.assert_allclose(alone[1][0], batched[1][short], rtol=1e-5)
+
+
+def test_dpo_gradient_is_zero_when_chosen_equals_rejected(task):
+    # A position-wise policy (logits [L, V] are the parameters): a pair with y_w = y_l has
+    # h = 0 for every θ, so the loss is flat in θ.
+    _, env_params = task
+    tokens = jnp.asarray(tiny_pairs(env_params).chosen[:2])
+    reference = jnp.asarray(np.random.default_rng(1).normal(size=(16, 16)), jnp.float32)
+
+    def log_probs(logits):
+        token = token_log_probs(jnp.broadcast_to(logits, (2, 16, 16)), tokens)
+        return sequence_log_prob(token, tokens != PAD)
+
+    def loss(logits):
+        return dpo_loss(log_probs(logits), log_probs(logits), log_probs(reference),
+                        log_probs(reference), beta=0.5)
+
+    params = jnp.asarray(np.random.default_rng(2).normal(size=(16, 16)), jnp.float32)
+    np.testing.assert_allclose(loss(params), np.log(2.0), rtol=1e-6)
+    assert float(jnp.abs(jax.grad(loss)(params)).max()) == 0.0
+
+
+def test_per_token_kl_estimators_match_the_exact_sequence_kl():
+    # Two tabular autoregressive policies over 3 tokens, sequences of 2: enumerate all 9.
+    rng = np.random.default_rng(0)
+    logits_p, logits_q = rng.normal(size=(2, 4, 3))  # row 0: first token; row 1 + a: after a
+    log_p = jax.nn.log_softmax(jnp.asarray(logits_p))
+    log_q = jax.nn.log_softmax(jnp.asarray(logits_q))
+    sequences = np.array(list(itertools.product(range(3), repeat=2)))
+    rows = np.stack([np.zeros(9, int), 1 + sequences[:, 0]], 1)
+    token_p = log_p[rows, sequences]  # [9, 2]
+    token_q = log_q[rows, sequences]
+    weights = jnp.exp(token_p.sum(1))
+    exact = jnp.sum(weights * (token_p.sum(1) - token_q.sum(1)))
+    for estimator in ("k1", "k3"):
+        estimate = jnp.sum(weights * kl_penalty(token_p, token_q, estimator).sum(1))
+        np.testing.assert_allclose(estimate, exact, rtol=1e-5)
+    assert float(kl_penalty(token_p, token_q, "k3").min()) >= 0.0
+
+
+def test_calibration_error_hand_value():
+    # Predictions 0.9 (right) and 0.3 (wrong side: confidence 0.7): bins 8 and 4, gaps
+    # |0.9 - 1| and |0.7 - 0|, ECE = (0.1 + 0.7) / 2.
+    np.testing.assert_allclose(reward_model.calibration_error(jnp.array([0.9, 0.3])), 0.4,
+                               rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ tasks and model
+
+def test_hidden_rewards_hand_values():
+    np.testing.assert_allclose(sequence_reward("sort", jnp.array([1, 2, 3, EOS])), 2 / 3)
+    np.testing.assert_allclose(sequence_reward("sort", jnp.array([3, 2, EOS, PAD])), 0.0)
+    np.testing.assert_allclose(sequence_reward("count", jnp.array([3, 7, 3, 7])), 1.0)
+    np.testing.assert_allclose(sequence_reward("count", jnp.array([3, 7, EOS, 7])), 0.5)
+    np.testing.assert_allclose(sequence_reward("sum", jnp.array([7, 7, EOS, PAD])), 1 / 3)
+
+
+def test_a_token_episode_pays_only_at_its_end_and_terminates(task):
+    env, env_params = task
+    obs, state = env.reset(jax.random.key(0), env_params)
+    step = jax.jit(lambda state, token: env.step(jax.random.key(0), state, token, env_params))
+    rewards, ended = [], []
+    for token in (1, 2, 3, EOS):
+        obs, state, reward, terminated, truncated, info = step(state, jnp.int32(token))
+        rewards.append(float(reward))
+        ended.append(bool(terminated))
+        assert not truncated
+    np.testing.assert_allclose(rewards, [0, 0, 0, 2 / 15], rtol=1e-6)
+    assert ended == [False, False, False, True]
+    np.testing.assert_array_equal(info["final_obs"][:5], [1, 2, 3, EOS, PAD])
+    np.testing.assert_array_equal(obs, np.full(16, PAD))  # auto-reset
+
+
+def test_demonstrators_solve_their_tasks():
+    for task_name, expected in (("sort", 14 / 15), ("count", 1.0), ("sum", 1.0)):
+        env, env_params = envs.make(f"Tokens-{task_name}-v0")
+        expert = demonstrator(task_name)
+
+        def episode_return(key, env=env, env_params=env_params, expert=expert):
+            def step(carry, _):
+                obs, state, total, ended = carry
+                obs, state, reward, terminated, _, _ = env.step(key, state, expert(obs[None])[0],
+                                                                env_params)
+                return (obs, state, total + jnp.where(ended, 0.0, reward),
+                        ended | terminated), None
+
+            obs, state = env.reset(key, env_params)
+            start = (obs, state, jnp.zeros(()), jnp.zeros((), bool))
+            return jax.lax.scan(step, start, None, env_params.max_length)[0][2]
+
+        np.testing.assert_allclose(jax.jit(episode_return)(jax.random.key(0)), expected,
+                                   rtol=1e-6)
+
+
+def test_sampling_is_deterministic_and_matches_teacher_forcing(policy):
+    @jax.jit
+    def run(key):
+        tokens, log_probs = sample(policy.model, policy.params, key, 8)
+        forced = token_log_probs(policy.model.apply(policy.params, tokens, method="logits"),
+                                 tokens)
+        # Acting on a prefix (the env's observation) gives the teacher-forced next-token law.
+        prefix = jnp.where(jnp.arange(tokens.shape[1]) < 1, tokens, PAD).astype(jnp.float32)
+        acting = policy.model.apply(policy.params, prefix, method="policy").log_prob(
+            jnp.maximum(tokens[:, 1], 0))
+        return tokens, log_probs, forced, acting
+
+    tokens, log_probs, forced, acting = run(jax.random.key(1))
+    again = run(jax.random.key(1))[0]
+    other = run(jax.random.key(2))[0]
+    np.testing.assert_array_equal(tokens, again)
+    assert not np.array_equal(tokens, other)
+    np.testing.assert_allclose(log_probs, forced, atol=1e-5)
+    written = tokens[:, 1] != PAD
+    assert written.any()
+    np.testing.assert_allclose(acting[written], forced[written, 1], atol=1e-5)
+
+
+def test_gru_sequence_model_runs(task):
+    _, env_params = task
+    model = SequenceModel(env_params.vocab_size, env_params.max_length, width=8, kind="gru")
+    tokens = tiny_pairs(env_params).chosen[:2]
+    logits, scores = jax.eval_shape(
+        lambda: model.apply(model.init(jax.random.key(0), tokens), tokens, method="heads"))
+    assert logits.shape == (2, 16, 16) and scores.shape == (2, 17)
+
+
+# ------------------------------------------------------------------- files and bad input
+
+def test_preference_file_round_trip_and_validation(task, tmp_path):
+    _, env_params = task
+    pairs = tiny_pairs(env_params)
+    path = family.save_preferences(tmp_path / "pairs.npz", pairs)
+    loaded = family.load_preferences(path, env_params)
+    np.testing.assert_array_equal(loaded.chosen, pairs.chosen)
+    assert loaded.metadata == pairs.metadata
+
+    np.savez(tmp_path / "missing.npz", chosen=pairs.chosen)
+    with pytest.raises(ValueError, match="lacks rejected, metadata"):
+        family.load_preferences(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="vocabulary of 16 tokens"):
+        family.validate_preferences(pairs._replace(chosen=pairs.chosen + 20), env_params)
+    longer = np.full((8, 20), PAD, np.int32)
+    with pytest.raises(ValueError, match="longer than the task's context"):
+        family.validate_preferences(pairs._replace(chosen=longer, rejected=longer), env_params)
+
+
+def test_bad_inputs_give_one_clear_error(task, policy):
+    env, env_params = task
+    with pytest.raises(ValueError, match="pass --reference RUN_DIR"):
+        rlhf.make_agent(rlhf.Config(), env, env_params)
+    with pytest.raises(ValueError, match="pass --preferences"):
+        dpo.make_agent(dpo.Config(), env, env_params, reference=policy)
+    other_vocab = family.SequencePolicy(SequenceModel(20, 16, **TINY_MODEL), policy.params)
+    with pytest.raises(ValueError, match="vocabulary of 20 tokens but the task has 16"):
+        dpo.make_agent(dpo.Config(), env, env_params, reference=other_vocab)
+    short = family.SequencePolicy(SequenceModel(16, 8, **TINY_MODEL), policy.params)
+    with pytest.raises(ValueError, match="longer than the reference's context"):
+        dpo.make_agent(dpo.Config(), env, env_params, reference=short)
+    cartpole, cartpole_params = envs.make("CartPole-v1")
+    with pytest.raises(ValueError, match="not a token task"):
+        dpo.make_agent(dpo.Config(), cartpole, cartpole_params, reference=policy)
+
+
+# ------------------------------------------------------------------------------------- learning
+
+@pytest.mark.slow
+def test_dpo_beats_its_reference_under_the_hidden_reward(task):
+    # Reference: an untrained model (near-uniform tokens). 512 pairs of its samples, labelled by
+    # the hidden sortedness reward; DPO must win most head-to-head comparisons against it.
+    env, env_params = task
+    reference = tiny_policy(env_params)
+    chosen, rejected, _ = family.make_preferences(jax.random.key(0), reference, env, 512, 0.02)
+    pairs = family.Preferences(np.asarray(chosen), np.asarray(rejected), {})
+    config = dpo.Config(total_gradient_steps=200, log_frequency=100, batch_size=64,
+                        eval_samples=256, learning_rate=3e-3, beta=0.1)
+    agent = dpo.make_agent(config, env, env_params, reference=reference, preferences=pairs)
+    _, metrics = jax.jit(train_from_agent(agent))(jax.random.key(1))
+    assert float(metrics["win_rate"][-1]) > 0.65, metrics
