@@ -32,10 +32,7 @@ Eigen's matmuls run on one thread (``--xla_cpu_multi_thread_eigen=false``): pyte
 already runs one worker per core, and the tiny networks in tests gain nothing from splitting a
 matmul. LLVM skips its expensive optimisation passes (``--xla_llvm_disable_expensive_passes``):
 the suite mostly compiles small programs it runs briefly, and the saving in compile time costs
-the slow learning tests no run time (measured in benchmarks/RESULTS.md). XLA's backend
-optimisation level is 1 (``--xla_backend_optimization_level=1``, default 2): it cut the CPU time
-of a compile-bound test subset by 16 % and cost a run-bound learning test 10 %, and the suite is
-mostly the former (benchmarks/RESULTS.md, "Test-suite compile options"). XLA's runtime keeps
+the slow learning tests no run time (measured in benchmarks/RESULTS.md). XLA's runtime keeps
 its default pool (``jaxrl.backend.set_cpu_threads`` explains the choice). Setting
 ``XLA_FLAGS`` yourself replaces these flags; subprocesses inherit them.
 
@@ -60,8 +57,7 @@ import tempfile
 import pytest
 
 os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false --xla_llvm_disable_expensive_passes=true "
-    "--xla_backend_optimization_level=1")
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false --xla_llvm_disable_expensive_passes=true")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAXRL_CPU_THREEFRY", "unrolled")
 
