@@ -57,6 +57,7 @@ from jaxrl.run_dir import (
     write_json_atomic,
 )
 from jaxrl.training.config import check_config, config_to_dict
+from jaxrl.training.pretrain import resolve_paths
 
 __all__ = ["NAN_ALLOWED_METRICS", "Chunk", "RunInterrupted", "RunResult", "TrainingDiverged",
            "agent_factory", "chunk_length", "default_checkpoint_every", "env_steps", "iterate",
@@ -345,6 +346,7 @@ def _plan(algo: str, env_id: str, config: Any, *, seed: int, seeds: int,
                          f"{checkpoint_every}")
     env, env_params = envs.make(env_id, **(env_kwargs or {}))
     registry.check_env(algorithm, env_id, env, env_params)
+    config = resolve_paths(config)  # config.json records where the demonstrations are
     settings = sweep_settings(config, sweep)
     configs = [config.replace(**setting) for setting in settings]
     for setting_config in configs:

@@ -28,6 +28,11 @@ _MODEL_BASED = {"num_steps": 4, "total_timesteps": 8, "random_steps": 8, "buffer
                 "ensemble_size": 2, "num_particles": 2, "hidden_sizes": (8,), "model_steps": 2,
                 "batch_size": 4, "horizon": 3, "population": 4, "elites": 2, "iterations": 1}
 
+# Policies learned with a model (mbpo, mve, mbrl2): the replay loop's tiny run, an ensemble of
+# 2 members of width 8 refitted (2 steps) every 8 env steps.
+_MODEL_POLICY = {**_OFF_POLICY, "ensemble_size": 2, "model_hidden_sizes": (8,), "model_steps": 2,
+                 "model_batch_size": 4, "model_frequency": 8}
+
 # Preferences family: 2 updates of 2 gradient steps, 4 sampled sequences scored per update.
 _PREFERENCES = {"total_gradient_steps": 4, "log_frequency": 2, "batch_size": 4, "eval_samples": 4}
 
@@ -39,6 +44,9 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
     "ppo": ("CartPole-v1", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2}),
     "rl2": ("KArmedBandit-v0", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2,
                                 "recurrent_size": 8, "episodes_per_trial": 3}),
+    "maml": ("PointNav-v0", {"total_timesteps": 2 * 2 * 2 * 4 * 2, "meta_batch_size": 2,
+                             "num_envs": 2, "horizon": 4, "hidden_sizes": (8,)}),
+    "multitask": ("PointNav-v0", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2}),
     "dqn": ("CartPole-v1", {**_OFF_POLICY, "eval_episodes": 2}),
     "soft_q": ("CartPole-v1", _OFF_POLICY),
     "ddpg": ("Pendulum-v1", _OFF_POLICY),
@@ -51,6 +59,7 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
     "cql": ("CartPole-v1", _OFFLINE),
     "iql": ("Pendulum-v1", _OFFLINE),
     "awac": ("Pendulum-v1", _OFFLINE),
+    "is_pg": ("CartPole-v1", {**_OFFLINE, "episodes_per_batch": 2}),
     "td3_bc": ("Pendulum-v1", _OFFLINE),
     "fqi": ("CartPole-v1", {**_OFFLINE, "steps_per_iteration": 2}),
     "vi": ("Gridworld-v0", {"num_sweeps": 4, "eval_episodes": 2}),
@@ -80,6 +89,10 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
                             "disc_hidden_sizes": (16,), "disc_steps": 2, "disc_batch_size": 8}),
     "pets": ("Pendulum-v1", {**_MODEL_BASED, "propagation": "ts1"}),
     "mbrl": ("CartPole-v1", {**_MODEL_BASED, "version": "1.0", "reward": "learned"}),
+    "mbpo": ("Pendulum-v1", {**_MODEL_POLICY, "rollout_batch_size": 4, "rollout_length": 2,
+                             "model_buffer_size": 16, "real_ratio": 0.5}),
+    "mve": ("Pendulum-v1", {**_MODEL_POLICY, "horizon": 2}),
+    "mbrl2": ("Pendulum-v1", {**_MODEL_POLICY, "horizon": 2}),
     "dyna": ("Gridworld-v0", {"total_timesteps": 8, "num_steps": 4, "planning_steps": 2,
                               "eval_episodes": 0}),
     "ucb": ("KArmedBandit-v0", {"total_timesteps": 40, "log_frequency": 10}),
@@ -91,5 +104,9 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
                                         "num_heads": 2, "heldout_fraction": 0.25}),
     "dpo": ("Tokens-sort-v0", _PREFERENCES),
     "ipo": ("Tokens-sort-v0", _PREFERENCES),
-    "rlhf": ("Tokens-sort-v0", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2}),
+    "rlhf": ("Tokens-sort-v0", {**_ON_POLICY, "update_epochs": 2, "num_minibatches": 2,
+                                "score_samples": 8}),
+    "pref_rl": ("Pendulum-v1", {**_OFF_POLICY, "segment_length": 4, "max_queries": 4,
+                                "query_interval": 2, "reward_batch_size": 4,
+                                "reward_hidden_sizes": (8,)}),
 }

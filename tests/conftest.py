@@ -98,3 +98,57 @@ def _check_test_groups(config):
         raise pytest.UsageError(
             f"pytest {pytest.__version__} ignores pytest-xdist's test groups (--dist loadgroup):"
             f' install the pinned version with pip install -c constraints.txt "pytest<9.2"')
+
+
+_PROFILE_ENV = "JAXRL_TEST_PROFILE"
+"""A directory: each pytest process writes there, per test, the CPU seconds it took and the
+seconds JAX spent tracing, lowering and compiling (``benchmarks/suite_profile.py`` sums them)."""
+
+
+class _CompileProfile:
+    """Per-test CPU time and JAX's compile-pipeline durations (``jax.monitoring`` events)."""
+
+    EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "trace",
+              "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+              "/jax/core/compile/backend_compile_duration": "compile"}
+
+    def __init__(self, directory: str):
+        import jax
+
+        self.directory = directory
+        self.rows: dict[str, dict[str, float]] = {}
+        self.current: dict[str, float] | None = None
+        jax.monitoring.register_event_duration_secs_listener(self.on_event)
+
+    def on_event(self, event: str, duration: float, **_: object) -> None:
+        name = self.EVENTS.get(event)
+        if name is not None and self.current is not None:
+            self.current[name] = self.current.get(name, 0.0) + duration
+            if name == "compile":
+                self.current["compiles"] = self.current.get("compiles", 0) + 1
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        import time
+
+        self.current = self.rows.setdefault(item.nodeid, {})
+        start = time.process_time()
+        yield
+        self.current["cpu"] = time.process_time() - start
+        self.current = None
+
+    def pytest_sessionfinish(self, session):
+        import json
+
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, f"profile-{os.getpid()}.json")
+        with open(path, "w") as file:
+            json.dump(self.rows, file, indent=0)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    directory = os.environ.get(_PROFILE_ENV)
+    if directory and hasattr(session.config, "workerinput") or (
+            directory and session.config.getoption("numprocesses", None) in (None, 0)):
+        session.config.pluginmanager.register(_CompileProfile(directory), "jaxrl-profile")

@@ -13,7 +13,8 @@ import pytest
 from preference_inputs import TINY_MODEL, tiny_pairs, tiny_policy
 
 from jaxrl import envs
-from jaxrl.agents import dpo, reward_model, rlhf
+from jaxrl.agents import dpo, pref_rl, reward_model, rlhf
+from jaxrl.envs.spaces import Box
 from jaxrl.envs.tokens import EOS, PAD, demonstrator, sequence_reward
 from jaxrl.losses.preferences import (
     bradley_terry_loss,
@@ -23,6 +24,9 @@ from jaxrl.losses.preferences import (
     sequence_log_prob,
 )
 from jaxrl.models.sequence import SequenceModel, sample, token_log_probs
+from jaxrl.replay import Sample, buffer_for
+from jaxrl.rollout import Transition
+from jaxrl.training import off_policy
 from jaxrl.training import preferences as family
 from jaxrl.training.agent import train_from_agent
 
@@ -264,3 +268,95 @@ def test_dpo_beats_its_reference_under_the_hidden_reward(task):
     agent = dpo.make_agent(config, env, env_params, reference=reference, preferences=pairs)
     _, metrics = jax.jit(train_from_agent(agent))(jax.random.key(1))
     assert float(metrics["win_rate"][-1]) > 0.65, metrics
+
+
+# ------------------------------------------------------------------------------- rlhf's reward
+
+def test_rlhf_whitens_the_score_and_adapts_beta(task, policy):
+    # One rollout of 4 × 2 finished one-token sequences whose policy log-probs exceed the
+    # reference's by 2 nats: each reward is -β · 2 plus the whitened score, and with KL = 2 above
+    # the target of 1 the adaptive β rises by the clipped 20 % × tokens / horizon.
+    env, env_params = task
+    scorer = tiny_policy(env_params, 1)
+    config = rlhf.Config(score_samples=16, kl_coef=0.1, adaptive_kl=True, target_kl=1.0,
+                         kl_horizon=80.0)
+    transform = rlhf.kl_reward_transform(config, policy, scorer)
+    steps, envs_, length = 4, 2, env_params.max_length
+
+    @jax.jit  # one compile for the whole check
+    def run(key):
+        state = transform.init(key, None, None)
+        tokens, _ = sample(policy.model, policy.params, key, 16)
+        scores = scorer.model.apply(scorer.params, tokens, method="score")
+        actions = jnp.arange(1, 1 + steps * envs_).reshape(steps, envs_) % env_params.vocab_size
+        obs = jnp.full((steps, envs_, length), PAD, jnp.float32)
+        next_obs = obs.at[..., 0].set(actions)
+        reference_log_probs = policy.model.apply(policy.params, obs.reshape(-1, length),
+                                                 method="policy").log_prob(actions.reshape(-1))
+        done = jnp.ones((steps, envs_), bool)
+        traj = Transition(obs=obs, action=actions, reward=jnp.zeros((steps, envs_)),
+                          terminated=done, truncated=~done, next_obs=next_obs, info={},
+                          extras={"log_prob": reference_log_probs.reshape(steps, envs_) + 2.0})
+        end_scores = scorer.model.apply(scorer.params, next_obs.reshape(-1, length),
+                                        method="score").reshape(steps, envs_)
+        return state, scores, end_scores, transform.apply(state, traj, key)
+
+    state, scores, end_scores, (rewards, new_state, metrics) = run(jax.random.key(0))
+    np.testing.assert_allclose(state.score_mean, scores.mean(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(state.score_std, scores.std(), rtol=1e-4)
+    expected = -0.1 * 2.0 + (end_scores - state.score_mean) / state.score_std
+    np.testing.assert_allclose(rewards, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(metrics["kl"], 2.0, rtol=1e-5)
+    np.testing.assert_allclose(new_state.kl_coef, 0.1 * (1 + 0.2 * steps * envs_ / 80.0),
+                               rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- pref_rl
+
+def test_pref_rl_teacher_answers_and_relabelling():
+    # A buffer whose reward at row i is i (obs[0] = i too): with temperature 0 the teacher prefers
+    # the later segment; queries stop at max_queries; the target is reward_scale · r̂ (r̂ the
+    # ensemble mean).
+    env, env_params = envs.make("Pendulum-v1")
+    config = pref_rl.Config(total_timesteps=64, buffer_size=32, learning_starts=16,
+                            log_frequency=16, segment_length=4, max_queries=6, query_interval=1,
+                            reward_batch_size=4, reward_hidden_sizes=(8,), ensemble_size=2,
+                            teacher_temperature=0.0, reward_scale=3.0)
+    parts = off_policy.setup(env, env_params, "pref_rl", Box)
+    extensions = pref_rl.preference_extensions(config, parts)
+    rows = jnp.arange(32, dtype=jnp.float32)[:, None]
+    obs = jnp.concatenate([rows, jnp.zeros((32, 2))], -1)[:, None]
+    buffer = buffer_for(32, 1, parts.observation_space, parts.action_space, jnp.float32).extend(
+        obs, jnp.zeros((32, 1, 1)), rows, jnp.zeros((32, 1), bool), jnp.zeros((32, 1), bool),
+        obs)
+    sample_ = Sample(obs=obs[:5, 0], action=jnp.full((5, 1), 0.5), reward=jnp.zeros(5),
+                     discount=jnp.ones(5), next_obs=obs[:5, 0])
+
+    @jax.jit  # one compile for the whole check
+    def run(key):
+        state = off_policy.TrainState(None, None, None, buffer, None, None, None, None, None,
+                                      None, extension_state=extensions.init(key, None, parts))
+        state, metrics = jax.lax.scan(lambda state, k: extensions.phase(k, state), state,
+                                      jax.random.split(key, 8))
+        members = jax.vmap(pref_rl.RewardModel((8,)).apply, in_axes=(0, None, None))(
+            state.extension_state.params, sample_.obs, sample_.action)
+        return (state.extension_state, metrics["queries"][-1],
+                extensions.target(None, state, sample_).reward, members.mean(0))
+
+    ext, queries, relabelled, mean_reward = run(jax.random.key(0))
+    assert int(ext.queries) == 6 and float(queries) == 6
+    first_return = ext.first[..., 0].sum(-1)
+    second_return = ext.second[..., 0].sum(-1)
+    differ = np.asarray(first_return != second_return)  # ties are a coin
+    np.testing.assert_array_equal(np.asarray(ext.label)[differ],
+                                  np.asarray(second_return > first_return)[differ])
+    np.testing.assert_allclose(relabelled, 3.0 * mean_reward, rtol=1e-5)
+
+
+def test_pref_rl_bad_config():
+    env, env_params = envs.make("Pendulum-v1")
+    with pytest.raises(ValueError, match="segment_length = 50 is longer"):
+        pref_rl.make_agent(pref_rl.Config(segment_length=50, learning_starts=40), env,
+                           env_params)
+    with pytest.raises(ValueError, match="set n_step = 1"):
+        pref_rl.make_agent(pref_rl.Config(n_step=3), env, env_params)

@@ -5,10 +5,15 @@ Course notes §20.1 (RLHF, step 3) and §21: maximise
 next token. The env's own (hidden) reward is discarded: a ``RewardTransform`` rewrites each
 rollout's rewards to
 
-    r_t = -β (log π(s_t | s_{<t}) - log π_ref(s_t | s_{<t}))  +  1[t is the last token] r_φ(y)
+    r_t = -β (log π(s_t | s_{<t}) - log π_ref(s_t | s_{<t}))  +  1[t is the last token] r̃_φ(y)
 
 (``losses.preferences.kl_penalty``, k1 by default: summed over a sequence its expectation is the
-sequence KL), so GAE and the clipped surrogate optimise the regularised objective unchanged. The
+sequence KL), so GAE and the clipped surrogate optimise the regularised objective unchanged.
+``r̃_φ = (r_φ - μ) / σ`` is the score whitened by its mean and std on ``score_samples`` reference
+samples drawn at ``init`` (``normalize_score``): a Bradley–Terry score has an arbitrary offset and
+a scale set by how deterministic the labels were, so without whitening a given β means a
+different trade-off for every reward model (β is in units of the score's spread on the
+reference). The
 policy (and value head) start at the reference (``training.preferences.pretrained``). With
 ``adaptive_kl`` β follows Ziegler et al. (2019): ``β ← β (1 + clip(KL / KL_target - 1, ±0.2) ·
 n / horizon)`` after each rollout of ``n`` tokens, KL being the rollout's mean sequence KL.
@@ -18,18 +23,21 @@ learner never sees); ``kl``, ``rm_score`` and ``kl_coef`` are reported per updat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from jaxrl.losses.preferences import KL_ESTIMATORS, kl_penalty
+from jaxrl.models.sequence import sample
 from jaxrl.training import on_policy, proximal
 from jaxrl.training import preferences as family
 from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.extensions import RewardTransform
 
-__all__ = ["Config", "kl_reward_transform", "make_agent", "make_train", "policy_params"]
+__all__ = ["Config", "KLRewardState", "kl_reward_transform", "make_agent", "make_train",
+           "policy_params"]
 
 
 class Config(proximal.ProximalConfig):
@@ -43,6 +51,11 @@ class Config(proximal.ProximalConfig):
     """adapt β towards target_kl (Ziegler et al.) instead of keeping it fixed"""
     kl_estimator: str = static("k1", KL_ESTIMATORS)
     """per-token KL estimate in the reward: k1 = log π/π_ref, k3 = (ρ-1) - log ρ"""
+    normalize_score: bool = static(True)
+    """whiten the reward model's score by its mean and std on reference samples (so β is in
+    units of the score's spread)"""
+    score_samples: int = static(512, ">= 1")
+    """reference samples that fix the score's mean and std (normalize_score)"""
     num_envs: int = static(32, ">= 1")
     num_steps: int = static(16, ">= 1")
     total_timesteps: int = static(100_000, ">= 1")
@@ -60,14 +73,28 @@ class Config(proximal.ProximalConfig):
     """tokens over which β moves by at most 20 % per unit error (adaptive_kl)"""
 
 
+class KLRewardState(NamedTuple):
+    """The reward transform's state: β and the score's whitening statistics."""
+
+    kl_coef: jax.Array
+    score_mean: jax.Array
+    score_std: jax.Array
+
+
 def kl_reward_transform(config: Config, reference: family.SequencePolicy,
                         reward_model: family.SequencePolicy) -> RewardTransform:
-    """The reward of the module docstring; its state is β."""
+    """The reward of the module docstring; its state is a ``KLRewardState``."""
 
     def init(key, observation_space, action_space):
-        return jnp.asarray(config.kl_coef, jnp.float32)
+        beta = jnp.asarray(config.kl_coef, jnp.float32)
+        if not config.normalize_score:
+            return KLRewardState(beta, jnp.zeros(()), jnp.ones(()))
+        tokens, _ = sample(reference.model, reference.params, key, config.score_samples)
+        scores = reward_model.model.apply(reward_model.params, tokens, method="score")
+        return KLRewardState(beta, scores.mean(), scores.std() + 1e-6)
 
-    def apply(beta, traj, key):
+    def apply(state, traj, key):
+        beta = state.kl_coef
         steps, envs = traj.action.shape
         flat_obs = traj.obs.reshape(steps * envs, -1)
         reference_log_probs = reference.model.apply(
@@ -77,6 +104,7 @@ def kl_reward_transform(config: Config, reference: family.SequencePolicy,
         scores = reward_model.model.apply(reward_model.params,
                                           traj.next_obs.reshape(steps * envs, -1),
                                           method="score").reshape(steps, envs)
+        scores = (scores - state.score_mean) / state.score_std
         ended = traj.terminated | traj.truncated
         rewards = -beta * penalty + jnp.where(ended, scores, 0.0)
         sequences = jnp.maximum(ended.sum(), 1)
@@ -89,7 +117,7 @@ def kl_reward_transform(config: Config, reference: family.SequencePolicy,
             new_beta = beta
         metrics = {"kl": sequence_kl, "kl_coef": beta,
                    "rm_score": jnp.where(ended, scores, 0.0).sum() / sequences}
-        return rewards, new_beta, metrics
+        return rewards, state._replace(kl_coef=new_beta), metrics
 
     return RewardTransform(init, apply)
 

@@ -1,5 +1,6 @@
 """Pure return/advantage estimators and losses over time-major arrays. See each docstring."""
 
+from jaxrl.losses.meta import dice_objective, leave_one_out_mean, magic_box
 from jaxrl.losses.offline import (
     advantage_weights,
     cql_penalty,
@@ -33,8 +34,9 @@ from jaxrl.losses.returns import (
 
 __all__ = [
     "advantage_weights", "approx_kl", "bellman_target", "clip_fraction", "cql_penalty",
-    "cql_sampled_penalty", "discounted_returns", "double_q_next_value", "entropy_loss",
-    "expectile_loss", "gae", "lambda_returns", "n_step_returns", "n_step_transition",
+    "cql_sampled_penalty", "dice_objective", "discounted_returns", "double_q_next_value",
+    "entropy_loss", "expectile_loss", "gae", "lambda_returns", "leave_one_out_mean", "magic_box",
+    "n_step_returns", "n_step_transition",
     "policy_gradient_loss", "ppo_clip_loss", "reverse_linear_recurrence", "sac_alpha_loss",
     "soft_value", "td3_bc_actor_loss", "td_errors", "value_loss",
 ]

@@ -44,18 +44,21 @@ from jaxrl.models.dynamics import (
     DynamicsModel,
     ModelBatch,
     ModelState,
+    Normalizer,
     bootstrap_indices,
     initial_particles,
     learned_dynamics,
     make_dynamics_model,
 )
 from jaxrl.planning import PLANNERS, initial_plan, make_planner, plan_actions, shift_plan
-from jaxrl.replay import ReplayBuffer, buffer_for
+from jaxrl.replay import ReplayBuffer, Sample, buffer_for
 from jaxrl.rollout import episode_return_metric, reset_envs, rollout, rollout_with_carry
 from jaxrl.training.agent import Agent, as_typed_key
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 
-__all__ = ["ModelBasedConfig", "ModelBasedState", "PlanCarry", "make_model_based_agent"]
+__all__ = ["LearnedModelFields", "ModelBasedConfig", "ModelBasedState", "ModelPhaseState",
+           "PlanCarry", "init_model_phase", "make_model_based_agent", "make_policy_model",
+           "model_transition", "model_value_expansion", "refit_model"]
 
 REWARDS = ("auto", "known", "learned")
 
@@ -325,3 +328,155 @@ def _known_ids() -> list[str]:
     from jaxrl.envs.rewards import KNOWN_FUNCTIONS
 
     return list(KNOWN_FUNCTIONS)
+
+
+# Learned models for policy learning (MBPO, MVE, MBRL 2.0): course notes 004 §11.1.
+
+
+class LearnedModelFields(BaseConfig):
+    """The fields of an agent that learns a policy with a learned dynamics ensemble beside the
+    replay loop (mixed into its learner's config; names prefixed model_ where the learner
+    has a field of its own)."""
+
+    ensemble_size: int = static(5, ">= 1")
+    """members of the bootstrap ensemble"""
+    model_hidden_sizes: tuple[int, ...] = static((64, 64))
+    """hidden layer widths of each member"""
+    model_activation: str = static("swish", ACTIVATIONS)
+    """hidden activation of each member"""
+    model_learning_rate: float = hyper(1e-3, "> 0")
+    """AdamW step size of the model"""
+    model_weight_decay: float = hyper(1e-5, ">= 0")
+    """AdamW weight decay of the model"""
+    model_batch_size: int = static(128, ">= 1")
+    """transitions per member in one gradient step of a fit"""
+    model_steps: int = static(100, ">= 1")
+    """gradient steps of each fit"""
+    model_frequency: int = static(250, ">= 1")
+    """env steps between two fits of the model (rounded to whole collection iterations)"""
+    reward: str = static("auto", REWARDS)
+    """known: the env's reward / termination functions (jaxrl.envs.rewards), learned: model
+    heads, auto: known where the env has them"""
+
+
+class ModelPhaseState(struct.PyTreeNode):
+    """A learned model beside the replay loop: the ensemble, the phases run so far and the
+    metrics of the last fit (``model_loss``, ``model_mse``)."""
+
+    model: ModelState
+    phases: jax.Array
+    last_fit: dict[str, jax.Array]
+
+
+def make_policy_model(config: LearnedModelFields, env: Any, env_params: Any, parts: Any,
+                      probabilistic: bool = True) -> DynamicsModel:
+    """The ensemble of a replay agent: inputs are its observations and its actions in
+    ``[-1, 1]`` (``parts`` from ``off_policy.setup``); a known reward / termination function
+    (``config.reward``) sees the actions rescaled to the env's bounds. ``TypeError`` for
+    non-vector observations, ``ValueError`` for ``reward="known"`` on an env without one."""
+    known = known_functions(env, env_params)
+    if config.reward == "known" and known.reward is None:
+        raise ValueError(f"reward=known needs an env with a known reward function "
+                         f"(jaxrl.envs.rewards: {', '.join(_known_ids())}); use reward=learned")
+    if config.reward == "learned":
+        known = known._replace(reward=None, termination=None)
+    space = parts.env_action_space
+
+    def env_units(fn):
+        if fn is None:
+            return None
+
+        def rescaled(obs, action, next_obs, params):
+            low, high = jnp.asarray(space.low), jnp.asarray(space.high)
+            return fn(obs, low + (action + 1.0) * 0.5 * (high - low), next_obs, params)
+
+        return rescaled
+
+    return make_dynamics_model(
+        parts.observation_space, parts.action_space, num_members=config.ensemble_size,
+        hidden_sizes=config.model_hidden_sizes, activation=config.model_activation,
+        probabilistic=probabilistic, learning_rate=config.model_learning_rate,
+        weight_decay=config.model_weight_decay, reward_fn=env_units(known.reward),
+        termination_fn=env_units(known.termination), env_params=env_params)
+
+
+def init_model_phase(model: DynamicsModel, key: jax.Array) -> ModelPhaseState:
+    """A fresh ensemble, no phase run yet."""
+    return ModelPhaseState(model.init(key), jnp.zeros((), jnp.int32),
+                           {"model_loss": jnp.zeros(()), "model_mse": jnp.zeros(())})
+
+
+def refit_model(config: LearnedModelFields, model: DynamicsModel, phase: ModelPhaseState,
+                buffer: ReplayBuffer, key: jax.Array,
+                steps_per_iteration: int) -> ModelPhaseState:
+    """Refit the ensemble every ``model_frequency`` env steps (and at the first phase): the
+    normalisers recomputed on the whole buffer, then ``model_steps`` AdamW steps on each
+    member's bootstrap resample. Counts the phase."""
+    fit_every = max(1, config.model_frequency // steps_per_iteration)
+
+    def fit(phase):
+        num_envs = buffer.reward.shape[1]
+        index = jnp.arange(buffer.rows * num_envs)
+        weights = index // num_envs < buffer.size
+        fresh = phase.model.replace(inputs=Normalizer.create(phase.model.inputs.mean.shape[0]),
+                                    targets=Normalizer.create(phase.model.targets.mean.shape[0]))
+        model_state = model.observe(fresh, _model_batch(buffer, index), weights)
+        model_state, metrics = _fit(model, model_state, buffer, key, config.model_steps,
+                                    config.model_batch_size)
+        return phase.replace(model=model_state, last_fit=metrics)
+
+    phase = jax.lax.cond(phase.phases % fit_every == 0, fit, lambda phase: phase, phase)
+    return phase.replace(phases=phase.phases + 1)
+
+
+def model_transition(model: DynamicsModel, state: ModelState, key: jax.Array, obs: jax.Array,
+                     action: jax.Array, sample: bool = True
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One model step of a batch ``obs [N, D]``, ``action [N, ...]``: ``(next_obs [N, D],
+    reward [N], terminated [N])``. ``sample``: each row's member drawn at random, its next obs
+    drawn from the member's Gaussian and termination from its probability (a branched rollout);
+    otherwise the members' mean prediction and termination where its mean probability exceeds
+    ½ (a deterministic, differentiable expansion)."""
+    members = model.num_members
+    next_obs, std, reward, done = model.predict(
+        state, jnp.broadcast_to(obs, (members, *obs.shape)),
+        jnp.broadcast_to(action, (members, *action.shape)))
+    if not sample:
+        return next_obs.mean(0), reward.mean(0), done.mean(0) > 0.5
+    member_key, noise_key, done_key = jax.random.split(key, 3)
+    member = jax.random.randint(member_key, obs.shape[:1], 0, members)
+    rows = jnp.arange(obs.shape[0])
+    next_obs, std, reward, done = (x[member, rows] for x in (next_obs, std, reward, done))
+    if model.probabilistic:
+        next_obs = next_obs + std * jax.random.normal(noise_key, next_obs.shape)
+    return next_obs, reward, jax.random.uniform(done_key, done.shape) < done
+
+
+def model_value_expansion(model: DynamicsModel, state: ModelState, policy: Any, key: jax.Array,
+                          sample: Sample, horizon: int, gamma: float | jax.Array) -> Sample:
+    """Model value expansion (MVE, Feinberg et al. 2018; course notes 004 §11.1.4) of a batch's
+    targets: from ``ŝ_0 = next_obs`` the members' mean model and ``a_k = policy(key, ŝ_k)``
+    give ``H`` imagined rewards, and the sample becomes
+
+        ``reward ← reward + discount Σ_{k<H} γ^k c_k r̂_k``,
+        ``discount ← discount γ^H c_H``,  ``next_obs ← ŝ_H``
+
+    (``c_k``: no imagined termination before step ``k``), so every replay agent's target
+    ``reward + discount · V(next_obs)`` becomes the ``H``-step expansion
+    ``r + Σ_k γ^{k+1} r̂_k + γ^{H+1} V(ŝ_H)``. ``horizon = 0`` returns the sample unchanged."""
+    if horizon == 0:
+        return sample
+
+    def step(carry, key):
+        obs, reward, discount = carry
+        policy_key, model_key = jax.random.split(key)
+        action = policy(policy_key, obs)
+        next_obs, model_reward, terminated = model_transition(model, state, model_key, obs,
+                                                              action, sample=False)
+        return (next_obs, reward + discount * model_reward,
+                discount * gamma * (1.0 - terminated.astype(jnp.float32))), None
+
+    (next_obs, reward, discount), _ = jax.lax.scan(
+        step, (sample.next_obs, sample.reward, sample.discount),
+        jax.random.split(key, horizon))
+    return sample.replace(reward=reward, discount=discount, next_obs=next_obs)

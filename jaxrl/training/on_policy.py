@@ -70,6 +70,7 @@ from jaxrl.rollout import (
     rollout_with_carry,
     shuffled_minibatches,
 )
+from jaxrl.training import pretrain
 from jaxrl.training.agent import Agent, Metrics, as_typed_key
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 from jaxrl.training.extensions import (
@@ -78,6 +79,7 @@ from jaxrl.training.extensions import (
     init_reward_transform,
 )
 from jaxrl.training.optim import grad_norm
+from jaxrl.training.pretrain import Demonstrations
 
 __all__ = ["ACTOR_MODULES", "RECURRENT_AGENTS", "Batch", "GradientConfig", "OnPolicyConfig",
            "OnPolicySetup", "RolloutState", "TrainState", "actor_critic_loss", "agent_from",
@@ -171,8 +173,42 @@ class GradientConfig(OnPolicyConfig):
     """value loss coefficient"""
     max_grad_norm: float = hyper(0.5, "> 0")
     """global gradient-norm clip"""
+    init_from: str = static("")
+    """start from the policy of this run directory (a bc run, discrete actions): its actor is
+    copied, the critic is fresh (docs/demonstrations.md)"""
+    pretrain_dataset: str = static("")
+    """behaviour-clone the actor on this dataset (.npz) by maximum likelihood inside init,
+    before the first update"""
+    pretrain_steps: int = static(1000, ">= 1")
+    """gradient steps of the behaviour cloning (with pretrain_dataset)"""
+    pretrain_batch_size: int = static(256, ">= 1")
+    """demonstrations per behaviour-cloning step (with pretrain_dataset)"""
+    pretrain_learning_rate: float = hyper(1e-3, "> 0")
+    """Adam step size of the behaviour cloning (with pretrain_dataset)"""
+    critic_warmup: int = static(0, ">= 0")
+    """rollouts of the initial policy whose own returns fit the critic (value loss only, the
+    actor frozen) inside init, before the first policy update"""
+    demo_dataset: str = static("")
+    """demonstrations (.npz) of the hybrid objective: RL loss + λ_k · (-log π(a|s)) on them"""
+    demo_coef: float = hyper(0.1, ">= 0")
+    """λ_0 of the hybrid objective (with demo_dataset)"""
+    demo_decay: float = hyper(0.95, "[0, 1]")
+    """λ_k = demo_coef · demo_decay^k at update k (with demo_dataset)"""
 
     SUPPORTS_MEMORY: ClassVar[bool] = True
+
+    def validate(self) -> None:
+        """``OnPolicyConfig``'s rules; demonstrations and ``init_from`` need a memoryless
+        policy, and ``init_from`` raw observations (the copied policy reads them)."""
+        super().validate()
+        uses = [name for name in ("init_from", "pretrain_dataset", "demo_dataset")
+                if getattr(self, name)]
+        if uses and self.recurrent != "none":
+            raise ValueError(f"{', '.join(uses)}: demonstrations train memoryless policies; "
+                             f"drop --recurrent {self.recurrent}")
+        if self.init_from and self.normalize_obs:
+            raise ValueError("init_from copies a policy of raw observations; drop "
+                             "--normalize-obs (or start with --pretrain-dataset)")
 
 
 class RolloutState(struct.PyTreeNode):
@@ -231,6 +267,8 @@ class OnPolicySetup(NamedTuple):
     eval_env: Any = None
     eval_steps: int = 1001
     reward_transform: RewardTransform | None = None
+    demonstrations: Demonstrations | None = None
+    """what the config's init_from / pretrain_dataset / demo_dataset name (``None``: none)"""
 
 
 def has_memory(network: Any) -> bool:
@@ -261,8 +299,16 @@ def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent",
 
         reward_transform = make_bonus(config, observation_space)
     eval_steps = int(getattr(env_params, "max_steps_in_episode", 1000)) + 1
+
+    def actor_template():
+        variables = jax.eval_shape(network.init, jax.random.key(0),
+                                   jnp.zeros((1, *observation_space.shape), jnp.float32))
+        return split_actor_critic(variables)[0]["params"]
+
+    demonstrations = (None if has_memory(network)
+                      else pretrain.load(config, env, env_params, actor_template))
     return OnPolicySetup(EpisodeStatistics(env), network, observation_space, action_space,
-                         env, eval_steps, reward_transform)
+                         env, eval_steps, reward_transform, demonstrations)
 
 
 def _max_truncations(env: Any, env_params: Any, num_steps: int) -> int | None:
@@ -430,14 +476,15 @@ def report(metrics: Metrics, config: Any, parts: OnPolicySetup, env_params: Any,
 
 def agent_from(config: Any, parts: OnPolicySetup, init: Callable[[jax.Array], Any],
                update: Callable[[Any], tuple[Any, Metrics]],
-               params_of: Callable[[Any], Any]) -> Agent:
+               params_of: Callable[[Any], Any], initial_steps: int = 0) -> Agent:
     """The ``Agent`` of an on-policy train state: ``params_of(state)`` are the variables the
     policy reads, ``state.rollout`` the ``RolloutState``. With memory it sets
-    ``initial_carry``; without, ``behaviour`` (the stochastic policy)."""
+    ``initial_carry``; without, ``behaviour`` (the stochastic policy). ``initial_steps``: env
+    steps ``init`` takes (a critic warm-up)."""
     act_with, network = make_act(config, parts), parts.network
     batch_size = config.num_envs * config.num_steps
     sizes = {"num_updates": config.total_timesteps // batch_size,
-             "steps_per_update": batch_size}
+             "steps_per_update": batch_size, "initial_steps": initial_steps}
     if has_memory(network):
         def act_with_memory(state: Any, obs: jax.Array, key: jax.Array, deterministic: bool,
                             carry: Any) -> tuple[jax.Array, Any]:
@@ -639,22 +686,94 @@ def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
                          f"num_minibatches = {num_minibatches} must divide num_envs = "
                          f"{config.num_envs}")
 
-    def init(key: jax.Array) -> TrainState:
-        key, init_key, reset_key = jax.random.split(as_typed_key(key), 3)
-        rollout_state = init_rollout(reset_key, config, parts, env_params)
-        params = init_network(init_key, parts.network, rollout_state)
-        return TrainState(params=params, opt_state=optimizer.init(params), rollout=rollout_state,
-                          key=key, update_count=jnp.zeros((), jnp.int32))
+    demos = parts.demonstrations or Demonstrations()
+    warmup = getattr(config, "critic_warmup", 0)
+    network = parts.network
 
-    def learn(key: jax.Array, params: Any, opt_state: Any,
-              batch: Batch) -> tuple[Any, Any, Metrics]:
+    def samples_of(batch: Batch) -> Samples:
         advantages, targets = estimate(batch)
         samples = {"obs": batch.obs, "action": batch.action, "log_prob": batch.log_prob,
                    "value": batch.value, "advantages": advantages, "targets": targets}
         if batch.policy_carry is not None:
             samples["done"] = batch.done
             samples["carry"] = jax.tree.map(lambda x: x[None], batch.policy_carry)
-        params, opt_state, metrics = gradient_epochs(key, params, opt_state, samples, loss_fn,
+        return samples
+
+    def critic_loss(params: Any, samples: Samples) -> tuple[jax.Array, Metrics]:
+        _, values = forward(network, params, samples)
+        loss = losses.value_loss(values, samples["targets"])
+        return loss, {"value_loss": loss}
+
+    def start(key: jax.Array, params: Any, state: RolloutState) -> tuple[Any, RolloutState]:
+        """Pre-train & finetune (``training.pretrain``): copy the ``init_from`` actor, clone
+        the ``pretrain_dataset``, then fit the critic to the policy's own returns for
+        ``critic_warmup`` rollouts (the actor's gradients are zero, so Adam leaves it)."""
+        clone_key, warmup_key = jax.random.split(key)
+        if demos.actor is not None:
+            params = {"params": {**params["params"], **demos.actor}}
+        if demos.pretrain is not None:
+            if config.normalize_obs:
+                state = state.replace(obs_stats=state.obs_stats.update(demos.pretrain.obs))
+
+            def nll(params, obs, action):
+                return pretrain.demo_nll(
+                    lambda obs: network.apply(params, obs, method="policy"), obs, action)
+
+            params = pretrain.imitation_steps(
+                clone_key, nll, params, demos.pretrain, config.pretrain_steps,
+                config.pretrain_batch_size, config.pretrain_learning_rate,
+                lambda obs: _normalize(config, state.obs_stats, obs))
+
+        def fit_critic(carry, step_key):
+            params, opt_state, state = carry
+            rollout_key, learn_key = jax.random.split(step_key)
+            state, batch, _ = collect(rollout_key, state, config, parts, env_params, params)
+            params, opt_state, stats = gradient_epochs(
+                learn_key, params, opt_state, samples_of(batch), critic_loss, optimizer,
+                update_epochs, num_minibatches)
+            return (params, opt_state, state), stats["value_loss"]
+
+        if warmup:
+            (params, _, state), _ = jax.lax.scan(
+                fit_critic, (params, optimizer.init(params), state),
+                jax.random.split(warmup_key, warmup))
+        return params, state
+
+    def init(key: jax.Array) -> TrainState:
+        key, init_key, reset_key = jax.random.split(as_typed_key(key), 3)
+        rollout_state = init_rollout(reset_key, config, parts, env_params)
+        params = init_network(init_key, network, rollout_state)
+        if demos.actor is not None or demos.pretrain is not None or warmup:
+            key, start_key = jax.random.split(key)
+            params, rollout_state = start(start_key, params, rollout_state)
+        return TrainState(params=params, opt_state=optimizer.init(params), rollout=rollout_state,
+                          key=key, update_count=jnp.zeros((), jnp.int32))
+
+    def hybrid(loss_fn: LossFn, coef: jax.Array) -> LossFn:
+        """The RL loss plus ``λ · (-log π(a|s))`` on the minibatch's demonstrations."""
+        def loss(params: Any, samples: Samples) -> tuple[jax.Array, Metrics]:
+            total, stats = loss_fn(params, samples)
+            demo_loss = pretrain.demo_nll(
+                lambda obs: network.apply(params, obs, method="policy"),
+                samples["demo_obs"], samples["demo_action"])
+            total = total + coef * demo_loss
+            return total, {**stats, "loss": total, "demo_nll": demo_loss}
+
+        return loss
+
+    def learn(key: jax.Array, params: Any, opt_state: Any, batch: Batch,
+              state: TrainState) -> tuple[Any, Any, Metrics]:
+        samples, objective = samples_of(batch), loss_fn
+        if demos.demo is not None:
+            # A key of its own (folded in), so the RL minibatches are those of a plain run.
+            index = jax.random.randint(jax.random.fold_in(key, 1), batch.reward.shape, 0,
+                                       demos.demo.size)
+            samples["demo_obs"] = _normalize(config, state.rollout.obs_stats,
+                                             demos.demo.obs[index])
+            samples["demo_action"] = demos.demo.action[index]
+            objective = hybrid(loss_fn, pretrain.demo_coefficient(
+                config.demo_coef, config.demo_decay, state.update_count))
+        params, opt_state, metrics = gradient_epochs(key, params, opt_state, samples, objective,
                                                      optimizer, update_epochs, num_minibatches)
         if update_metrics is not None:
             metrics = {**metrics, **update_metrics(params, samples)}
@@ -664,11 +783,15 @@ def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
         key, rollout_key, learn_key, eval_key = split_update_key(state.key, config)
         rollout_state, batch, reward_metrics = collect(rollout_key, state.rollout, config,
                                                        parts, env_params, state.params)
-        params, opt_state, metrics = learn(learn_key, state.params, state.opt_state, batch)
+        params, opt_state, metrics = learn(learn_key, state.params, state.opt_state, batch,
+                                           state)
         update_count = state.update_count + 1
         metrics = report({**metrics, **reward_metrics}, config, parts, env_params, eval_key,
                          params, rollout_state, update_count)
+        if warmup:
+            metrics["step"] = metrics["step"] + warmup * config.batch_size
         return TrainState(params=params, opt_state=opt_state, rollout=rollout_state, key=key,
                           update_count=update_count), metrics
 
-    return agent_from(config, parts, init, update, lambda state: state.params)
+    return agent_from(config, parts, init, update, lambda state: state.params,
+                      initial_steps=warmup * config.batch_size)

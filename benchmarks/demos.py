@@ -1,0 +1,143 @@
+"""Learning from demonstrations: env steps to a threshold with and without each technique.
+
+PPO on ``--env`` from scratch, pre-trained on the scripted expert's demonstrations
+(``pretrain_dataset``, behaviour cloning inside ``init``, then ``critic_warmup`` rollouts fitting
+the critic), with the hybrid objective (``demo_dataset``, ``λ_k = demo_coef · demo_decay^k``),
+and both. Each is one ``jit(vmap(train))`` over ``--seeds`` seeds (``split(key(0), seeds)``);
+its greedy policy is evaluated on 8 episodes after every update (``eval_return``).
+
+- ``MountainCar-v0``: the threshold is the flag reached (``eval_return > -200``, the time limit).
+- ``Pendulum-v1``: the normalised score ``100 (R - R_random) / (R_expert - R_random)`` with the
+  reference returns ``jaxrl dataset`` measured (16 episodes each), threshold ``--threshold``.
+
+The demonstrations are ``--demo-steps`` transitions of the scripted expert
+(``envs.experts``, ε-greedy / Gaussian noise as ``jaxrl dataset --policy expert
+--expert-algo scripted``); they cost no env steps of the learner. ``steps`` counts the learner's
+env steps, the critic warm-up's included. Also reported: the score at the first update and the
+lowest score over the first 10 % of updates (does finetuning drop below the pretrained policy?).
+
+Writes ``benchmarks/results/demos_cpu.json`` (merged per env) and ``demos_cpu.md``::
+
+    python benchmarks/demos.py --env MountainCar-v0 --steps 100000 --seeds 2
+    python benchmarks/demos.py --env Pendulum-v1 --steps 200000 --seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxrl import datasets, envs
+from jaxrl.agents import ppo
+from jaxrl.datasets.generation import generate
+
+RESULTS = Path(__file__).parent / "results"
+
+CONFIGS = {
+    "MountainCar-v0": ppo.Config(num_envs=16, num_steps=64, update_epochs=4, num_minibatches=4,
+                                 hidden_sizes=(64, 64), learning_rate=3e-4, gamma=0.99,
+                                 gae_lambda=0.95, eval_episodes=8),
+    "Pendulum-v1": ppo.Config(num_envs=16, num_steps=128, update_epochs=10, num_minibatches=8,
+                              normalize_obs=True, normalize_reward=True, learning_rate=3e-4,
+                              gamma=0.99, gae_lambda=0.95, eval_episodes=8),
+}
+
+
+def techniques(demos: str) -> dict[str, dict]:
+    pretrain = {"pretrain_dataset": demos, "pretrain_steps": 2000, "critic_warmup": 4}
+    hybrid = {"demo_dataset": demos, "demo_coef": 0.1, "demo_decay": 0.98}
+    return {"scratch": {}, "pretrain": pretrain, "hybrid": hybrid,
+            "pretrain+hybrid": {**pretrain, **hybrid}}
+
+
+def rounded(values: np.ndarray) -> list[float]:
+    return [round(float(value), 1) for value in values]
+
+
+def first_reaching(steps: np.ndarray, scores: np.ndarray, threshold: float) -> int | None:
+    reached = np.flatnonzero(scores >= threshold)
+    return int(steps[reached[0]]) if reached.size else None
+
+
+def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
+            threshold: float) -> dict:
+    env, env_params = envs.make(env_id)
+    demonstrations = generate(env_id, "expert", demo_steps, expert_algo="scripted")
+    reference = demonstrations.metadata["reference_returns"]
+    directory = Path(tempfile.mkdtemp(prefix="jaxrl-demos-"))
+    demo_file = str(datasets.save(directory / f"{env_id}.npz", demonstrations))
+    if env_id == "MountainCar-v0":
+        def score(returns):
+            return returns
+
+        threshold, unit = -199.99, "eval_return (> -200: flag reached)"
+    else:
+        def score(returns):
+            return 100 * (returns - reference["random"]) / (reference["expert"]
+                                                             - reference["random"])
+
+        unit = "normalised score"
+    result = {"env": env_id, "steps": total_steps, "seeds": seeds, "demo_steps": demo_steps,
+              "reference_returns": reference, "threshold": threshold, "score": unit, "runs": {}}
+    for name, fields in techniques(demo_file).items():
+        config = CONFIGS[env_id].replace(total_timesteps=total_steps, **fields)
+        start = time.perf_counter()
+        _, metrics = jax.jit(jax.vmap(ppo.make_train(config, env, env_params)))(
+            jax.random.split(jax.random.key(0), seeds))
+        metrics = jax.device_get(metrics)
+        seconds = time.perf_counter() - start
+        scores = score(np.asarray(metrics["eval_return"]))
+        steps = np.asarray(metrics["step"])
+        early = max(1, scores.shape[1] // 10)
+        result["runs"][name] = {
+            "steps_to_threshold": [first_reaching(steps[i], scores[i], threshold)
+                                   for i in range(seeds)],
+            "first_score": rounded(scores[:, 0]),
+            "min_first_10pct": rounded(scores[:, :early].min(1)),
+            "final_score": rounded(scores[:, -1]),
+            "wall_s": round(seconds, 1)}
+        print(env_id, name, result["runs"][name], flush=True)
+    return result
+
+
+def markdown(results: dict) -> str:
+    lines = ["| env | technique | env steps to threshold (per seed) | score at update 1 | "
+             "min over first 10 % | final score | wall s |", "| --- | --- | --- | --- | --- | "
+             "--- | --- |"]
+    for env_id, result in results.items():
+        for name, run in result["runs"].items():
+            steps = ", ".join("–" if s is None else f"{s:,}" for s in run["steps_to_threshold"])
+            lines.append(f"| {env_id} | {name} | {steps} | "
+                         f"{', '.join(map(str, run['first_score']))} | "
+                         f"{', '.join(map(str, run['min_first_10pct']))} | "
+                         f"{', '.join(map(str, run['final_score']))} | {run['wall_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", choices=sorted(CONFIGS), required=True)
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--demo-steps", type=int, default=10_000)
+    parser.add_argument("--threshold", type=float, default=80.0,
+                        help="normalised-score threshold (Pendulum-v1)")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "demos_cpu.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[args.env] = run_env(args.env, args.steps, args.seeds, args.demo_steps,
+                                args.threshold)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "demos_cpu.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Preference-based RL against the same agent on the true reward, at equal env steps.
+
+``pref_rl`` (SAC on a reward model fitted to a synthetic teacher's segment preferences) and
+``sac`` (the true reward) on Pendulum-v1, both vmapped over seeds, with the same SAC fields.
+The normalised score is ``100 · (R_pref − R_random) / (R_sac − R_random)`` of the final
+``eval_return`` (``R_random``: a uniformly random policy). Writes
+``benchmarks/results/pref_rl_cpu.{json,md}``.
+
+    python benchmarks/pref_rl.py [--seeds 4] [--steps 20000] [--max-queries 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxrl import envs
+from jaxrl.agents import pref_rl, sac
+from jaxrl.evaluation import evaluate
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--max-queries", type=int, default=500)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--out", default="pref_rl_cpu")
+    args = parser.parse_args()
+    env, env_params = envs.make(args.env)
+    keys = jax.random.split(jax.random.key(0), args.seeds)
+    shared = {"total_timesteps": args.steps, "buffer_size": args.steps,
+              "log_frequency": max(args.steps // 10, 1), "eval_episodes": args.eval_episodes}
+    rows = {}
+    for name, module, config in (
+            ("sac (true reward)", sac, sac.Config(**shared)),
+            (f"pref_rl ({args.max_queries} queries)", pref_rl,
+             pref_rl.Config(**shared, max_queries=args.max_queries))):
+        start = time.time()
+        _, metrics = jax.jit(jax.vmap(module.make_train(config, env, env_params)))(keys)
+        metrics = jax.device_get(metrics)
+        rows[name] = {"eval_return": np.asarray(metrics["eval_return"]).tolist(),
+                      "step": np.asarray(metrics["step"][0]).tolist(),
+                      "wall_s": round(time.time() - start, 1)}
+        if "queries" in metrics:
+            rows[name]["queries"] = float(np.asarray(metrics["queries"])[:, -1].mean())
+            rows[name]["reward_accuracy"] = float(
+                np.asarray(metrics["reward_accuracy"])[:, -1].mean())
+        print(name, np.round(np.asarray(metrics["eval_return"])[:, -1], 1), flush=True)
+
+    spaces = env.action_space(env_params)
+
+    def random_policy(key, obs):
+        return jax.random.uniform(key, (obs.shape[0], *spaces.shape), minval=spaces.low,
+                                  maxval=spaces.high)
+
+    random_return = float(evaluate(jax.random.key(1), env, env_params, random_policy,
+                                   args.eval_episodes * args.seeds, 200))
+    sac_final = np.mean([r[-1] for r in rows["sac (true reward)"]["eval_return"]])
+    for row in rows.values():
+        finals = np.asarray([r[-1] for r in row["eval_return"]])
+        row["final"] = finals.tolist()
+        row["normalised_score"] = float(100 * (finals.mean() - random_return)
+                                        / (sac_final - random_return))
+    payload = {"env": args.env, "seeds": args.seeds, "steps": args.steps,
+               "random_return": random_return, "device": jax.devices()[0].device_kind,
+               "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(payload, indent=1))
+    lines = [f"{args.env}, {args.steps} env steps, {args.seeds} seeds; random policy "
+             f"{random_return:.1f}", "",
+             "| agent | final eval_return | normalised score | queries | wall s |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {np.mean(row['final']):.1f} ± {np.std(row['final']):.1f} | "
+                     f"{row['normalised_score']:.0f} | {row.get('queries', '–')} | "
+                     f"{row['wall_s']} |")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""Gradient-based meta-RL family code: task families, the policy, episodes, inner-loop
+adaptation by ``jax.grad`` through the update, and the per-task meta-gradient of MAML,
+first-order MAML and Reptile.
+
+Course notes §22 "Transfer Learning and Meta-Learning" ("Gradient-based meta RL"): with
+``J_i(θ)`` the expected return of ``π_θ`` on task ``i`` and one inner step
+``θ'_i = θ + α ∇_θ J_i(θ)`` (``K`` steps: repeat), MAML ascends
+
+    Σ_i ∇_θ J_i(θ'_i) = Σ_i (I + α ∇²J_i(θ)) ∇J_i(θ'_i).
+
+Each ``∇J`` is estimated from ``num_envs`` sampled episodes of ``horizon`` steps with the DiCE
+objective (``losses.meta``), so differentiating the inner update a second time includes the
+sampling term of the inner policy gradient. Variants (``meta_gradient``):
+
+- ``"maml"``: the second-order meta-gradient above, by ``jax.grad`` through the ``K`` updates;
+- ``"fomaml"``: first-order MAML, ``∇J_i(θ'_i)`` applied to ``θ`` (the Jacobian ``∂θ'/∂θ``
+  taken as ``I``);
+- ``"reptile"`` (Nichol et al., 2018): ``K + 1`` plain inner steps, direction ``θ'_i - θ``.
+
+A task family is a batch of env params (gymnax params are pytrees, so tasks vmap like seeds):
+envs with ``sample_task`` (``PointNav-v0``, ``KArmedBandit-v0``) draw their own; for gymnax
+envs without one, ``TASK_SAMPLERS`` randomises physical params (``Pendulum-v1``: mass ``m`` and
+length ``l`` uniform in ``[0.5, 1.5]``, domain randomisation). Brax envs are not supported:
+their system is not a pytree of task parameters that this module can resample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxrl.envs.core import select_tree
+from jaxrl.envs.meta import is_task_family
+from jaxrl.envs.spaces import Box, Discrete
+from jaxrl.envs.wrappers import ClipAction
+from jaxrl.losses.meta import dice_objective, leave_one_out_mean
+from jaxrl.models.actor_critic import make_torso
+from jaxrl.models.heads import CategoricalHead, GaussianHead
+from jaxrl.rollout import rollout
+
+__all__ = ["TASK_SAMPLERS", "VARIANTS", "Episodes", "Policy", "TaskEnv", "TaskState", "adapt",
+           "adaptation_returns", "check_task_shapes", "episode_objective", "explore",
+           "fixed_tasks", "make_policy", "meta_gradient", "sample_episodes", "task_features",
+           "task_sampler"]
+
+VARIANTS = ("maml", "fomaml", "reptile")
+
+TaskSampler = Callable[[jax.Array], Any]
+"""``sample(key) -> env_params`` of one task."""
+
+
+def _pendulum_task(key: jax.Array, params: Any) -> Any:
+    """Pendulum-v1 with mass and length uniform in ``[0.5, 1.5]`` (defaults 1, 1)."""
+    mass_key, length_key = jax.random.split(key)
+    return params.replace(m=jax.random.uniform(mass_key, (), minval=0.5, maxval=1.5),
+                          l=jax.random.uniform(length_key, (), minval=0.5, maxval=1.5))
+
+
+TASK_SAMPLERS: dict[str, Callable[[jax.Array, Any], Any]] = {"Pendulum-v1": _pendulum_task}
+"""``env id -> sample(key, env_params) -> env_params``: task families made from gymnax envs
+by randomising their params."""
+
+
+def _env_id(env: Any) -> str:
+    return str(getattr(env, "env_id", None) or getattr(env, "name", None) or repr(env))
+
+
+def check_task_shapes(env_params: Any, task: Any, what: str = "a sampled task") -> None:
+    """``ValueError`` unless ``task`` has ``env_params``' structure and leaf shapes (tasks are
+    vmapped, so every task of a family must share them)."""
+    expected, treedef = jax.tree.flatten(env_params)
+    got, task_treedef = jax.tree.flatten(task)
+    if treedef != task_treedef:
+        raise ValueError(f"{what} has env params of another structure than the env's: "
+                         f"{task_treedef} vs {treedef}")
+    for path_leaf, want, have in zip(jax.tree_util.tree_leaves_with_path(env_params), expected,
+                                     got, strict=True):
+        if jnp.shape(want) != jnp.shape(have):
+            name = jax.tree_util.keystr(path_leaf[0])
+            raise ValueError(f"task params must share shapes: {what}'s {name} has shape "
+                             f"{jnp.shape(have)}, the env's {jnp.shape(want)}")
+
+
+def task_sampler(env: Any, env_params: Any) -> TaskSampler:
+    """The task family of ``env``: its ``sample_task``, else ``TASK_SAMPLERS[env id]``;
+    ``ValueError`` naming the supported envs otherwise (and saying Brax is not supported)."""
+    if is_task_family(env):
+        def sample(key):
+            return env.sample_task(key, env_params)
+    elif _env_id(env) in TASK_SAMPLERS:
+        randomise = TASK_SAMPLERS[_env_id(env)]
+
+        def sample(key):
+            return randomise(key, env_params)
+    else:
+        brax = " (Brax envs are not supported: domain randomisation here resamples gymnax env " \
+               "params)" if hasattr(env, "brax_env") else ""
+        raise ValueError(f"{_env_id(env)} is not a task family{brax}; meta-learning agents "
+                         f"train on PointNav-v0, KArmedBandit-v0 (their own sample_task) or "
+                         f"{', '.join(TASK_SAMPLERS)} (randomised params)")
+    check_task_shapes(env_params, jax.eval_shape(sample, jax.random.key(0)))
+    return sample
+
+
+def fixed_tasks(env_params: Any, tasks: Sequence[Any]) -> TaskSampler:
+    """A task family of the given env params (e.g. held-out tasks), drawn uniformly;
+    ``ValueError`` when they do not share the env's shapes."""
+    if not tasks:
+        raise ValueError("fixed_tasks needs at least one task")
+    for i, task in enumerate(tasks):
+        check_task_shapes(env_params, task, f"task {i}")
+    stacked = jax.tree.map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *tasks)
+
+    def sample(key):
+        index = jax.random.randint(key, (), 0, len(tasks))
+        return jax.tree.map(lambda leaf: leaf[index], stacked)
+
+    return sample
+
+
+def task_features(task: Any) -> jax.Array:
+    """The task's numeric env params, raveled into one float vector (what a task-conditioned
+    policy reads; constant params are constant inputs)."""
+    leaves = [jnp.asarray(leaf, jnp.float32).reshape(-1) for leaf in jax.tree.leaves(task)]
+    return jnp.concatenate(leaves) if leaves else jnp.zeros((0,), jnp.float32)
+
+
+class Policy(nn.Module):
+    """``π(·|s) = head(torso(s))``: a categorical or diagonal-Gaussian distribution."""
+
+    torso: nn.Module
+    head: nn.Module
+
+    def __call__(self, obs: jax.Array):
+        return self.head(self.torso(obs))
+
+
+def make_policy(env: Any, env_params: Any, hidden_sizes: Sequence[int],
+                activation: str) -> Policy:
+    """An MLP policy; a Gaussian's initial std is a quarter of the action box's width, so early
+    episodes explore the whole box without saturating it."""
+    space = env.action_space(env_params)
+    if isinstance(space, Discrete):
+        head: nn.Module = CategoricalHead(space.n)
+    elif isinstance(space, Box) and len(space.shape) == 1:
+        width = np.mean(np.asarray(space.high, np.float32) - np.asarray(space.low, np.float32))
+        head = GaussianHead(space.shape[0], init_log_std=float(np.log(width / 4)))
+    else:
+        raise TypeError(f"meta-learning agents need Discrete or vector Box actions, got {space}")
+    return Policy(make_torso(env.observation_space(env_params), hidden_sizes, activation), head)
+
+
+class TaskState(struct.PyTreeNode):
+    """``TaskEnv``'s state: the inner env's state and its episode's task."""
+
+    env_state: Any
+    task: Any
+    """the env params of this episode's task"""
+
+
+class TaskEnv:
+    """A task family as one env whose state carries the task: ``reset(key, env_params)`` draws
+    a task with ``sample_task(key, env_params)``, ``step`` runs the env on the state's task (a
+    fresh task at each episode end; the same one again where ``sample_task`` is None). The
+    observation is the env's (flattened), followed by ``task_features`` of the task when
+    ``task_in_obs``. Each env of a batch so holds its own task in one rollout."""
+
+    def __init__(self, env: Any, sample_task: Callable[[jax.Array, Any], Any] | None,
+                 task_in_obs: bool):
+        self.env = env
+        self.sample_task = sample_task
+        self.task_in_obs = task_in_obs
+
+    def __repr__(self) -> str:
+        return f"TaskEnv({self.env!r}, task_in_obs={self.task_in_obs})"
+
+    def _obs(self, obs: jax.Array, task: Any) -> jax.Array:
+        obs = jnp.asarray(obs, jnp.float32).reshape(-1)
+        return jnp.concatenate([obs, task_features(task)]) if self.task_in_obs else obs
+
+    def reset_to(self, key: jax.Array, task: Any) -> tuple[jax.Array, TaskState]:
+        """A fresh episode on ``task``."""
+        obs, env_state = self.env.reset(key, task)
+        return self._obs(obs, task), TaskState(env_state, task)
+
+    def reset(self, key: jax.Array, params: Any) -> tuple[jax.Array, TaskState]:
+        task_key, reset_key = jax.random.split(key)
+        return self.reset_to(reset_key, self.sample_task(task_key, params))
+
+    def step(self, key: jax.Array, state: TaskState, action: jax.Array, params: Any):
+        step_key, reset_key = jax.random.split(key)
+        obs, env_state, reward, terminated, truncated, info = self.env.step(
+            step_key, state.env_state, action, state.task)
+        info = dict(info)
+        info["final_obs"] = self._obs(info["final_obs"], state.task)
+        fresh_obs, fresh_state = (self.reset_to(reset_key, state.task) if self.sample_task is None
+                                  else self.reset(reset_key, params))
+        done = terminated | truncated
+        next_state = select_tree(done, fresh_state, TaskState(env_state, state.task))
+        next_obs = jnp.where(done, fresh_obs, self._obs(obs, state.task))
+        return next_obs, next_state, reward, terminated, truncated, info
+
+    def max_truncations(self, params: Any, num_steps: int) -> int | None:
+        """The inner env's bound (every task keeps the family's time limit)."""
+        bound = getattr(self.env, "max_truncations", None)
+        return bound(params, num_steps) if bound is not None else None
+
+    def observation_space(self, params: Any) -> Box:
+        size = jax.eval_shape(lambda: self.reset(jax.random.key(0), params)[0]).shape
+        return Box(-jnp.inf, jnp.inf, size, jnp.float32)
+
+    def action_space(self, params: Any) -> Any:
+        return self.env.action_space(params)
+
+
+class Episodes(struct.PyTreeNode):
+    """``num_envs`` episodes of ``horizon`` steps from reset, time-major ``[H, N, ...]``;
+    ``alive`` is 0 after an episode terminated (what follows the env's reset is ignored).
+    ``sample_episodes`` returns them for a batch of tasks, ``[H, M, N, ...]``."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    alive: jax.Array
+
+    @property
+    def returns(self) -> jax.Array:
+        """Undiscounted return of each episode ``[..., N]``."""
+        return (self.reward * self.alive).sum(0)
+
+
+def sample_episodes(key: jax.Array, policy: Policy, params: Any, env: Any, tasks: Any,
+                    num_envs: int, horizon: int) -> Episodes:
+    """Roll out ``π_{params_i}`` on task ``i`` for ``M`` tasks at once (``params`` and ``tasks``
+    stacked ``[M, ...]``): ``Episodes [H, M, N]``. One rollout of ``M · N`` envs, each holding
+    its task in its state (``TaskEnv``); no gradient flows through the sampling."""
+    first_task = jax.tree.map(lambda leaf: leaf[0], tasks)
+    task_env = TaskEnv(ClipAction(env) if isinstance(env.action_space(first_task), Box) else env,
+                       None, task_in_obs=False)
+    params = jax.lax.stop_gradient(params)
+    num_tasks = jax.tree.leaves(tasks)[0].shape[0]
+    reset_key, run_key = jax.random.split(key)
+    env_tasks = jax.tree.map(lambda leaf: jnp.repeat(leaf, num_envs, axis=0), tasks)
+    obs, env_state = jax.vmap(task_env.reset_to)(
+        jax.random.split(reset_key, num_tasks * num_envs), env_tasks)
+
+    def act(key, obs):
+        per_task = obs.reshape(num_tasks, num_envs, *obs.shape[1:])
+        actions = jax.vmap(lambda p, o, k: policy.apply(p, o).sample(seed=k))(
+            params, per_task, jax.random.split(key, num_tasks))
+        return actions.reshape(num_tasks * num_envs, *actions.shape[2:]), {}
+
+    _, _, steps = rollout(run_key, task_env, None, env_state, obs, act, horizon)
+    ended = steps.terminated.astype(jnp.float32)
+    alive = jnp.cumprod(jnp.concatenate([jnp.ones_like(ended[:1]), 1.0 - ended[:-1]]), axis=0)
+
+    def per_task(x):
+        return x.reshape(horizon, num_tasks, num_envs, *x.shape[2:])
+
+    return Episodes(per_task(steps.obs), per_task(steps.action), per_task(steps.reward),
+                    per_task(alive))
+
+
+def episode_objective(policy: Policy, params: Any, episodes: Episodes,
+                      normalize: bool = True) -> jax.Array:
+    """The DiCE estimate of ``J(θ) / H`` (``losses.dice_objective``; the return per step, so
+    the step size does not scale with the horizon ``H``), averaged over the episodes, with the
+    leave-one-out baseline ``b_t`` (the other episodes' mean reward-to-go at ``t``).
+
+    ``normalize`` divides rewards and baselines by the std of the advantages ``G_t - b_t``
+    (a constant): a step size that does not depend on the reward scale.
+    """
+    log_probs = policy.apply(params, episodes.obs).log_prob(episodes.action) * episodes.alive
+    rewards = episodes.reward * episodes.alive
+    reward_to_go = jnp.flip(jnp.cumsum(jnp.flip(rewards, 0), 0), 0)
+    baselines = leave_one_out_mean(reward_to_go, axis=1) * episodes.alive
+    if normalize:
+        advantages = reward_to_go - baselines
+        scale = jax.lax.stop_gradient(jnp.sqrt(
+            (advantages ** 2 * episodes.alive).sum() / episodes.alive.sum()) + 1e-8)
+        rewards, baselines = rewards / scale, baselines / scale
+    return dice_objective(log_probs, rewards, baselines).mean() / episodes.reward.shape[0]
+
+
+def adapt(objective: Callable[[Any, Any], jax.Array], params: Any, batches: Sequence[Any],
+          inner_lr: float | jax.Array, first_order: bool = False) -> Any:
+    """``θ_{k+1} = θ_k + α ∇_θ Ĵ(θ_k; batch_k)`` for each batch: ``θ_K``. ``objective(params,
+    batch) -> Ĵ``. Differentiable in ``params`` (second order); ``first_order`` stops the
+    gradient of each inner step, so ``∂θ_K/∂θ = I``."""
+    for batch in batches:
+        grads = jax.grad(objective)(params, batch)
+        if first_order:
+            grads = jax.lax.stop_gradient(grads)
+        params = jax.tree.map(lambda p, g: p + inner_lr * g, params, grads)
+    return params
+
+
+def explore(policy: Policy, params: Any, key: jax.Array, env: Any, tasks: Any, *, steps: int,
+            inner_lr: float | jax.Array, num_envs: int, horizon: int,
+            normalize: bool = True) -> tuple[list[Episodes], Any]:
+    """For each of the ``M`` stacked ``tasks``: sample episodes with ``θ_0 = params``, take an
+    inner step on them, sample with ``θ_1``, … ``steps`` times: ``([Episodes [H, M, N] of θ_0,
+    …, θ_steps], θ_steps [M, ...])``. No gradient flows here: the meta-gradient re-runs the inner
+    steps on these fixed episodes (``adapt``), so it never differentiates through the env."""
+    num_tasks = jax.tree.leaves(tasks)[0].shape[0]
+    params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_tasks, *leaf.shape)),
+                          jax.lax.stop_gradient(params))
+    objective = partial(episode_objective, policy, normalize=normalize)
+    batches = []
+    for step_key in jax.random.split(key, steps + 1):
+        batches.append(sample_episodes(step_key, policy, params, env, tasks, num_envs, horizon))
+        if len(batches) <= steps:
+            params = jax.vmap(lambda p, episodes: adapt(objective, p, [episodes], inner_lr,
+                                                        first_order=True),
+                              in_axes=(0, 1))(params, batches[-1])
+    return batches, params
+
+
+def meta_gradient(policy: Policy, params: Any, key: jax.Array, env: Any, tasks: Any, *,
+                  variant: str, inner_steps: int, inner_lr: float | jax.Array, num_envs: int,
+                  horizon: int, normalize: bool = True) -> tuple[Any, jax.Array]:
+    """The variant's meta-ascent direction averaged over the ``M`` stacked ``tasks`` (module
+    docstring) and the mean episode return of each task after ``k = 0..inner_steps`` inner
+    steps ``[M, inner_steps + 1]`` (``k = 0``: pre-adaptation)."""
+    objective = partial(episode_objective, policy, normalize=normalize)
+    batches, adapted = explore(policy, params, key, env, tasks, steps=inner_steps,
+                               inner_lr=inner_lr, num_envs=num_envs, horizon=horizon,
+                               normalize=normalize)
+    returns = jnp.stack([episodes.returns.mean(-1) for episodes in batches], axis=1)
+    if variant == "reptile":
+        adapted = jax.vmap(lambda p, episodes: adapt(objective, p, [episodes], inner_lr, True),
+                           in_axes=(0, 1))(adapted, batches[-1])
+        return jax.tree.map(lambda a, p: (a - p).mean(0), adapted, params), returns
+
+    def task_objective(params, task_batches):
+        adapted = adapt(objective, params, task_batches[:-1], inner_lr, variant == "fomaml")
+        return objective(adapted, task_batches[-1])
+
+    grads = jax.vmap(jax.grad(task_objective), in_axes=(None, 1))(params, batches)
+    return jax.tree.map(lambda g: g.mean(0), grads), returns
+
+
+def adaptation_returns(policy: Policy, params: Any, key: jax.Array, env: Any, tasks: Any, *,
+                       steps: int, inner_lr: float | jax.Array, num_envs: int, horizon: int,
+                       normalize: bool = True) -> jax.Array:
+    """Mean episode return on each of the stacked ``tasks`` after ``k = 0..steps``
+    policy-gradient steps from ``params`` ``[M, steps + 1]``: adaptation curves."""
+    batches, _ = explore(policy, params, key, env, tasks, steps=steps, inner_lr=inner_lr,
+                         num_envs=num_envs, horizon=horizon, normalize=normalize)
+    return jnp.stack([episodes.returns.mean(-1) for episodes in batches], axis=1)

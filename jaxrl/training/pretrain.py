@@ -1,0 +1,189 @@
+"""Learning from demonstrations: the pieces an online agent uses to start from, or stay near, a
+demonstrated policy.
+
+Course notes 004 (imitation and exploration): *pre-train & finetune* initialises ``π`` by
+maximum likelihood on demonstrations, then improves it with RL; the *hybrid objective*
+``E_π[r] + λ Σ_(s,a)∈demos log π(a|s)`` keeps the demonstrations in the loss while RL takes over.
+
+- ``load_demonstrations``: a ``jaxrl dataset`` file checked against the env (id and spaces) and
+  moved to the device.
+- ``actor_from_run``: the actor of a saved ``bc`` run mapped onto an on-policy actor-critic's
+  ``actor_torso`` / ``policy_head`` (discrete actions; BC's observation normaliser is folded into
+  the first layer, so the copied policy is the same function of the raw observation).
+- ``imitation_steps``: ``steps`` Adam steps on ``-E_D[log π(a|s)]``, pure (run inside ``init``).
+- ``demo_nll`` / ``demo_coefficient``: the hybrid objective's term and its schedule
+  ``λ_k = λ_0 · decay^k`` (DAPG's, Rajeswaran et al. 2018).
+
+Every problem with the input (another env, another network, mismatched spaces) raises one
+``ValueError`` that names the flag to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrl.datasets import Transitions
+from jaxrl.envs.spaces import Discrete
+
+__all__ = ["PATH_FIELDS", "Demonstrations", "actor_from_run", "demo_coefficient", "demo_nll",
+           "imitation_steps", "load", "load_demonstrations", "resolve_paths"]
+
+PATH_FIELDS = ("init_from", "pretrain_dataset", "demo_dataset")
+"""The config fields that name files: a run records them as absolute paths."""
+
+
+class Demonstrations(NamedTuple):
+    """What an on-policy agent starts from: each ``None`` when unused."""
+
+    pretrain: Transitions | None = None
+    """``pretrain_dataset``: behaviour cloning inside ``init``"""
+    demo: Transitions | None = None
+    """``demo_dataset``: the hybrid objective's demonstrations"""
+    actor: Any = None
+    """``init_from``: the actor's parameters ``{"actor_torso": ..., "policy_head": ...}``"""
+
+
+def resolve_paths(config: Any) -> Any:
+    """``config`` with its set ``PATH_FIELDS`` made absolute (a resume from elsewhere finds
+    them); configs without them come back unchanged."""
+    paths = {name: str(Path(getattr(config, name)).resolve()) for name in PATH_FIELDS
+             if getattr(config, name, "")}
+    return config.replace(**paths) if paths else config
+
+
+def load_demonstrations(path: str, env: Any, env_params: Any, flag: str) -> Transitions:
+    """The dataset at ``path`` on device, checked against ``env`` (its id where the env has one,
+    and its spaces); ``ValueError`` prefixed with ``flag``."""
+    from jaxrl import datasets
+
+    try:
+        dataset = datasets.load(path, env, env_params, getattr(env, "env_id", None))
+    except ValueError as error:
+        raise ValueError(f"--{flag} {path}: {error}") from None
+    return dataset.transitions()
+
+
+def actor_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
+                   activation: str) -> Any:
+    """The actor of ``run_dir`` (a ``bc`` run; its first seed) as ``ActorCritic`` actor params.
+
+    ``template`` is the agent's own actor ``{"actor_torso": ..., "policy_head": ...}`` (shapes
+    only). BC's ``ImitationPolicy`` is an MLP and a Dense logits layer, which are exactly
+    ``actor_torso`` and a ``CategoricalHead``; its input normaliser ``(s - m) / σ`` is folded
+    into the first layer (``W' = W / σ``, ``b' = b - (m / σ) W``).
+    """
+    from jaxrl.checkpoint import CheckpointError
+    from jaxrl.policy import load_policy
+
+    try:
+        policy = load_policy(run_dir)
+    except (CheckpointError, OSError) as error:
+        raise ValueError(f"--init-from {run_dir}: {error}") from None
+    here = getattr(env, "env_id", None)
+    if here is not None and policy.env_id != here:
+        raise ValueError(f"--init-from {run_dir}: that run trained on {policy.env_id!r}, not "
+                         f"{here!r}; pass --env {policy.env_id} or a run of {here}")
+    if policy.algo != "bc" or policy.config.hindsight:
+        raise ValueError(f"--init-from {run_dir}: a {policy.algo} run; on-policy agents start "
+                         f"from a bc run (without --hindsight)")
+    space = env.action_space(env_params)
+    if not isinstance(space, Discrete):
+        raise ValueError(f"--init-from {run_dir}: bc's continuous policy is a deterministic "
+                         f"squashed map, not a Gaussian; start with --pretrain-dataset FILE "
+                         f"(maximum likelihood on the demonstrations) instead")
+    learner, normalizer = policy.params.learner, _normalizer(run_dir, policy)
+    bc = learner.params["params"]
+    torso = {name: dict(layer) for name, layer in bc["MLP_0"].items()}
+    first = torso["Dense_0"]
+    kernel = first["kernel"] / normalizer.std[:, None]
+    torso["Dense_0"] = {"kernel": kernel, "bias": first["bias"] - normalizer.mean @ kernel}
+    actor = {"actor_torso": torso, "policy_head": {"Dense_0": dict(bc["Dense_0"])}}
+    shapes = jax.tree.map(lambda x: tuple(x.shape), actor)
+    wanted = jax.tree.map(lambda x: tuple(x.shape), template)
+    if shapes != wanted or policy.config.activation != activation:
+        widths = tuple(layer["kernel"].shape[1] for layer in bc["MLP_0"].values())
+        raise ValueError(f"--init-from {run_dir}: its bc policy has hidden_sizes {widths} with "
+                         f"{policy.config.activation}, an incompatible network; pass "
+                         f"--hidden-sizes {' '.join(map(str, widths))} --activation "
+                         f"{policy.config.activation}")
+    return jax.tree.map(jnp.asarray, actor)
+
+
+def _normalizer(run_dir: str, policy: Any) -> Any:
+    """The observation normaliser the bc run trained with: its dataset's statistics
+    (``ObsNormalizer.from_data``), or the identity without ``normalize_obs``."""
+    from jaxrl import datasets
+    from jaxrl.run_dir import read_run
+    from jaxrl.training.offline import ObsNormalizer
+
+    shape = policy.env.observation_space(policy.env_params).shape
+    if not policy.config.normalize_obs:
+        return ObsNormalizer(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32))
+    path = read_run(run_dir).dataset
+    try:
+        dataset = datasets.load(path)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--init-from {run_dir}: its dataset, whose statistics normalise the "
+                         f"policy's input, cannot be read ({error})") from None
+    return ObsNormalizer.from_data(dataset.transitions(), True)
+
+
+def load(config: Any, env: Any, env_params: Any,
+         actor_template: Callable[[], Any]) -> Demonstrations | None:
+    """The ``Demonstrations`` a config's ``pretrain_dataset`` / ``demo_dataset`` / ``init_from``
+    name, or ``None`` when it names none; ``actor_template()`` gives the agent's actor
+    parameters (shapes suffice), called only with ``init_from``."""
+    pretrain = getattr(config, "pretrain_dataset", "")
+    demo = getattr(config, "demo_dataset", "")
+    init_from = getattr(config, "init_from", "")
+    if not (pretrain or demo or init_from):
+        return None
+    actor = None
+    if init_from:
+        if not Path(init_from).is_dir():
+            raise ValueError(f"--init-from {init_from}: no run directory there")
+        actor = actor_from_run(init_from, env, env_params, actor_template(), config.activation)
+    return Demonstrations(
+        pretrain=load_demonstrations(pretrain, env, env_params, "pretrain-dataset")
+        if pretrain else None,
+        demo=load_demonstrations(demo, env, env_params, "demo-dataset") if demo else None,
+        actor=actor)
+
+
+def demo_nll(policy: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+    """``-E[log π(a|s)]`` over demonstration pairs; ``policy(obs)`` is a distrax distribution."""
+    return -policy(obs).log_prob(action).mean()
+
+
+def demo_coefficient(coef: float | jax.Array, decay: float | jax.Array,
+                     update: jax.Array) -> jax.Array:
+    """``λ_k = λ_0 · decay^k`` at update ``k`` (0-based): the weight of the imitation term."""
+    return coef * jnp.power(decay, update.astype(jnp.float32))
+
+
+def imitation_steps(key: jax.Array, policy_loss: Any, params: Any, data: Transitions,
+                    steps: int, batch_size: int, learning_rate: float | jax.Array,
+                    prepare_obs: Any = lambda obs: obs) -> Any:
+    """``steps`` Adam steps on ``policy_loss(params, obs, action) = -E[log π(a|s)]`` over
+    minibatches of ``batch_size`` demonstrations drawn uniformly; pure and jit-able.
+
+    Parameters the loss does not touch get zero gradients and so, under Adam from a fresh state,
+    stay bitwise unchanged (the critic of an actor-critic)."""
+    optimizer = optax.adam(learning_rate)
+
+    def step(carry, step_key):
+        params, opt_state = carry
+        index = jax.random.randint(step_key, (batch_size,), 0, data.size)
+        grads = jax.grad(policy_loss)(params, prepare_obs(data.obs[index]), data.action[index])
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)),
+                                  jax.random.split(key, steps))
+    return params
