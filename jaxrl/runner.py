@@ -52,12 +52,12 @@ from jaxrl.run_dir import (
     identity,
     latest_checkpoint,
     read_run,
+    resolve_paths,
     save_checkpoint,
     versions,
     write_json_atomic,
 )
 from jaxrl.training.config import check_config, config_to_dict
-from jaxrl.training.pretrain import resolve_paths
 
 __all__ = ["NAN_ALLOWED_METRICS", "Chunk", "RunInterrupted", "RunResult", "TrainingDiverged",
            "agent_factory", "chunk_length", "default_checkpoint_every", "env_steps", "iterate",

@@ -32,7 +32,12 @@ Eigen's matmuls run on one thread (``--xla_cpu_multi_thread_eigen=false``): pyte
 already runs one worker per core, and the tiny networks in tests gain nothing from splitting a
 matmul. LLVM skips its expensive optimisation passes (``--xla_llvm_disable_expensive_passes``):
 the suite mostly compiles small programs it runs briefly, and the saving in compile time costs
-the slow learning tests no run time (measured in benchmarks/RESULTS.md). XLA's runtime keeps
+the slow learning tests no run time (measured in benchmarks/RESULTS.md). For the same reason
+XLA's backend optimisation level is 0 (``--xla_backend_optimization_level=0``: about a fifth
+less CPU for the compile-bound tests; subprocesses inherit it). A learning test whose run, not
+its compile, dominates compiles its training with ``helpers.optimised_jit`` (XLA's default
+level 3): unoptimised code would run it 2-4 times slower, and its threshold was measured with
+optimised code. XLA's runtime keeps
 its default pool (``jaxrl.backend.set_cpu_threads`` explains the choice). Setting
 ``XLA_FLAGS`` yourself replaces these flags; subprocesses inherit them.
 
@@ -57,7 +62,8 @@ import tempfile
 import pytest
 
 os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false --xla_llvm_disable_expensive_passes=true")
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false --xla_llvm_disable_expensive_passes=true"
+    " --xla_backend_optimization_level=0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAXRL_CPU_THREEFRY", "unrolled")
 

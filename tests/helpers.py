@@ -39,3 +39,9 @@ def half_run(agent):
                             length=agent.num_updates // 2)
 
     return half
+
+
+def optimised_jit(fun, **kwargs):
+    """``jax.jit`` at XLA's default backend optimisation level (3), which the suite's flags
+    lower to 0 (``conftest.py``): for the learning tests whose run outlasts their compile."""
+    return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 3}, **kwargs)

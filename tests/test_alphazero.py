@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import leaves_equal
+from helpers import leaves_equal, optimised_jit
 
 from jaxrl import cli, envs, registry
 from jaxrl.agents import alphazero
@@ -143,7 +143,7 @@ def test_self_play_tic_tac_toe_never_loses_to_random_and_draws_itself():
     config = alphazero.Config(**TIC_TAC_TOE)
     agent = alphazero.make_agent(config, env, params)
 
-    @jax.jit
+    @optimised_jit
     def train_and_play(key):
         state, _ = alphazero.make_train(config, env, params)(key)
         return play_games(jax.random.key(1), env, agent_player(agent.act, state), random_player,

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import optimised_jit
 
 from jaxrl import datasets, envs, ope, runner
 from jaxrl.agents import bc, is_pg, ppo
@@ -221,7 +222,7 @@ def test_finetuning_from_bc_keeps_the_pretrained_score(demo_file, cartpole):
                                   length=agent.num_updates // 10)
         return pretrained, metrics["eval_return"]
 
-    pretrained, finetuned = jax.jit(jax.vmap(pretrained_then_finetuned))(
+    pretrained, finetuned = optimised_jit(jax.vmap(pretrained_then_finetuned))(
         jax.random.split(jax.random.key(0), 2))
     assert (np.asarray(pretrained) >= 450).all(), pretrained
     assert (np.asarray(finetuned) >= np.asarray(pretrained)[:, None] - 50).all(), finetuned

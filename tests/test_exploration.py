@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import optimised_jit
 from numpy.testing import assert_allclose
 
 from jaxrl import bandits, cli, envs, exploration
@@ -248,7 +249,7 @@ def test_bootstrapped_dqn_with_priors_solves_deep_sea_10_where_dqn_does_not():
     for module, config, solves in (
             (bootstrapped_dqn, bootstrapped_dqn.Config(**replay, num_heads=5), True),
             (dqn, dqn.Config(**replay, exploration_fraction=0.1, end_e=0.05), False)):
-        states, _ = jax.jit(jax.vmap(lambda k, p, m=module, c=config: m.make_train(c, env, p)(
+        states, _ = optimised_jit(jax.vmap(lambda k, p, m=module, c=config: m.make_train(c, env, p)(
             k)))(keys, tasks)
         finished, bad = jax.vmap(episode_counts)(states)
         assert ((bad / finished) < 0.9).all() == solves, (module.__name__, finished, bad)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
+from helpers import optimised_jit
 
 from jaxrl import envs
 from jaxrl.agents import maml
@@ -205,7 +206,7 @@ def test_maml_adapts_on_point_nav(point_nav):
     # training one inner step beats the meta-policy before adaptation, on both seeds.
     config = maml.Config(total_timesteps=10 * 10 * 10 * 20 * 2, meta_batch_size=10, num_envs=10,
                          horizon=20, learning_rate=3e-3, hidden_sizes=(32, 32))
-    train = jax.jit(jax.vmap(maml.make_train(config, env, params)))
+    train = optimised_jit(jax.vmap(maml.make_train(config, env, params)))
     _, metrics = train(jax.random.split(jax.random.key(0), 2))
     pre = np.asarray(metrics["pre_adaptation_return"])
     post = np.asarray(metrics["post_adaptation_return"])

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import optimised_jit
 
 from jaxrl import envs
 from jaxrl.agents import dyna, mbrl, pets
@@ -222,7 +223,7 @@ the last episode (benchmarks/RESULTS.md, "Model-based RL on the 2-core CPU")."""
 def test_pets_swings_up_pendulum_within_1200_env_steps():
     env, env_params = envs.make("Pendulum-v1")
     config = pets.Config(**PETS_SLOW)
-    train = jax.jit(jax.vmap(pets.make_train(config, env, env_params)))
+    train = optimised_jit(jax.vmap(pets.make_train(config, env, env_params)))
     _, metrics = train(jax.random.split(jax.random.key(0), 2))
     returns = np.asarray(metrics["episode_return"])
     assert (returns[:, -1] >= -400).all(), returns

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_configs import TINY
-from helpers import leaves_equal
+from helpers import leaves_equal, optimised_jit
 from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import envs, losses
@@ -156,6 +156,6 @@ def test_mbpo_beats_sac_early_on_pendulum():
     keys = jax.random.split(jax.random.key(0), 2)
     final = {}
     for name, (module, config) in configs.items():
-        _, metrics = jax.jit(jax.vmap(module.make_train(config, env, params)))(keys)
+        _, metrics = optimised_jit(jax.vmap(module.make_train(config, env, params)))(keys)
         final[name] = np.asarray(metrics["episode_return"])[:, -1]
     assert final["mbpo"].mean() - final["sac"].mean() >= 300, final

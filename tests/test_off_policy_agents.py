@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import optimised_jit
 from probe_envs import (
     ConstantRewardEnv,
     ContinuousConstantRewardEnv,
@@ -161,7 +162,7 @@ def test_td3_learns_pendulum_in_20k_steps():
     # defaults are 256-256, batch 256).
     env, params = envs.make("Pendulum-v1")
     config = td3.Config(total_timesteps=20_000, hidden_sizes=(64, 64), batch_size=128)
-    train = jax.jit(jax.vmap(td3.make_train(config, env, params)))
+    train = optimised_jit(jax.vmap(td3.make_train(config, env, params)))
     _, metrics = train(jax.random.split(jax.random.key(0), 2))
     final = float(np.nanmean(np.asarray(metrics["episode_return"])[:, -5:]))
     assert final >= -300, final

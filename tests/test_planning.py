@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import leaves_equal
+from helpers import leaves_equal, optimised_jit
 
 from jaxrl import cli, envs, planning, registry
 from jaxrl.agents import mpc
@@ -232,7 +232,7 @@ def _mean_return(env_id, episodes, **config):
     env, params = envs.make(env_id)
     agent = mpc.make_agent(mpc.Config(**config), env, params)
     act, initial_carry = policy_fn(agent, None, True)
-    returns, finished = jax.jit(lambda key: episode_returns(
+    returns, finished = optimised_jit(lambda key: episode_returns(
         key, env, params, act, episodes, int(params.max_steps_in_episode), 1,
         initial_carry=initial_carry))(jax.random.key(1))
     assert bool(finished.all())

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import key_data, leaves_equal
+from helpers import key_data, leaves_equal, optimised_jit
 from probe_envs import (
     ConstantRewardEnv,
     ObservedSignEnv,
@@ -177,6 +177,6 @@ def test_default_config_solves_cartpole(cartpole):
     env, params = cartpole
     config = ppo.Config()
     keys = jnp.stack([jax.random.key(s) for s in range(2)])  # 4 seeds pass too, at twice the time
-    _, metrics = jax.jit(jax.vmap(ppo.make_train(config, env, params)))(keys)
+    _, metrics = optimised_jit(jax.vmap(ppo.make_train(config, env, params)))(keys)
     final = float(np.mean(metrics["episode_return"][:, -5:]))
     assert final >= 475, final

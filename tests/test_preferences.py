@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import optimised_jit
 from preference_inputs import TINY_MODEL, tiny_pairs, tiny_policy
 
 from jaxrl import envs
@@ -266,7 +267,7 @@ def test_dpo_beats_its_reference_under_the_hidden_reward(task):
     config = dpo.Config(total_gradient_steps=200, log_frequency=100, batch_size=64,
                         eval_samples=256, learning_rate=3e-3, beta=0.1)
     agent = dpo.make_agent(config, env, env_params, reference=reference, preferences=pairs)
-    _, metrics = jax.jit(train_from_agent(agent))(jax.random.key(1))
+    _, metrics = optimised_jit(train_from_agent(agent))(jax.random.key(1))
     assert float(metrics["win_rate"][-1]) > 0.65, metrics
 
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import optimised_jit
 
 from jaxrl import bandits, envs
 from jaxrl.agents import rl2
@@ -128,6 +129,6 @@ def test_rl2_regret_on_two_armed_bandits_is_half_of_a_memoryless_policy():
     env, params = envs.make("KArmedBandit-v0")
     config = rl2.Config(total_timesteps=100_000, hidden_sizes=(32,), recurrent_size=32)
     agent = rl2.make_agent(config, env, params)
-    state, _ = jax.jit(rl2.make_train(config, env, params))(jax.random.key(0))
+    state, _ = optimised_jit(rl2.make_train(config, env, params))(jax.random.key(0))
     regret = rl2.trial_regret(agent, state, env, params, jax.random.key(7), 10, 4000)
     assert float(regret[-1]) <= 0.5 * 10 / 6

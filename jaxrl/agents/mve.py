@@ -43,7 +43,7 @@ LEARNERS = ("td3", "sac")
 
 
 class Config(DeterministicConfig, LearnedModelFields):
-    """MVE: the learner's fields (one ``learning_rate`` for actor and critics), the ensemble's
+    """MVE: the learner's fields (one learning_rate for actor and critics), the ensemble's
     and the horizon; sized for Pendulum-v1."""
 
     total_timesteps: int = static(4_000, ">= 1")

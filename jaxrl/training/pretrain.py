@@ -30,11 +30,11 @@ import optax
 
 from jaxrl.datasets import Transitions
 from jaxrl.envs.spaces import Discrete
+from jaxrl.run_dir import PATH_FIELDS, resolve_paths
 
 __all__ = ["PATH_FIELDS", "Demonstrations", "actor_from_run", "demo_coefficient", "demo_nll",
            "imitation_steps", "load", "load_demonstrations", "resolve_paths"]
 
-PATH_FIELDS = ("init_from", "pretrain_dataset", "demo_dataset")
 """The config fields that name files: a run records them as absolute paths."""
 
 
@@ -47,14 +47,6 @@ class Demonstrations(NamedTuple):
     """``demo_dataset``: the hybrid objective's demonstrations"""
     actor: Any = None
     """``init_from``: the actor's parameters ``{"actor_torso": ..., "policy_head": ...}``"""
-
-
-def resolve_paths(config: Any) -> Any:
-    """``config`` with its set ``PATH_FIELDS`` made absolute (a resume from elsewhere finds
-    them); configs without them come back unchanged."""
-    paths = {name: str(Path(getattr(config, name)).resolve()) for name in PATH_FIELDS
-             if getattr(config, name, "")}
-    return config.replace(**paths) if paths else config
 
 
 def load_demonstrations(path: str, env: Any, env_params: Any, flag: str) -> Transitions:
