@@ -36,10 +36,9 @@ from jaxrl.training.agent import Agent, Metrics, train_from_agent
 from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.model_based import (
     LearnedModelFields,
-    init_model_phase,
     make_policy_model,
     model_transition,
-    refit_model,
+    refit_phase,
 )
 from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
@@ -145,13 +144,7 @@ def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
         policy = actor.apply(params["actor"], obs)
         return policy.mode() if deterministic else policy.sample(seed=key)
 
-    def init_model(key, obs, parts):
-        return init_model_phase(model, key)
-
-    def phase(key, state: TrainState):
-        extension = refit_model(config, model, state.extension_state, state.buffer, key,
-                                config.steps_per_iteration)
-        return state.replace(extension_state=extension), dict(extension.last_fit)
+    init_model, phase = refit_phase(config, model, config.steps_per_iteration)
 
     hooks = off_policy.OffPolicyHooks(init=init, explore=explore, gradient_step=gradient_step,
                                       act=act)

@@ -30,10 +30,9 @@ from jaxrl.training.deterministic import DeterministicConfig, make_deterministic
 from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.model_based import (
     LearnedModelFields,
-    init_model_phase,
     make_policy_model,
     model_value_expansion,
-    refit_model,
+    refit_phase,
 )
 from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
@@ -98,13 +97,7 @@ def make_agent(config: Config, env: Any, env_params: Any,
         def policy(params, key, obs):
             return actor.apply(params["actor"], obs).sample(seed=key)
 
-    def init(key, obs, parts):
-        return init_model_phase(model, key)
-
-    def phase(key, state: TrainState):
-        extension = refit_model(config, model, state.extension_state, state.buffer, key,
-                                config.steps_per_iteration)
-        return state.replace(extension_state=extension), dict(extension.last_fit)
+    init, phase = refit_phase(config, model, config.steps_per_iteration)
 
     def target(key, state: TrainState, sample):
         return model_value_expansion(

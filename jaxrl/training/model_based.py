@@ -58,7 +58,7 @@ from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 
 __all__ = ["LearnedModelFields", "ModelBasedConfig", "ModelBasedState", "ModelPhaseState",
            "PlanCarry", "init_model_phase", "make_model_based_agent", "make_policy_model",
-           "model_transition", "model_value_expansion", "refit_model"]
+           "model_transition", "model_value_expansion", "refit_model", "refit_phase"]
 
 REWARDS = ("auto", "known", "learned")
 
@@ -427,6 +427,23 @@ def refit_model(config: LearnedModelFields, model: DynamicsModel, phase: ModelPh
 
     phase = jax.lax.cond(phase.phases % fit_every == 0, fit, lambda phase: phase, phase)
     return phase.replace(phases=phase.phases + 1)
+
+
+def refit_phase(config: LearnedModelFields, model: DynamicsModel,
+                steps_per_iteration: int) -> tuple[Any, Any]:
+    """The replay loop's extension ``init(key, obs, parts)`` and ``phase(key, state)`` of an
+    agent whose extra phase only refits the model (``refit_model``); the phase reports the
+    last fit's metrics. Agents that also imagine rollouts (MBPO) write their own phase."""
+
+    def init(key: jax.Array, obs: jax.Array, parts: Any) -> ModelPhaseState:
+        return init_model_phase(model, key)
+
+    def phase(key: jax.Array, state: Any) -> tuple[Any, dict[str, jax.Array]]:
+        extension = refit_model(config, model, state.extension_state, state.buffer, key,
+                                steps_per_iteration)
+        return state.replace(extension_state=extension), dict(extension.last_fit)
+
+    return init, phase
 
 
 def model_transition(model: DynamicsModel, state: ModelState, key: jax.Array, obs: jax.Array,
