@@ -37,9 +37,9 @@ XLA's backend optimisation level is 0 (``--xla_backend_optimization_level=0``: a
 less CPU for the compile-bound tests; subprocesses inherit it). A learning test whose run, not
 its compile, dominates compiles its training with ``helpers.optimised_jit`` (XLA's default
 level 3): unoptimised code would run it 2-4 times slower, and its threshold was measured with
-optimised code. XLA's runtime keeps
-its default pool (``jaxrl.backend.set_cpu_threads`` explains the choice). Setting
-``XLA_FLAGS`` yourself replaces these flags; subprocesses inherit them.
+optimised code. XLA's runtime keeps its default pool (``jaxrl.backend.set_cpu_threads``
+explains the choice). Setting ``XLA_FLAGS`` yourself replaces these flags; subprocesses inherit
+them. ``JAXRL_TEST_PROFILE=DIR`` records each test's CPU and compile time (see below).
 
 One compile cache per test session: many tests compile the same small programs in different
 processes (the xdist workers, and the ``jaxrl`` CLI subprocesses that ``test_cli`` and others
@@ -154,7 +154,10 @@ class _CompileProfile:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
+    """With ``$JAXRL_TEST_PROFILE`` set, profile in each process that runs tests (an xdist
+    worker, or a run without xdist; not xdist's controller)."""
     directory = os.environ.get(_PROFILE_ENV)
-    if directory and hasattr(session.config, "workerinput") or (
-            directory and session.config.getoption("numprocesses", None) in (None, 0)):
-        session.config.pluginmanager.register(_CompileProfile(directory), "jaxrl-profile")
+    config = session.config
+    runs_tests = hasattr(config, "workerinput") or not config.getoption("numprocesses", None)
+    if directory and runs_tests:
+        config.pluginmanager.register(_CompileProfile(directory), "jaxrl-profile")
