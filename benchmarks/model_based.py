@@ -46,6 +46,13 @@ RESULTS = Path(__file__).parent / "results"
 def run_case(name: str, seeds: int, model_based_steps: int, sac_steps: int) -> dict:
     module, kwargs = CASES[name]
     steps = sac_steps if module is sac else model_based_steps
+    return pendulum_case(name, module, kwargs, seeds, steps, "episode_return")
+
+
+def pendulum_case(name: str, module, kwargs: dict, seeds: int, steps: int, metric: str) -> dict:
+    """One vmapped Pendulum-v1 run of ``module`` (``split(key(0), seeds)``): the ``metric``
+    curve against env steps (warm-up counted), the env steps at which it first reaches
+    ``TARGET``, compile and run seconds. ``benchmarks/model_policy.py`` shares it."""
     env, params = envs.make("Pendulum-v1")
     config = module.Config(**kwargs, total_timesteps=steps)
     agent = module.make_agent(config, env, params)
@@ -57,12 +64,12 @@ def run_case(name: str, seeds: int, model_based_steps: int, sac_steps: int) -> d
     start = time.perf_counter()
     _, metrics = jax.block_until_ready(compiled(keys))
     run_s = time.perf_counter() - start
-    returns = np.asarray(metrics["episode_return"])  # [seeds, updates]
+    returns = np.asarray(metrics[metric])  # [seeds, updates]
     env_steps = agent.initial_steps + agent.steps_per_update * np.arange(1, returns.shape[1] + 1)
     reached = [int(env_steps[np.argmax(row >= TARGET)]) if (row >= TARGET).any() else None
                for row in returns]
-    return {"case": name, "config": {k: v for k, v in kwargs.items()}, "seeds": seeds,
-            "env_steps": env_steps.tolist(), "episode_return": returns.tolist(),
+    return {"case": name, "config": dict(kwargs), "seeds": seeds,
+            "env_steps": env_steps.tolist(), metric: returns.tolist(),
             "steps_to_target": reached, "final_return": returns[:, -1].tolist(),
             "compile_s": compile_s, "run_s": run_s}
 

@@ -19,13 +19,11 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import jax
-import numpy as np
+from model_based import pendulum_case  # benchmarks/ (run as a script)
 
-from jaxrl import envs
 from jaxrl.agents import mbpo, mbrl2, mve, sac
 
 SMALL = {"hidden_sizes": (64, 64), "batch_size": 128, "learning_starts": 500,
@@ -40,32 +38,13 @@ CASES = {
     "mbrl2": (mbrl2, {**SMALL, **MODEL, "horizon": 5}),
     "sac": (sac, SMALL),
 }
-TARGET = -200.0
 RESULTS = Path(__file__).parent / "results"
 
 
 def run_case(name: str, seeds: int, steps: int, overrides: dict | None = None) -> dict:
     module, kwargs = CASES[name]
-    kwargs = {**kwargs, **(overrides or {})}
-    env, params = envs.make("Pendulum-v1")
-    config = module.Config(**kwargs, total_timesteps=steps)
-    agent = module.make_agent(config, env, params)
-    train = jax.jit(jax.vmap(module.make_train(config, env, params)))
-    keys = jax.random.split(jax.random.key(0), seeds)
-    start = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    _, metrics = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - start
-    returns = np.asarray(metrics["eval_return"])  # [seeds, updates]
-    env_steps = agent.initial_steps + agent.steps_per_update * np.arange(1, returns.shape[1] + 1)
-    reached = [int(env_steps[np.argmax(row >= TARGET)]) if (row >= TARGET).any() else None
-               for row in returns]
-    return {"case": name, "config": {k: v for k, v in kwargs.items()}, "seeds": seeds,
-            "env_steps": env_steps.tolist(), "eval_return": returns.tolist(),
-            "steps_to_target": reached, "final_return": returns[:, -1].tolist(),
-            "compile_s": compile_s, "run_s": run_s}
+    return pendulum_case(name, module, {**kwargs, **(overrides or {})}, seeds, steps,
+                         "eval_return")
 
 
 def pets_rows() -> list[dict]:
