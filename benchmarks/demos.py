@@ -16,10 +16,18 @@ The demonstrations are ``--demo-steps`` transitions of the scripted expert
 env steps, the critic warm-up's included. Also reported: the score at the first update and the
 lowest score over the first 10 % of updates (does finetuning drop below the pretrained policy?).
 
+``--family replay``: demonstrations in the replay buffer instead (a partition never
+overwritten, ``demo_ratio`` of every batch): DQN against DQfD (the large-margin loss) on
+``MountainCar-v0``, SAC against SAC + demonstrations (the hybrid actor objective) on
+``Pendulum-v1``; rows keyed ``"<env> <algo>"``. ``steps`` counts the learner's env steps, its
+random warm-up included.
+
 Writes ``benchmarks/results/demos_cpu.json`` (merged per env) and ``demos_cpu.md``::
 
     python benchmarks/demos.py --env MountainCar-v0 --steps 100000 --seeds 2
     python benchmarks/demos.py --env Pendulum-v1 --steps 200000 --seeds 2
+    python benchmarks/demos.py --family replay --env MountainCar-v0 --steps 30000 --seeds 4
+    python benchmarks/demos.py --family replay --env Pendulum-v1 --steps 6000 --seeds 4
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import jax
 import numpy as np
 
 from jaxrl import datasets, envs
-from jaxrl.agents import ppo
+from jaxrl.agents import dqn, ppo, sac
 from jaxrl.datasets.generation import generate
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,6 +55,24 @@ CONFIGS = {
                               normalize_obs=True, normalize_reward=True, learning_rate=3e-4,
                               gamma=0.99, gae_lambda=0.95, eval_episodes=8),
 }
+
+
+# Networks of 64-64 and SAC batches of 128: sized for a shared 2-core CPU.
+REPLAY_CONFIGS = {
+    "MountainCar-v0": (dqn, dqn.Config(hidden_sizes=(64, 64), learning_starts=1_000,
+                                       log_frequency=2_048, eval_episodes=8)),
+    "Pendulum-v1": (sac, sac.Config(hidden_sizes=(64, 64), batch_size=128, learning_starts=500,
+                                    log_frequency=500, eval_episodes=8)),
+}
+
+
+def replay_techniques(env_id: str, demos: str) -> dict[str, dict]:
+    """Plain agent and with the demonstrations in its replay buffer (a quarter of each batch)."""
+    if env_id == "MountainCar-v0":
+        return {"dqn": {}, "dqfd": {"demo_dataset": demos, "demo_ratio": 0.25,
+                                     "demo_coef": 1.0, "demo_margin": 0.8}}
+    return {"sac": {}, "sac+demos": {"demo_dataset": demos, "demo_ratio": 0.25,
+                                     "demo_coef": 1.0, "demo_decay": 0.9}}
 
 
 def techniques(demos: str) -> dict[str, dict]:
@@ -66,7 +92,7 @@ def first_reaching(steps: np.ndarray, scores: np.ndarray, threshold: float) -> i
 
 
 def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
-            threshold: float) -> dict:
+            threshold: float, family: str = "ppo") -> dict:
     env, env_params = envs.make(env_id)
     demonstrations = generate(env_id, "expert", demo_steps, expert_algo="scripted")
     reference = demonstrations.metadata["reference_returns"]
@@ -85,10 +111,17 @@ def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
         unit = "normalised score"
     result = {"env": env_id, "steps": total_steps, "seeds": seeds, "demo_steps": demo_steps,
               "reference_returns": reference, "threshold": threshold, "score": unit, "runs": {}}
-    for name, fields in techniques(demo_file).items():
-        config = CONFIGS[env_id].replace(total_timesteps=total_steps, **fields)
+    if family == "replay":
+        module, base = REPLAY_CONFIGS[env_id]
+        runs = {name: (module, base, fields)
+                for name, fields in replay_techniques(env_id, demo_file).items()}
+    else:
+        runs = {name: (ppo, CONFIGS[env_id], fields)
+                for name, fields in techniques(demo_file).items()}
+    for name, (module, base, fields) in runs.items():
+        config = base.replace(total_timesteps=total_steps, **fields)
         start = time.perf_counter()
-        _, metrics = jax.jit(jax.vmap(ppo.make_train(config, env, env_params)))(
+        _, metrics = jax.jit(jax.vmap(module.make_train(config, env, env_params)))(
             jax.random.split(jax.random.key(0), seeds))
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start
@@ -123,6 +156,9 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=sorted(CONFIGS), required=True)
+    parser.add_argument("--family", choices=("ppo", "replay"), default="ppo",
+                        help="ppo: pre-train / hybrid; replay: DQfD (MountainCar) or SAC + "
+                             "demonstrations (Pendulum)")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--demo-steps", type=int, default=10_000)
@@ -132,8 +168,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "demos_cpu.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    results[args.env] = run_env(args.env, args.steps, args.seeds, args.demo_steps,
-                                args.threshold)
+    name = args.env
+    if args.family == "replay":
+        name = f"{args.env} {REPLAY_CONFIGS[args.env][0].__name__.rsplit('.', 1)[-1]}"
+    results[name] = run_env(args.env, args.steps, args.seeds, args.demo_steps, args.threshold,
+                            args.family)
     path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "demos_cpu.md").write_text(markdown(results))
     print(markdown(results))

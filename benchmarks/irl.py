@@ -14,8 +14,9 @@ A figure of the true and recovered rewards (shaping removed, mean over actions) 
 Pendulum-v1 (``--pendulum-steps > 0``): 4 episodes of the scripted expert
 (``jaxrl.envs.experts.pendulum_expert``), subsampled every 20 steps (40 transitions), train GAIL,
 AIRL and GCL (PPO with the learning benchmark's Pendulum settings, ``--pendulum-steps`` env
-steps), DAC (TD3 defaults, one discriminator step per env step, ``--dac-steps`` env steps) and BC
-(2,000 gradient steps) on them, ``--pendulum-seeds`` seeds vmapped in one compiled call each.
+steps), DAC (one discriminator step per env step, ``--dac-steps`` env steps; ``dac``: the
+TD3 learner, ``dac_sac``: SAC, the default) and BC (2,000 gradient steps) on them,
+``--pendulum-seeds`` seeds vmapped in one compiled call each.
 Score: ``irl.normalized_score`` of the final deterministic policy's mean return over 16 episodes
 (random policy 0, expert 100).
 
@@ -182,9 +183,10 @@ def pendulum(steps: int, seeds: int, dac_steps: int, only: list[str] | None) -> 
              "gail": (gail, gail.Config(**ppo), dataset),
              "airl": (airl, airl.Config(**ppo), dataset),
              "gcl": (gcl, gcl.Config(**ppo), dataset),
-             "dac": (dac, dac.Config(total_timesteps=dac_steps, log_frequency=dac_steps // 4,
-                                     eval_episodes=16, demo_subsample=20, disc_steps=1),
-                     dataset)}
+             **{name: (dac, dac.Config(total_timesteps=dac_steps, log_frequency=dac_steps // 4,
+                                       eval_episodes=16, demo_subsample=20, disc_steps=1,
+                                       learner=learner), dataset)
+                for name, learner in (("dac", "td3"), ("dac_sac", "sac"))}}
     rows = []
     keys = jax.random.split(jax.random.key(0), seeds)
     for name, (module, config, data) in cases.items():
@@ -207,8 +209,8 @@ def pendulum(steps: int, seeds: int, dac_steps: int, only: list[str] | None) -> 
         rows.append({"algo": name, "seeds": seeds, "returns": returns.tolist(),
                      "scores": scores.tolist(), "expert_return": expert_return,
                      "random_return": random_return, "wall_s": round(seconds, 1),
-                     "budget": {"bc": "2000 gradient steps",
-                                "dac": f"{dac_steps} env steps"}.get(name, f"{steps} env steps"),
+                     "budget": ("2000 gradient steps" if name == "bc" else
+                                f"{dac_steps if name.startswith('dac') else steps} env steps"),
                      "demonstrations": 40})
         print(rows[-1], flush=True)
     return rows

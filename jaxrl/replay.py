@@ -6,6 +6,11 @@ vectorised env step writes one row, so an ``n``-step window of one env is ``n`` 
 episode, never the auto-reset one) and ``terminated`` alone stops bootstrapping; ``truncated``
 only ends an ``n``-step window. Image observations in ``[0, 1]`` or ``[0, 255]`` (MinAtar,
 Atari) are stored as ``uint8``, a quarter of float32, so large buffers for many vmapped seeds fit.
+
+Demonstrations (DQfD, Hester et al. 2018; course notes 004, data initialisation) are a second,
+full buffer of one env axis that nothing writes to (``demo_buffer``): a partition that is never
+overwritten. ``mixed_sample`` draws a fixed share of each batch from it and marks those rows in
+``Sample.demo``.
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ from flax import struct
 from jaxrl.envs.spaces import Box, Space
 from jaxrl.losses.q import n_step_transition
 
-__all__ = ["ReplayBuffer", "Sample", "buffer_for", "storage_dtype"]
+__all__ = ["ReplayBuffer", "Sample", "buffer_for", "demo_buffer", "mixed_sample",
+           "storage_dtype"]
 
 
 class Sample(struct.PyTreeNode):
     """A batch of (``n``-step) transitions ``[batch_size, ...]``.
 
     ``reward`` is the discounted ``n``-step return and ``discount`` is ``γ^m (1 - terminated)``,
-    so the target is ``reward + discount · V(next_obs)``.
+    so the target is ``reward + discount · V(next_obs)``. ``demo`` is 1.0 on the rows drawn from
+    the demonstrations, 0.0 elsewhere (``mixed_sample``); ``None`` (no leaf) without them.
     """
 
     obs: jax.Array
@@ -35,6 +42,7 @@ class Sample(struct.PyTreeNode):
     reward: jax.Array
     discount: jax.Array
     next_obs: jax.Array
+    demo: jax.Array | None = None
 
 
 def storage_dtype(space: Space) -> jnp.dtype:
@@ -130,3 +138,40 @@ def buffer_for(capacity: int, num_envs: int, observation_space: Space, action_sp
     return ReplayBuffer.create(capacity, num_envs, tuple(observation_space.shape),
                                tuple(action_space.shape), action_dtype,
                                storage_dtype(observation_space))
+
+
+def demo_buffer(obs: jax.Array, action: jax.Array, reward: jax.Array, terminated: jax.Array,
+                truncated: jax.Array, next_obs: jax.Array) -> ReplayBuffer:
+    """A full buffer of one env axis holding ``N`` demonstration transitions in file order.
+
+    Nothing extends it, so no transition is ever overwritten; an ``n``-step window runs along
+    the file and stops at ``terminated | truncated`` (dataset files end every env's segment so).
+    """
+    def column(x, dtype):
+        return jnp.asarray(x, dtype)[:, None]
+
+    rows = reward.shape[0]
+    return ReplayBuffer(obs=column(obs, jnp.float32), action=column(action, action.dtype),
+                        reward=column(reward, jnp.float32),
+                        terminated=column(terminated, bool), truncated=column(truncated, bool),
+                        next_obs=column(next_obs, jnp.float32),
+                        pointer=jnp.zeros((), jnp.int32), size=jnp.asarray(rows, jnp.int32))
+
+
+def mixed_sample(key: jax.Array, buffer: ReplayBuffer, demos: ReplayBuffer, batch_size: int,
+                 demo_batch: int, n_step: int = 1, gamma: float | jax.Array = 0.99) -> Sample:
+    """``batch_size - demo_batch`` samples of ``buffer``, then ``demo_batch`` of ``demos``
+    (each ``n``-step), with ``demo`` marking the latter. With ``demo_batch = 0`` the draw is
+    ``buffer.sample(key, ...)``'s, key included."""
+    if not 0 <= demo_batch <= batch_size:
+        raise ValueError(f"demo_batch = {demo_batch} must lie in [0, batch_size = {batch_size}]")
+    mask = (jnp.arange(batch_size) >= batch_size - demo_batch).astype(jnp.float32)
+    if demo_batch == 0:
+        return buffer.sample(key, batch_size, n_step, gamma).replace(demo=mask)
+    if demo_batch == batch_size:
+        return demos.sample(key, batch_size, n_step, gamma).replace(demo=mask)
+    key, demo_key = jax.random.split(key)
+    online = buffer.sample(key, batch_size - demo_batch, n_step, gamma)
+    demonstrated = demos.sample(demo_key, demo_batch, n_step, gamma)
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), online,
+                        demonstrated).replace(demo=mask)

@@ -42,6 +42,8 @@ def half_run(agent):
 
 
 def optimised_jit(fun, **kwargs):
-    """``jax.jit`` at XLA's default backend optimisation level (3), which the suite's flags
-    lower to 0 (``conftest.py``): for the learning tests whose run outlasts their compile."""
-    return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 3}, **kwargs)
+    """``jax.jit`` with XLA's default backend optimisation level (3) and fusion emitters, which
+    the suite's flags turn down (``conftest.py``): for the learning tests whose run outlasts
+    their compile."""
+    return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 3,
+                                          "xla_cpu_use_fusion_emitters": True}, **kwargs)

@@ -100,9 +100,11 @@ def compiled(algo: str) -> Compiled:
 
 
 def quick_jit(function):
-    """``jax.jit`` with XLA's backend optimisation off: these tiny runs are all compile, and
-    every comparison here is between runs of the same compiled programs."""
-    return jax.jit(function, compiler_options={"xla_backend_optimization_level": 0})
+    """``jax.jit`` with XLA's backend optimisation off and the older fused-kernel emitters (the
+    quickest compile, ``conftest.py``): these tiny runs are all compile, and every comparison
+    here is between runs of the same compiled programs."""
+    return jax.jit(function, compiler_options={"xla_backend_optimization_level": 0,
+                                               "xla_cpu_use_fusion_emitters": False})
 
 
 def batch(*seeds: int) -> jax.Array:

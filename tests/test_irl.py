@@ -183,3 +183,37 @@ def test_importance_weighted_loss_is_hand_worked():
     assert float(loss) == pytest.approx(expected, abs=1e-5)
     weights = np.exp(log_w) / np.exp(log_w).sum()
     np.testing.assert_allclose(grads, np.broadcast_to(weights, (2, 2)), atol=1e-6)
+
+
+def test_absorbing_rewards_add_the_absorbing_states_discounted_value():
+    # logit = 2 for live inputs, −1 for the absorbing state; γ = 0.9. The live transition keeps
+    # its logit; the terminating one adds γ r_a / (1 − γ) = 0.9 · −1 / 0.1 = −9: 2 − 9 = −7.
+    def logit(x):
+        return jnp.where(x.absorbing > 0, -1.0, 2.0)
+
+    batch = adversarial.DiscriminatorInputs(jnp.zeros((2, 3)), jnp.zeros((2, 1)),
+                                            jnp.zeros((2, 3)), jnp.array([0.0, 1.0]),
+                                            jnp.zeros(2), jnp.zeros(2))
+    np.testing.assert_allclose(adversarial.absorbing_rewards(logit, batch, 0.9), [2.0, -7.0],
+                               atol=1e-5)
+
+
+def test_dac_builds_on_td3_with_the_shared_absorbing_target():
+    # SAC (the default learner) is compiled and run by tests/test_determinism.py and TD3 by the
+    # benchmark; here TD3's whole program is traced (no compile: the suite's budget), on data
+    # whose episodes terminate, so the absorbing-state target is in it.
+    from agent_configs import TINY
+    from test_determinism import tiny_dataset
+
+    from jaxrl.agents import dac
+
+    env, params = envs.make("Pendulum-v1")
+    config = dac.Config(**TINY["dac"][1], learner="td3")
+    state, metrics = jax.eval_shape(dac.make_train(config, env, params,
+                                                   tiny_dataset("Pendulum-v1")),
+                                    jax.random.key(0))
+    assert set(state.params) == {"actor", "critic"}
+    assert {"actor_loss", "critic_loss", "disc_loss", "disc_expert_accuracy"} <= set(metrics)
+    assert "alpha" not in metrics
+    with pytest.raises(ValueError, match="learner"):
+        dac.make_agent(dac.Config(learner="ppo"), env, params, tiny_dataset("Pendulum-v1"))

@@ -1,6 +1,8 @@
 """Gradient-based meta-RL: DiCE oracles, MAML's meta-gradient against finite differences and the
-exact bandit meta-gradient, bad input, and one slow learning test (MAML on PointNav-v0)."""
+exact bandit meta-gradient, bad input, distillation and Divide-and-Conquer pieces worked by hand,
+and slow learning tests (MAML, distillation and DnC on PointNav-v0)."""
 
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +11,9 @@ from flax import struct
 from helpers import optimised_jit
 
 from jaxrl import envs
-from jaxrl.agents import maml
+from jaxrl.agents import distill, dnc, maml
 from jaxrl.losses import dice_objective, leave_one_out_mean, magic_box
+from jaxrl.losses.meta import distillation_kl, kl_augmented_rewards
 from jaxrl.training import meta
 
 pytestmark = pytest.mark.xdist_group("meta")
@@ -197,6 +200,59 @@ def test_task_env_puts_the_task_in_the_observation(point_nav):
     assert hidden.observation_space(params).shape == (2,)
 
 
+# --- distillation and Divide-and-Conquer RL: pieces by hand ----------------------------------
+
+def test_distillation_kl_and_augmented_reward_by_hand():
+    # Teacher (0.5, 0.5), student (0.25, 0.75): KL = 0.5 ln 2 + 0.5 ln(2/3) = 0.143841; the
+    # second state (weight 0) does not count. No gradient reaches the teacher.
+    teacher_logits = jnp.log(jnp.array([[0.5, 0.5], [0.9, 0.1]]))
+    student_logits = jnp.log(jnp.array([[0.25, 0.75], [0.5, 0.5]]))
+    def kl(teacher_logits, student_logits):
+        return distillation_kl(distrax.Categorical(logits=teacher_logits),
+                               distrax.Categorical(logits=student_logits), jnp.array([1.0, 0.0]))
+
+    value, (teacher_grad, student_grad) = jax.value_and_grad(kl, argnums=(0, 1))(
+        teacher_logits, student_logits)
+    np.testing.assert_allclose(value, 0.5 * np.log(2) + 0.5 * np.log(2 / 3), rtol=1e-6)
+    np.testing.assert_allclose(teacher_grad, 0.0)
+    # ∂KL/∂student logits = q - p = (-0.25, 0.25) on the weighted state, 0 on the other.
+    np.testing.assert_allclose(student_grad, [[-0.25, 0.25], [0.0, 0.0]], atol=1e-6)
+    # r̃ = r + λ log π_θ: r = (1, 2), log π_θ = (-0.5, -1), λ = 0.2 → (0.9, 1.8).
+    np.testing.assert_allclose(kl_augmented_rewards(jnp.array([1.0, 2.0]),
+                                                    jnp.array([-0.5, -1.0]), 0.2), [0.9, 1.8],
+                               rtol=1e-6)
+    # λ doubles above 1.5 · target, halves below target / 1.5, else stays.
+    np.testing.assert_allclose(meta.adaptive_coefficient(jnp.ones(3), jnp.array([0.2, 0.05, 0.1]),
+                                                         0.1), [2.0, 0.5, 1.0])
+
+
+def test_contexts_are_kmeans_regions_of_the_tasks(point_nav):
+    env, params = point_nav
+    points = jnp.array([[0.0, 0.0], [5.0, 5.0], [0.2, 0.0], [5.2, 5.0], [0.0, 0.2]])
+    centres = meta.kmeans(points, 2)
+    np.testing.assert_allclose(centres, [[0.2 / 3, 0.2 / 3], [5.1, 5.0]], atol=1e-6)
+    # Goals drawn in region r lie nearest centre r: the four quadrants of PointNav's goals.
+    quadrants = jnp.array([[-0.25, -0.25], [-0.25, 0.25], [0.25, -0.25], [0.25, 0.25]])
+    sample = meta.task_sampler(env, params)
+    goals = jax.vmap(lambda key, region: meta.sample_in_region(key, sample, quadrants, region,
+                                                               32).goal)(
+        jax.random.split(jax.random.key(0), 16), jnp.arange(16) % 4)
+    np.testing.assert_array_equal(np.sign(goals), np.sign(quadrants[np.arange(16) % 4]))
+
+
+def test_distill_and_dnc_bad_input_is_one_clear_error(point_nav):
+    env, params = point_nav
+    with pytest.raises(ValueError, match="num_envs must be >= 2"):
+        distill.make_agent(distill.Config(num_envs=1), env, params)
+    with pytest.raises(ValueError, match="candidates = 16 must be >= 8"):
+        dnc.make_agent(dnc.Config(candidates=16), env, params)
+    with pytest.raises(ValueError, match="horizon = 200 exceeds"):
+        dnc.make_agent(dnc.Config(horizon=200), env, params)
+    other, other_params = envs.make("PointGoal-v0")
+    with pytest.raises(ValueError, match="not a task family"):
+        distill.make_agent(distill.Config(), other, other_params)
+
+
 # --- learning -------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -212,3 +268,36 @@ def test_maml_adapts_on_point_nav(point_nav):
     post = np.asarray(metrics["post_adaptation_return"])
     assert np.all(post[:, -2:].mean(1) > pre[:, -2:].mean(1) + 1.0), (pre, post)
     assert np.all(post[:, -2:].mean(1) > post[:, :2].mean(1) + 0.3), post
+
+
+@pytest.mark.slow
+def test_distilled_student_mimics_its_teachers(point_nav):
+    env, params = point_nav
+    # Two goals; the teachers learn for 15 updates while a slow student (one step a batch) lags
+    # behind, then stay fixed while it distils them for 15 more: its KL to them falls from its
+    # peak, and the gap between their returns and its return closes by half.
+    config = distill.Config(total_timesteps=2 * 10 * 20 * 30, num_tasks=2, num_envs=10,
+                            teacher_updates=15, distill_steps=1, student_learning_rate=1e-3,
+                            student_hidden_sizes=(32, 32))
+    _, metrics = optimised_jit(distill.make_train(config, env, params))(jax.random.key(0))
+    kl = np.asarray(metrics["distill_kl"])
+    teacher, student = (np.asarray(metrics[name]) for name in ("teacher_return",
+                                                                "student_return"))
+    assert kl[-3:].mean() < 0.6 * kl[:16].max(), kl
+    assert teacher[-5:].mean() > teacher[:3].mean() + 2.0, teacher
+    gap = teacher - student
+    assert gap[-3:].mean() < 0.5 * gap[13:16].mean(), (teacher, student)
+
+
+@pytest.mark.slow
+def test_dnc_global_policy_learns_with_its_local_policies(point_nav):
+    env, params = point_nav
+    # Two goal regions, 20 updates: the local policies learn, the global policy distilled from
+    # them follows within 0.3, and λ moves by the adaptive rule.
+    config = dnc.Config(total_timesteps=2 * 10 * 20 * 20, num_contexts=2, num_envs=10,
+                        candidates=16, kmeans_samples=64, global_hidden_sizes=(32, 32))
+    _, metrics = optimised_jit(dnc.make_train(config, env, params))(jax.random.key(0))
+    local, global_ = (np.asarray(metrics[name]) for name in ("local_return", "global_return"))
+    assert local[-3:].mean() > local[:3].mean() + 2.0, local
+    assert global_[-3:].mean() > local[-3:].mean() - 0.3, (global_, local)
+    assert np.ptp(np.asarray(metrics["lambda"])) > 0.0

@@ -21,7 +21,6 @@ from jaxrl.envs import RunningMeanStd
 from jaxrl.training import adversarial, on_policy, proximal
 from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config
-from jaxrl.training.offline import device_dataset
 
 __all__ = ["OFFLINE", "Config", "learned_reward", "make_agent", "make_train"]
 
@@ -29,16 +28,16 @@ OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-class Config(proximal.ProximalConfig, adversarial.DiscriminatorConfig):
-    """PPO's fields (training.proximal) and the discriminator's
-    (training.adversarial.DiscriminatorConfig)."""
+class Config(adversarial.PPOImitationConfig):
+    """PPO's fields and the discriminator's ``g`` and ``h`` networks' (training.adversarial.
+    PPOImitationConfig)."""
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
     """PPO on AIRL's reward ``f − log π`` (module docstring)."""
     check_config(config)
-    expert = adversarial.subsample(device_dataset(dataset, env, env_params, "airl"),
-                                   config.demo_subsample)
+    expert = adversarial.demonstrations(dataset, env, env_params, "airl",
+                                        config.demo_subsample)
     network = on_policy.setup(config, env, env_params, "AIRL").network
 
     def log_prob(policy, obs, action):
@@ -65,8 +64,8 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
 def learned_reward(config: Config, env: Any, env_params: Any, dataset: Dataset,
                    state: on_policy.TrainState, obs: jax.Array) -> jax.Array:
     """``g(s)`` of a trained run's discriminator: the recovered state reward ``[B]``."""
-    expert = adversarial.subsample(device_dataset(dataset, env, env_params, "airl"),
-                                   config.demo_subsample)
+    expert = adversarial.demonstrations(dataset, env, env_params, "airl",
+                                        config.demo_subsample)
     module = adversarial.AIRLDiscriminator(tuple(config.disc_hidden_sizes),
                                            config.disc_activation)
     mean, std = expert.obs.mean(0), jax.numpy.maximum(expert.obs.std(0), 1e-3)

@@ -2,18 +2,21 @@
 
 Course notes §20 ("IRL can be treated as a GAN") made sample-efficient: GAIL's discriminator
 ``D_ψ(s, a)`` is trained on replayed transitions against the expert's (the replay loop's extra
-phase, each iteration; optional gradient penalty), and a TD3 learner (``training.deterministic``,
-the learner of the DAC paper) replays its buffer with every sampled reward re-scored by the
-current discriminator, ``r = log D − log(1 − D)`` (the logit: either sign, so neither a survival
-bonus nor a death wish). Absorbing states: a transition that terminates continues, in DAC's
-MDP, into an absorbing state ``s_a`` that loops forever with its own learned reward
-``r_a = logit(s_a)``; its value ``r_a / (1 − γ)`` is added to the terminating transition's
-reward (the target override), and the discriminator scores ``s_a`` after every terminating
-expert and replayed transition. Learns from a dataset of demonstrations (``--dataset``).
+phase, each iteration; optional gradient penalty), and a replay learner (``learner``: SAC,
+``training.actor_critic``, the default; or TD3, ``training.deterministic``, the DAC paper's)
+replays its buffer with every sampled reward re-scored by the current discriminator,
+``r = log D − log(1 − D)`` (the logit: either sign, so neither a survival bonus nor a death
+wish). Absorbing states: a transition that terminates continues, in DAC's MDP, into an
+absorbing state ``s_a`` that loops forever with its own learned reward ``r_a = logit(s_a)``;
+its discounted value ``γ r_a / (1 − γ)`` is added to the terminating transition's reward (the
+target override), and the discriminator scores ``s_a`` after every terminating
+expert and replayed transition (``adversarial.absorbing_rewards``: the same for either
+learner). Learns from a dataset of demonstrations (``--dataset``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -22,30 +25,41 @@ import jax.numpy as jnp
 from jaxrl.datasets import Dataset
 from jaxrl.envs.spaces import Box
 from jaxrl.replay import Sample
-from jaxrl.training import adversarial
+from jaxrl.training import adversarial, off_policy
+from jaxrl.training.actor_critic import sac_hooks
 from jaxrl.training.agent import Agent, train_from_agent
-from jaxrl.training.config import check_config, hyper
+from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.deterministic import DeterministicConfig, make_deterministic_agent
 from jaxrl.training.off_policy import ReplayExtensions, TrainState
-from jaxrl.training.offline import device_dataset
 
-__all__ = ["OFFLINE", "Config", "TrainState", "make_agent", "make_train"]
+__all__ = ["LEARNERS", "OFFLINE", "Config", "TrainState", "make_agent", "make_train"]
+
+LEARNERS = ("td3", "sac")
+"""The replay learners DAC can put around its discriminator."""
 
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
 class Config(DeterministicConfig, adversarial.DiscriminatorConfig):
-    """TD3's fields (training.deterministic) and the discriminator's
+    """The learner's fields (one learning_rate for actor and critics) and the discriminator's
     (training.adversarial.DiscriminatorConfig); rewards are re-scored per sample, so
     n_step must be 1."""
 
+    learner: str = static("sac", LEARNERS)
+    """the replay learner on the discriminator's reward: sac or td3 (the DAC paper's)"""
     policy_noise: float = hyper(0.2, ">= 0")
-    """std of the target-policy smoothing noise"""
+    """td3: std of the target-policy smoothing noise"""
     noise_clip: float = hyper(0.5, ">= 0")
-    """clip of the target-policy smoothing noise"""
+    """td3: clip of the target-policy smoothing noise"""
     policy_frequency: int = hyper(2, ">= 1")
-    """critic updates per actor (and target) update"""
+    """critic updates per actor (and, for td3, target) update"""
+    autotune: bool = static(True)
+    """sac: learn α towards the target entropy"""
+    alpha: float = hyper(0.2, "> 0")
+    """sac: entropy temperature α (its initial value with autotune)"""
+    target_entropy_scale: float = hyper(1.0, ">= 0")
+    """sac: target entropy H̄ = -target_entropy_scale · |A|"""
     grad_penalty: float = hyper(10.0, ">= 0")
     """weight λ of the gradient penalty on expert/policy interpolates (0: none)"""
 
@@ -56,12 +70,19 @@ class Config(DeterministicConfig, adversarial.DiscriminatorConfig):
             raise ValueError(f"dac re-scores each sampled reward with the discriminator, which "
                              f"needs one-step samples; set n_step = 1, got {self.n_step}")
 
+    @property
+    def policy_lr(self) -> float:
+        return self.learning_rate
+
+    @property
+    def q_lr(self) -> float:
+        return self.learning_rate
+
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
-    """TD3 on the discriminator's reward with absorbing states (module docstring)."""
+    """SAC or TD3 on the discriminator's reward with absorbing states (module docstring)."""
     check_config(config)
-    expert = adversarial.subsample(device_dataset(dataset, env, env_params, "dac"),
-                                   config.demo_subsample)
+    expert = adversarial.demonstrations(dataset, env, env_params, "dac", config.demo_subsample)
     space = env.action_space(env_params)
     if not isinstance(space, Box):
         raise TypeError(f"dac needs a continuous (Box) action space but the env's is {space}; "
@@ -91,17 +112,16 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         return state.replace(extension_state=disc_state), metrics
 
     def target(key: jax.Array, state: TrainState, sample: Sample) -> Sample:
-        params = state.extension_state.params
-        scored = inputs(sample)
-        reward = discriminator.logits(params, scored)
-        absorbing_reward = discriminator.logits(params, scored.replace(
-            absorbing=jnp.ones_like(scored.absorbing)))
-        reward = reward + jnp.where(sample.discount == 0,
-                                    config.gamma * absorbing_reward
-                                    / jnp.maximum(1.0 - config.gamma, 1e-3), 0.0)
+        reward = adversarial.absorbing_rewards(
+            partial(discriminator.logits, state.extension_state.params), inputs(sample),
+            config.gamma)
         return sample.replace(reward=jax.lax.stop_gradient(reward))
 
     extensions = ReplayExtensions(init=init, phase=phase, target=target)
+    if config.learner == "sac":
+        parts = off_policy.setup(env, env_params, "DAC", Box)
+        return off_policy.make_off_policy_agent(config, parts, env_params,
+                                                sac_hooks(config, parts), extensions=extensions)
     return make_deterministic_agent(config, env, env_params, "dac", 2, config.policy_noise,
                                     config.noise_clip, config.policy_frequency,
                                     extensions=extensions)

@@ -13,6 +13,12 @@ Defaults start from rl-zoo's CartPole-v1 settings, where plain DQN oscillates be
 the task and collapsing; they add frequent small training phases, 3-step targets, soft target
 updates and learning-rate annealing to make it stable (see ``QConfig``; results in
 ``docs/results.md``). MinAtar observations get the CNN torso.
+
+DQfD (Hester et al. 2018; course notes 004, demonstrations as off-policy data): with
+``demo_dataset`` the demonstrations sit in a replay partition that is never overwritten,
+``demo_ratio`` of every batch comes from it, and the loss adds
+``λ_k · (max_a [Q(s, a) + l(a_E, a)] - Q(s, a_E))`` on those rows (``demo_margin``, ``demo_coef``,
+``demo_decay``; ``training.q_learning.large_margin_term``).
 """
 
 from __future__ import annotations
@@ -26,13 +32,20 @@ from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.off_policy import ReplayExtensions, TrainState
-from jaxrl.training.q_learning import QConfig, greedy_next_value, linear_epsilon, make_q_agent
+from jaxrl.training.q_learning import (
+    DQfDFields,
+    QConfig,
+    greedy_next_value,
+    linear_epsilon,
+    make_q_agent,
+)
 
 __all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
-class Config(QConfig):
-    """DQN hyperparameters (CleanRL names; defaults solve CartPole-v1 in 100k steps)."""
+class Config(QConfig, DQfDFields):
+    """DQN hyperparameters (CleanRL names; defaults solve CartPole-v1 in 100k steps); the
+    demo_ fields turn it into DQfD."""
 
     double_q: bool = static(True)
     """double Q-learning target"""

@@ -18,7 +18,6 @@ from jaxrl.datasets import Dataset
 from jaxrl.training import adversarial, on_policy, proximal
 from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config
-from jaxrl.training.offline import device_dataset
 
 __all__ = ["OFFLINE", "Config", "make_agent", "make_train"]
 
@@ -26,16 +25,15 @@ OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-class Config(proximal.ProximalConfig, adversarial.DiscriminatorConfig):
-    """PPO's fields (training.proximal) and the discriminator's
-    (training.adversarial.DiscriminatorConfig)."""
+class Config(adversarial.PPOImitationConfig):
+    """PPO's fields and the discriminator's (training.adversarial.PPOImitationConfig)."""
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
     """PPO on the discriminator's reward ``−log(1 − D(s, a))`` (module docstring)."""
     check_config(config)
-    expert = adversarial.subsample(device_dataset(dataset, env, env_params, "gail"),
-                                   config.demo_subsample)
+    expert = adversarial.demonstrations(dataset, env, env_params, "gail",
+                                        config.demo_subsample)
     transform = adversarial.make_reward_transform("gail", config, expert,
                                                   env.action_space(env_params), config.gamma)
     parts = on_policy.setup(config, env, env_params, "GAIL", reward_transform=transform)

@@ -18,7 +18,6 @@ from jaxrl.datasets import Dataset
 from jaxrl.training import adversarial, on_policy, proximal
 from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config
-from jaxrl.training.offline import device_dataset
 
 __all__ = ["OFFLINE", "Config", "make_agent", "make_train"]
 
@@ -26,16 +25,16 @@ OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-class Config(proximal.ProximalConfig, adversarial.DiscriminatorConfig):
-    """PPO's fields (training.proximal) and the reward network's
-    (training.adversarial.DiscriminatorConfig)."""
+class Config(adversarial.PPOImitationConfig):
+    """PPO's fields and the reward network's (the ``disc_*`` fields of
+    training.adversarial.PPOImitationConfig)."""
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:
     """PPO on the importance-weighted MaxEnt IRL reward (module docstring)."""
     check_config(config)
-    expert = adversarial.subsample(device_dataset(dataset, env, env_params, "gcl"),
-                                   config.demo_subsample)
+    expert = adversarial.demonstrations(dataset, env, env_params, "gcl",
+                                        config.demo_subsample)
     transform = adversarial.make_gcl_transform(config, expert, env.action_space(env_params))
     parts = on_policy.setup(config, env, env_params, "GCL", reward_transform=transform)
     return proximal.make_agent(config, parts, env_params)

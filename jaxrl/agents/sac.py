@@ -8,6 +8,12 @@ The actor minimises ``E[α log π(a|s) - min_i Q_i(s, a)]`` with reparameterised
 ``autotune`` the temperature follows ``J(α) = -E[log α (log π + H̄)]``, target entropy
 ``H̄ = -|A|``, so α rises when the policy's entropy falls below ``H̄``. Critic targets are
 Polyak-averaged at rate τ; actions live in ``[-1, 1]`` and are rescaled to the env's bounds.
+
+Demonstrations (course notes 004, data initialisation and the hybrid objective): with
+``demo_dataset`` they sit in a replay partition that is never overwritten, ``demo_ratio`` of
+every batch comes from it, and the actor adds ``λ_k · (-log π(a_E|s))`` on those rows
+(``demo_coef``, ``demo_decay``; ``training.actor_critic``). ``init_from`` a ``bc`` run of
+Box actions starts from its policy (pre-train & finetune; ``pretrain.tanh_actor_from_run``).
 """
 
 from __future__ import annotations
@@ -15,18 +21,23 @@ from __future__ import annotations
 from typing import Any
 
 from jaxrl.envs.spaces import Box
-from jaxrl.training import off_policy
-from jaxrl.training.actor_critic import SACConfig, sac_hooks
+from jaxrl.training import off_policy, pretrain
+from jaxrl.training.actor_critic import SACConfig, actor_template, sac_hooks
 from jaxrl.training.agent import Agent, train_from_agent
-from jaxrl.training.config import check_config
+from jaxrl.training.config import check_config, static
 from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
 __all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
-class Config(SACConfig):
-    """SAC hyperparameters (CleanRL names); defaults sized for Pendulum-v1."""
+class Config(SACConfig, off_policy.DemoReplayFields):
+    """SAC hyperparameters (CleanRL names); defaults sized for Pendulum-v1; demo_ fields:
+    demonstrations in the replay buffer and the hybrid objective."""
+
+    init_from: str = static("")
+    """start from the policy of this run directory (a bc run, Box actions): its actor's torso
+    and mean copied, the log-std layer and critics fresh (docs/demonstrations.md)"""
 
 
 def make_agent(config: Config, env: Any, env_params: Any,
@@ -35,8 +46,15 @@ def make_agent(config: Config, env: Any, env_params: Any,
     """Build SAC's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     check_config(config)
     parts = off_policy.setup(env, env_params, "SAC", Box)
-    return off_policy.make_off_policy_agent(config, parts, env_params, sac_hooks(config, parts),
-                                            reward_transform, extensions)
+    initial_actor = None
+    if config.init_from:
+        initial_actor = pretrain.tanh_actor_from_run(config.init_from, env, env_params,
+                                                     actor_template(config, parts),
+                                                     config.activation)
+    hooks = sac_hooks(config, parts, initial_actor)
+    return off_policy.make_off_policy_agent(config, parts, env_params, hooks,
+                                            reward_transform, extensions,
+                                            off_policy.demo_partition(config, env, env_params))
 
 
 def make_train(config: Config, env: Any, env_params: Any,

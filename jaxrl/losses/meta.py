@@ -11,14 +11,21 @@ Estimator") rather than LVC (Rothfuss et al., 2019): DiCE's derivatives of *ever
 unbiased estimators of the expected return's, so the second-order meta-gradient is unbiased and a
 test can compare it with the exact one; LVC trades a bias in the Hessian for lower variance.
 The baseline term is Mao et al.'s (2019), which keeps the estimator unbiased.
+
+Distillation (course notes §11.2 / §15 "model distillation"; §11.1.5 "Divide and Conquer RL"):
+``distillation_kl`` is the supervised loss of a student mimicking teachers on their states, and
+``kl_augmented_rewards`` DnC's reward ``r̃ = r + λ log π_θ(a|s)`` of a local policy.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-__all__ = ["dice_objective", "leave_one_out_mean", "magic_box"]
+__all__ = ["dice_objective", "distillation_kl", "kl_augmented_rewards", "leave_one_out_mean",
+           "magic_box"]
 
 
 def magic_box(x: jax.Array) -> jax.Array:
@@ -54,3 +61,28 @@ def leave_one_out_mean(x: jax.Array, axis: int = -1) -> jax.Array:
     if n < 2:
         raise ValueError(f"a leave-one-out mean needs at least 2 samples, got {n}")
     return (x.sum(axis, keepdims=True) - x) / (n - 1)
+
+
+def distillation_kl(teacher: Any, student: Any, weights: jax.Array) -> jax.Array:
+    """``Σ_s w_s KL(π_T(·|s) ‖ π_S(·|s)) / Σ_s w_s``: the weighted mean over states of the
+    teachers' KL to the student (distrax distributions of one batch shape, ``weights`` of that
+    shape, e.g. 0 after an episode ended). The forward KL is the supervised loss
+    ``E_{a ~ π_T}[-log π_S(a|s)]`` up to the teacher's entropy, so the student covers every
+    action the teacher takes; no gradient reaches the teacher."""
+    teacher = jax.tree.map(jax.lax.stop_gradient, teacher)
+    kl = teacher.kl_divergence(student)
+    if kl.shape != weights.shape:
+        raise ValueError(f"KL {kl.shape} and weights {weights.shape} must share a shape")
+    return (kl * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def kl_augmented_rewards(rewards: jax.Array, global_log_probs: jax.Array,
+                         lambda_: jax.Array | float) -> jax.Array:
+    """Divide-and-Conquer RL's local reward ``r̃_t = r_t + λ log π_θ(a_t|s_t)`` (``π_θ`` the
+    global policy, held fixed): its expected sum is the return minus ``λ`` times the local
+    policy's cross-entropy to ``π_θ`` (``KL(π_i ‖ π_θ) + H(π_i)``), so a larger ``λ`` keeps the
+    local policy near what the global one can mimic. ``lambda_`` broadcasts against the rest."""
+    if rewards.shape != global_log_probs.shape:
+        raise ValueError(f"rewards {rewards.shape} and log-probs {global_log_probs.shape} must "
+                         "share a shape")
+    return rewards + lambda_ * jax.lax.stop_gradient(global_log_probs)

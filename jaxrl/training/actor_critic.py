@@ -7,6 +7,11 @@ to ``y = r + γ_m (1 - terminated) [min_i Q_target,i(s', a') - α log π(a'|s')]
 reparameterised samples; with ``autotune`` the temperature follows
 ``J(α) = -E[log α (log π + H̄)]``, ``H̄ = -target_entropy_scale · |A|``.
 
+With demonstrations in the batch (``Sample.demo``; ``off_policy.demo_partition``) the actor
+minimises the hybrid objective of course notes 004, ``E[α log π - min_i Q_i] + λ_k · E_demo[-log
+π(a_E|s)]`` (DAPG's term, Rajeswaran et al. 2018), ``λ_k`` from ``demo_coef`` / ``demo_decay``
+(``off_policy.demo_weight``); the critics learn from the demonstration rows like any other.
+
 ``sac_hooks`` is the body of SAC's ``make_agent`` as ``OffPolicyHooks``, so that SAC itself and
 the agents that put a learned model around it (MBPO, MVE with ``learner="sac"``) share one
 update. TD3's and DDPG's update is ``training.deterministic``.
@@ -23,12 +28,12 @@ import optax
 from jaxrl import losses
 from jaxrl.models import CriticEnsemble, make_tanh_gaussian_actor
 from jaxrl.replay import Sample
-from jaxrl.training import off_policy, optim
+from jaxrl.training import off_policy, optim, pretrain
 from jaxrl.training.agent import Metrics
 from jaxrl.training.config import hyper, static
 from jaxrl.training.off_policy import OffPolicyHooks, OffPolicySetup, TrainState
 
-__all__ = ["SACConfig", "sac_hooks"]
+__all__ = ["SACConfig", "actor_template", "sac_hooks"]
 
 
 class SACConfig(off_policy.OffPolicyConfig):
@@ -49,8 +54,19 @@ class SACConfig(off_policy.OffPolicyConfig):
     """critic updates per actor (and α) update"""
 
 
-def sac_hooks(config: Any, parts: OffPolicySetup) -> OffPolicyHooks:
+def actor_template(config: Any, parts: OffPolicySetup) -> Any:
+    """The shapes of SAC's actor parameters (``jax.ShapeDtypeStruct`` leaves)."""
+    actor = make_tanh_gaussian_actor(parts.observation_space, parts.action_space,
+                                     config.hidden_sizes, config.activation)
+    obs = jnp.zeros((1, *parts.observation_space.shape), jnp.float32)
+    return jax.eval_shape(actor.init, jax.random.key(0), obs)
+
+
+def sac_hooks(config: Any, parts: OffPolicySetup, initial_actor: Any = None) -> OffPolicyHooks:
     """SAC's ``init`` / ``explore`` / ``gradient_step`` / ``act`` (module docstring).
+
+    ``initial_actor`` (``{"torso": ..., "mean": ...}``, ``pretrain.tanh_actor_from_run``)
+    replaces the actor's torso and mean layer at ``init``; its log-σ layer stays fresh.
 
     ``config`` provides the ``SACConfig`` fields (``policy_lr``, ``q_lr``, ``alpha``,
     ``autotune``, ``target_entropy_scale``, ``policy_frequency``) and the replay family's
@@ -66,7 +82,11 @@ def sac_hooks(config: Any, parts: OffPolicySetup) -> OffPolicyHooks:
     def init(key, obs):
         actor_key, critic_key = jax.random.split(key)
         action = jnp.zeros((1, *parts.action_space.shape), jnp.float32)
-        params = {"actor": actor.init(actor_key, obs[:1]),
+        actor_params = actor.init(actor_key, obs[:1])
+        if initial_actor is not None:
+            head = {**actor_params["params"]["head"], "Dense_0": initial_actor["mean"]}
+            actor_params = {"params": {"torso": initial_actor["torso"], "head": head}}
+        params = {"actor": actor_params,
                   "critic": critic.init(critic_key, obs[:1], action),
                   "log_alpha": jnp.log(jnp.asarray(config.alpha, jnp.float32))}
         opt_state = {name: optimizers[name].init(p) for name, p in params.items()}
@@ -96,6 +116,14 @@ def sac_hooks(config: Any, parts: OffPolicySetup) -> OffPolicyHooks:
         q_values = critic.apply(critic_params, obs, action).min(0)
         return (alpha * log_prob - q_values).mean(), log_prob
 
+    def hybrid_actor_loss(actor_params, critic_params, alpha, sample: Sample, key,
+                          update_count) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """The actor loss plus ``λ_k · mean over demonstration rows of -log π(a_E|s)``."""
+        loss, log_prob = actor_loss(actor_params, critic_params, alpha, sample.obs, key)
+        nll = pretrain.demo_mean(-actor.apply(actor_params, sample.obs).log_prob(sample.action),
+                                 sample.demo)
+        return loss + off_policy.demo_weight(config, update_count) * nll, (log_prob, nll)
+
     def step(name, params, opt_state, grads):
         updates, new_opt = optimizers[name].update(grads, opt_state[name])
         return optax.apply_updates(params[name], updates), new_opt
@@ -109,8 +137,13 @@ def sac_hooks(config: Any, parts: OffPolicySetup) -> OffPolicyHooks:
 
         delayed = optim.every(state.update_count, config.policy_frequency)
         alpha = temperature(params)
-        (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
-            params["actor"], params["critic"], alpha, sample.obs, actor_key)
+        if sample.demo is None:
+            (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
+                params["actor"], params["critic"], alpha, sample.obs, actor_key)
+        else:
+            (loss, (log_prob, nll)), grads = jax.value_and_grad(hybrid_actor_loss, has_aux=True)(
+                params["actor"], params["critic"], alpha, sample, actor_key, state.update_count)
+            metrics["demo_nll"] = nll
         new_actor = step("actor", params, opt_state, grads)
         alpha_loss, grads = jax.value_and_grad(losses.sac_alpha_loss)(
             params["log_alpha"], log_prob, target_entropy)

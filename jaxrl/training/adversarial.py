@@ -48,18 +48,21 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl.datasets import Transitions
+from jaxrl.datasets import Dataset, Transitions
 from jaxrl.envs.spaces import Discrete, Space
 from jaxrl.models.torsos import MLP
 from jaxrl.rollout import Transition
+from jaxrl.training import proximal
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 from jaxrl.training.extensions import RewardTransform
+from jaxrl.training.offline import device_dataset
 from jaxrl.training.optim import apply_gradients, flat_adam
 
 __all__ = ["KINDS", "AIRLDiscriminator", "AdversarialState", "Discriminator",
-           "DiscriminatorConfig", "DiscriminatorInputs", "SADiscriminator", "discriminator_loss",
-           "gradient_penalty", "importance_weighted_loss", "make_discriminator",
-           "make_gcl_transform", "make_reward_transform", "subsample"]
+           "DiscriminatorConfig", "DiscriminatorInputs", "PPOImitationConfig", "SADiscriminator",
+           "absorbing_rewards", "demonstrations", "discriminator_loss", "gradient_penalty",
+           "importance_weighted_loss", "make_discriminator", "make_gcl_transform",
+           "make_reward_transform", "minibatch_steps", "subsample"]
 
 KINDS = ("gail", "airl", "dac")
 """The discriminator kinds of ``make_discriminator``."""
@@ -82,6 +85,11 @@ class DiscriminatorConfig(BaseConfig):
     """keep every k-th demonstration transition (GAIL's sparse demonstrations)"""
     grad_penalty: float = hyper(0.0, ">= 0")
     """weight λ of the gradient penalty on expert/policy interpolates (0: none)"""
+
+
+class PPOImitationConfig(proximal.ProximalConfig, DiscriminatorConfig):
+    """PPO's fields (training.proximal) and the discriminator's (``DiscriminatorConfig``):
+    GAIL, AIRL and GCL."""
 
 
 class DiscriminatorInputs(struct.PyTreeNode):
@@ -177,6 +185,25 @@ class AdversarialState(struct.PyTreeNode):
     policy: Any = None
 
 
+def absorbing_rewards(logit_fn: Callable[[DiscriminatorInputs], jax.Array],
+                      x: DiscriminatorInputs, gamma: float | jax.Array) -> jax.Array:
+    """DAC's rewards with absorbing states: ``r = logit(s, a) + terminated · γ r_a / (1 − γ)``.
+
+    A terminating transition continues into the absorbing state ``s_a``, which loops forever
+    with reward ``r_a = logit(s_a)``; the learner's target does not bootstrap past the
+    termination, so the absorbing state's discounted value ``γ r_a / (1 − γ)`` is added to the
+    transition's reward instead (whatever the learner: TD3 or SAC)."""
+    absorbing_reward = logit_fn(x.replace(absorbing=jnp.ones_like(x.absorbing)))
+    return logit_fn(x) + x.terminated * gamma * absorbing_reward / jnp.maximum(1.0 - gamma,
+                                                                                1e-3)
+
+
+def demonstrations(dataset: Dataset | None, env: Any, env_params: Any, algo: str,
+                   every: int) -> Transitions:
+    """The expert's transitions (``--dataset``, checked against the env), every ``every``-th."""
+    return subsample(device_dataset(dataset, env, env_params, algo), every)
+
+
 def subsample(data: Transitions, every: int) -> Transitions:
     """Every ``every``-th transition (GAIL's sparse demonstrations)."""
     return jax.tree.map(lambda x: x[::every], data)
@@ -194,6 +221,34 @@ class Discriminator(NamedTuple):
     train: Callable[[AdversarialState, DiscriminatorInputs, jax.Array],
                     tuple[AdversarialState, dict[str, jax.Array]]]
     """``train(state, collected, key)``: ``disc_steps`` minibatch steps against the expert"""
+
+
+def minibatch_steps(config: DiscriminatorConfig, optimizer: Any, loss_fn: Callable[..., Any],
+                    state: AdversarialState, collected: DiscriminatorInputs,
+                    expert: Transitions, expert_inputs: Callable[[Transitions],
+                                                                 DiscriminatorInputs],
+                    key: jax.Array) -> tuple[AdversarialState, dict[str, jax.Array]]:
+    """``disc_steps`` Adam steps on ``loss_fn(params, expert_batch, policy_batch, key) ->
+    (loss, metrics)``, each on ``disc_batch_size`` collected and expert transitions drawn with
+    replacement (the discriminators' and GCL's reward network's one training loop); metrics
+    averaged over the steps."""
+    def step(carry, step_key):
+        params, opt_state = carry
+        policy_key, expert_key, loss_key = jax.random.split(step_key, 3)
+        policy_index = jax.random.randint(policy_key, (config.disc_batch_size,), 0,
+                                          collected.terminated.shape[0])
+        expert_index = jax.random.randint(expert_key, (config.disc_batch_size,), 0,
+                                          expert.reward.shape[0])
+        expert_batch = expert_inputs(jax.tree.map(lambda x: x[expert_index], expert))
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(
+            params, expert_batch, jax.tree.map(lambda x: x[policy_index], collected), loss_key)
+        params, opt_state = apply_gradients(optimizer, grads, opt_state, params)
+        return (params, opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(
+        step, (state.params, state.opt_state), jax.random.split(key, config.disc_steps))
+    return (state.replace(params=params, opt_state=opt_state),
+            {name: value.mean() for name, value in metrics.items()})
 
 
 def make_discriminator(kind: str, config: DiscriminatorConfig, expert: Transitions,
@@ -259,28 +314,13 @@ def make_discriminator(kind: str, config: DiscriminatorConfig, expert: Transitio
 
     def train(state: AdversarialState, collected: DiscriminatorInputs,
               key: jax.Array) -> tuple[AdversarialState, dict[str, jax.Array]]:
-        def step(carry, step_key):
-            params, opt_state = carry
-            policy_key, expert_key, penalty_key = jax.random.split(step_key, 3)
-            policy_index = jax.random.randint(policy_key, (config.disc_batch_size,), 0,
-                                              collected.terminated.shape[0])
-            expert_index = jax.random.randint(expert_key, (config.disc_batch_size,), 0,
-                                              expert.reward.shape[0])
-            batch = jax.tree.map(lambda x: x[expert_index], expert)
+        def expert_inputs(batch: Transitions) -> DiscriminatorInputs:
             log_prob = (log_prob_fn(state.policy, batch.obs, batch.action) if kind == "airl"
-                        else jnp.zeros(expert_index.shape))
-            expert_batch = inputs(batch.obs, batch.action, batch.next_obs, batch.terminated,
-                                  log_prob)
-            grads, metrics = jax.grad(loss_fn, has_aux=True)(
-                params, expert_batch, jax.tree.map(lambda x: x[policy_index], collected),
-                penalty_key)
-            params, opt_state = apply_gradients(optimizer, grads, opt_state, params)
-            return (params, opt_state), metrics
+                        else jnp.zeros(batch.reward.shape))
+            return inputs(batch.obs, batch.action, batch.next_obs, batch.terminated, log_prob)
 
-        (params, opt_state), metrics = jax.lax.scan(
-            step, (state.params, state.opt_state), jax.random.split(key, config.disc_steps))
-        return (state.replace(params=params, opt_state=opt_state),
-                {name: value.mean() for name, value in metrics.items()})
+        return minibatch_steps(config, optimizer, loss_fn, state, collected, expert,
+                               expert_inputs, key)
 
     return Discriminator(init, inputs, logits, train)
 
@@ -335,49 +375,34 @@ def make_gcl_transform(config: DiscriminatorConfig, expert: Transitions,
     ``traj.extras["log_prob"]``); ``disc_steps`` Adam steps on ``importance_weighted_loss``
     (plus the optional gradient penalty), then the rollout is rewarded with ``r_ψ(s, a)``."""
     network = make_discriminator("gail", config, expert, action_space, 0.0)
-    module = SADiscriminator(tuple(config.disc_hidden_sizes), config.disc_activation)
     optimizer = flat_adam(config.disc_learning_rate)
-
-    def rewards(params, x: DiscriminatorInputs) -> jax.Array:
-        return module.apply(params, x, 0.0)
 
     def init(key: jax.Array, observation_space: Space, space: Space) -> AdversarialState:
         return network.init(key)
+
+    def expert_inputs(batch: Transitions) -> DiscriminatorInputs:
+        return network.inputs(batch.obs, batch.action, batch.next_obs, batch.terminated,
+                              jnp.zeros(batch.reward.shape))
 
     def apply(state: AdversarialState, traj: Transition, key: jax.Array):
         collected = jax.vmap(network.inputs, in_axes=1, out_axes=1)(
             traj.obs, traj.action, traj.next_obs, traj.terminated,
             jnp.zeros(traj.reward.shape))
-        log_probs = traj.extras["log_prob"]
 
-        flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), collected)
+        def segment_rewards(params):
+            return jax.vmap(partial(network.logits, params), in_axes=1, out_axes=1)(collected)
 
         def loss_fn(params, expert_batch, policy_batch, penalty_key):
-            segment = jax.vmap(partial(rewards, params), in_axes=1, out_axes=1)(collected)
-            loss = importance_weighted_loss(rewards(params, expert_batch), segment, log_probs)
-            penalty = gradient_penalty(partial(rewards, params), expert_batch, policy_batch,
-                                       penalty_key)
-            return loss + config.grad_penalty * penalty, loss
+            loss = importance_weighted_loss(network.logits(params, expert_batch),
+                                            segment_rewards(params), traj.extras["log_prob"])
+            penalty = gradient_penalty(partial(network.logits, params), expert_batch,
+                                       policy_batch, penalty_key)
+            return loss + config.grad_penalty * penalty, {"reward_loss": loss}
 
-        def step(carry, step_key):
-            params, opt_state = carry
-            index_key, policy_key, penalty_key = jax.random.split(step_key, 3)
-            index = jax.random.randint(index_key, (config.disc_batch_size,), 0,
-                                       expert.reward.shape[0])
-            policy_index = jax.random.randint(policy_key, (config.disc_batch_size,), 0,
-                                              flat.terminated.shape[0])
-            batch = jax.tree.map(lambda x: x[index], expert)
-            expert_batch = network.inputs(batch.obs, batch.action, batch.next_obs,
-                                          batch.terminated, jnp.zeros(index.shape))
-            grads, loss = jax.grad(loss_fn, has_aux=True)(
-                params, expert_batch, jax.tree.map(lambda x: x[policy_index], flat), penalty_key)
-            params, opt_state = apply_gradients(optimizer, grads, opt_state, params)
-            return (params, opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(
-            step, (state.params, state.opt_state), jax.random.split(key, config.disc_steps))
-        learned = jax.vmap(partial(rewards, params), in_axes=1, out_axes=1)(collected)
-        return learned, state.replace(params=params, opt_state=opt_state), {
-            "reward_loss": losses.mean(), "learned_reward": learned.mean()}
+        flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), collected)
+        state, metrics = minibatch_steps(config, optimizer, loss_fn, state, flat, expert,
+                                         expert_inputs, key)
+        learned = segment_rewards(state.params)
+        return learned, state, {**metrics, "learned_reward": learned.mean()}
 
     return RewardTransform(init, apply)

@@ -40,15 +40,17 @@ from jaxrl.envs.core import select_tree
 from jaxrl.envs.meta import is_task_family
 from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.envs.wrappers import ClipAction
-from jaxrl.losses.meta import dice_objective, leave_one_out_mean
+from jaxrl.losses.meta import dice_objective, distillation_kl, leave_one_out_mean
 from jaxrl.models.actor_critic import make_torso
 from jaxrl.models.heads import CategoricalHead, GaussianHead
 from jaxrl.rollout import rollout
 
 __all__ = ["TASK_SAMPLERS", "VARIANTS", "Episodes", "Policy", "TaskEnv", "TaskState", "adapt",
-           "adaptation_returns", "check_task_shapes", "episode_objective", "explore",
-           "fixed_tasks", "make_policy", "meta_gradient", "sample_episodes", "task_features",
-           "task_sampler"]
+           "adaptation_returns", "adaptive_coefficient", "check_horizon", "check_num_envs",
+           "check_task_shapes", "distill_step", "episode_objective", "explore", "fixed_tasks",
+           "kmeans", "make_policy", "meta_gradient", "mimic_kl", "policy_gradient_step",
+           "sample_episodes", "sample_in_region", "task_features", "task_sampler",
+           "with_task_features"]
 
 VARIANTS = ("maml", "fomaml", "reptile")
 
@@ -86,6 +88,21 @@ def check_task_shapes(env_params: Any, task: Any, what: str = "a sampled task") 
             name = jax.tree_util.keystr(path_leaf[0])
             raise ValueError(f"task params must share shapes: {what}'s {name} has shape "
                              f"{jnp.shape(have)}, the env's {jnp.shape(want)}")
+
+
+def check_num_envs(num_envs: int) -> None:
+    """``ValueError`` unless each batch holds 2 episodes at least (the leave-one-out baseline)."""
+    if num_envs < 2:
+        raise ValueError(f"num_envs must be >= 2 (the leave-one-out baseline needs two "
+                         f"episodes per batch), got {num_envs}")
+
+
+def check_horizon(horizon: int, env_params: Any) -> None:
+    """``ValueError`` where episodes of ``horizon`` steps exceed the env's time limit."""
+    limit = getattr(env_params, "max_steps_in_episode", None)
+    if isinstance(limit, int) and horizon > limit:
+        raise ValueError(f"horizon = {horizon} exceeds the env's time limit "
+                         f"max_steps_in_episode = {limit}; lower horizon")
 
 
 def task_sampler(env: Any, env_params: Any) -> TaskSampler:
@@ -213,7 +230,7 @@ class TaskEnv:
         return bound(params, num_steps) if bound is not None else None
 
     def observation_space(self, params: Any) -> Box:
-        size = jax.eval_shape(lambda: self.reset(jax.random.key(0), params)[0]).shape
+        size = jax.eval_shape(lambda: self.reset_to(jax.random.key(0), params)[0]).shape
         return Box(-jnp.inf, jnp.inf, size, jnp.float32)
 
     def action_space(self, params: Any) -> Any:
@@ -237,17 +254,23 @@ class Episodes(struct.PyTreeNode):
 
 
 def sample_episodes(key: jax.Array, policy: Policy, params: Any, env: Any, tasks: Any,
-                    num_envs: int, horizon: int) -> Episodes:
+                    num_envs: int, horizon: int, task_in_obs: bool = False,
+                    per_env: bool = False) -> Episodes:
     """Roll out ``π_{params_i}`` on task ``i`` for ``M`` tasks at once (``params`` and ``tasks``
-    stacked ``[M, ...]``): ``Episodes [H, M, N]``. One rollout of ``M · N`` envs, each holding
-    its task in its state (``TaskEnv``); no gradient flows through the sampling."""
-    first_task = jax.tree.map(lambda leaf: leaf[0], tasks)
+    stacked ``[M, ...]``; ``per_env``: ``tasks [M, N, ...]``, one per episode of policy ``i``):
+    ``Episodes [H, M, N]``. One rollout of ``M · N`` envs, each holding its task in its state
+    (``TaskEnv``, the task's features in the observation where ``task_in_obs``); no gradient
+    flows through the sampling."""
+    num_tasks = jax.tree.leaves(params)[0].shape[0]
+    if per_env:
+        env_tasks = jax.tree.map(lambda leaf: leaf.reshape(-1, *leaf.shape[2:]), tasks)
+    else:
+        env_tasks = jax.tree.map(lambda leaf: jnp.repeat(leaf, num_envs, axis=0), tasks)
+    first_task = jax.tree.map(lambda leaf: leaf[0], env_tasks)
     task_env = TaskEnv(ClipAction(env) if isinstance(env.action_space(first_task), Box) else env,
-                       None, task_in_obs=False)
+                       None, task_in_obs=task_in_obs)
     params = jax.lax.stop_gradient(params)
-    num_tasks = jax.tree.leaves(tasks)[0].shape[0]
     reset_key, run_key = jax.random.split(key)
-    env_tasks = jax.tree.map(lambda leaf: jnp.repeat(leaf, num_envs, axis=0), tasks)
     obs, env_state = jax.vmap(task_env.reset_to)(
         jax.random.split(reset_key, num_tasks * num_envs), env_tasks)
 
@@ -355,3 +378,97 @@ def adaptation_returns(policy: Policy, params: Any, key: jax.Array, env: Any, ta
     batches, _ = explore(policy, params, key, env, tasks, steps=steps, inner_lr=inner_lr,
                          num_envs=num_envs, horizon=horizon, normalize=normalize)
     return jnp.stack([episodes.returns.mean(-1) for episodes in batches], axis=1)
+
+
+# --- distillation and Divide-and-Conquer RL: several policies and one that mimics them ------
+
+def policy_gradient_step(policy: Policy, optimizer: Any, params: Any, opt_state: Any,
+                         episodes: Episodes, normalize: bool = True,
+                         penalty: Callable[[Any, Episodes, jax.Array], jax.Array] | None = None
+                         ) -> tuple[Any, Any]:
+    """One optimiser step of each of ``M`` policies (``params``, ``opt_state`` stacked
+    ``[M, ...]``) ascending its own ``episode_objective`` on its episodes ``[H, M, N]``, minus
+    ``penalty(params_i, episodes_i, i)`` where given (DnC's KL between local policies)."""
+    def step(params, opt_state, episodes, index):
+        def loss(params):
+            value = -episode_objective(policy, params, episodes, normalize)
+            return value if penalty is None else value + penalty(params, episodes, index)
+
+        updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+        return jax.tree.map(jnp.add, params, updates), opt_state
+
+    num_policies = jax.tree.leaves(params)[0].shape[0]
+    return jax.vmap(step, in_axes=(0, 0, 1, 0))(params, opt_state, episodes,
+                                                 jnp.arange(num_policies))
+
+
+def with_task_features(obs: jax.Array, tasks: Any, per_env: bool = False) -> jax.Array:
+    """Observations ``[H, M, N, d]`` of tasks ``[M]`` (``per_env``: ``[M, N]``) followed by
+    each task's ``task_features``: what ``TaskEnv(task_in_obs=True)`` shows a policy."""
+    features = jax.vmap(jax.vmap(task_features))(tasks) if per_env else jax.vmap(
+        task_features)(tasks)[:, None]
+    features = jnp.broadcast_to(features, (*obs.shape[:-1], features.shape[-1]))
+    return jnp.concatenate([obs, features], axis=-1)
+
+
+def mimic_kl(teacher: Policy, teacher_params: Any, teacher_obs: jax.Array, student: Policy,
+             student_params: Any, student_obs: jax.Array, weights: jax.Array) -> jax.Array:
+    """``losses.meta.distillation_kl`` of ``M`` teachers (``teacher_params [M, ...]``, their
+    inputs ``[M, ...]``) to one student (its inputs ``[M, ...]``: the same states, as the
+    student sees them), over all ``M`` teachers' states weighted by ``weights [M, ...]``."""
+    def weighted_sum(params, obs, own_obs, weight):
+        kl = distillation_kl(teacher.apply(params, obs), student.apply(student_params, own_obs),
+                             weight)
+        return kl * jnp.maximum(weight.sum(), 1.0)
+
+    sums = jax.vmap(weighted_sum)(teacher_params, teacher_obs, student_obs, weights)
+    return sums.sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def distill_step(optimizer: Any, params: Any, opt_state: Any,
+                 loss: Callable[[Any], jax.Array], steps: int) -> tuple[Any, Any, jax.Array]:
+    """``steps`` full-batch optimiser steps on ``loss(params)`` (a student's ``mimic_kl``):
+    ``(params, opt_state, the loss before the first step)``."""
+    def step(carry, _):
+        params, opt_state = carry
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (jax.tree.map(jnp.add, params, updates), opt_state), value
+
+    (params, opt_state), values = jax.lax.scan(step, (params, opt_state), None, length=steps)
+    return params, opt_state, values[0]
+
+
+def adaptive_coefficient(coefficient: jax.Array, kl: jax.Array,
+                         target: jax.Array | float) -> jax.Array:
+    """The adaptive KL-penalty rule (Schulman et al., 2017, as DnC's penalty): double the
+    coefficient where ``kl > 1.5 · target``, halve it where ``kl < target / 1.5``."""
+    return jnp.where(kl > 1.5 * target, 2.0 * coefficient,
+                     jnp.where(kl < target / 1.5, 0.5 * coefficient, coefficient))
+
+
+def kmeans(points: jax.Array, num_clusters: int, iterations: int = 20) -> jax.Array:
+    """Lloyd's k-means on ``points [P, f]`` from the first ``num_clusters`` points (a random
+    sample where the points are): the centres ``[K, f]``; an empty cluster keeps its centre.
+    DnC partitions the initial states into contexts this way (Ghosh et al., 2018)."""
+    def step(centres, _):
+        nearest = jnp.argmin(((points[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        members = jax.nn.one_hot(nearest, num_clusters)
+        counts = members.sum(0)
+        means = (members.T @ points) / jnp.maximum(counts, 1.0)[:, None]
+        return jnp.where(counts[:, None] > 0, means, centres), None
+
+    centres, _ = jax.lax.scan(step, points[:num_clusters], None, length=iterations)
+    return centres
+
+
+def sample_in_region(key: jax.Array, sample_task: TaskSampler, centres: jax.Array,
+                     region: jax.Array, candidates: int) -> Any:
+    """A task whose ``task_features`` lie nearest ``centres[region]``: the first of
+    ``candidates`` draws of ``sample_task`` that does (the first draw if none does, which
+    ``candidates ≥ 8 K`` makes rare: ``(1 - 1/K)^{8K} < e^{-8}`` for equal regions)."""
+    tasks = jax.vmap(sample_task)(jax.random.split(key, candidates))
+    features = jax.vmap(task_features)(tasks)
+    nearest = jnp.argmin(((features[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    index = jnp.argmax(nearest == region)
+    return jax.tree.map(lambda leaf: leaf[index], tasks)

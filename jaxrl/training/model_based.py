@@ -16,7 +16,9 @@ Course notes §11 (Model-Based RL; 004 §10.1, "Model-based RL version 0.5 / 1.0
 random data, then plan);
 ``refit=True`` with ``replan_every = horizon`` is 1.0 (execute each whole plan, collect, refit);
 ``replan_every = 1`` is 1.5 (MPC: only the first action of each plan is executed). PETS is 1.5
-with a probabilistic ensemble and trajectory sampling.
+with a probabilistic ensemble and trajectory sampling. The loop plans through any
+``PlanningModel`` (``make_planning_agent``): the bootstrap ensemble (``make_model_based_agent``)
+or the latent world model (``agents/world_model.py``).
 
 Everything runs in one ``jax.jit`` and ``vmap``-s over seeds: the train state holds the model
 (parameters, optimiser state, normalisers), the buffer, the envs, each env's plan and the key.
@@ -29,7 +31,8 @@ there is reported by the runner's guard under that name), ``model_mse`` and, wit
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +41,7 @@ from flax import struct
 
 from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.envs import EpisodeStatistics
+from jaxrl.envs.dynamics import Dynamics
 from jaxrl.envs.rewards import known_functions
 from jaxrl.evaluation import evaluate
 from jaxrl.models.dynamics import (
@@ -57,14 +61,17 @@ from jaxrl.training.agent import Agent, as_typed_key
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 
 __all__ = ["LearnedModelFields", "ModelBasedConfig", "ModelBasedState", "ModelPhaseState",
-           "PlanCarry", "init_model_phase", "make_model_based_agent", "make_policy_model",
-           "model_transition", "model_value_expansion", "refit_model", "refit_phase"]
+           "PlanCarry", "PlanningLoopConfig", "PlanningModel", "fit_uniform",
+           "init_model_phase", "make_model_based_agent", "make_planning_agent",
+           "make_policy_model", "model_transition", "model_value_expansion", "refit_model",
+           "refit_phase"]
 
 REWARDS = ("auto", "known", "learned")
 
 
-class ModelBasedConfig(BaseConfig):
-    """The fields every model-based agent shares: data, ensemble, fitting and planner."""
+class PlanningLoopConfig(BaseConfig):
+    """The fields of every agent on this loop: data, the model's network and fitting, the
+    planner."""
 
     num_envs: int = static(1, ">= 1")
     """envs acting in parallel"""
@@ -76,12 +83,10 @@ class ModelBasedConfig(BaseConfig):
     """env steps per env of uniform random actions collected before the first fit"""
     buffer_size: int = static(20_000, ">= 1")
     """transitions the replay buffer keeps (a multiple of num_envs)"""
-    ensemble_size: int = static(5, ">= 1")
-    """members of the bootstrap ensemble"""
     hidden_sizes: tuple[int, ...] = static((64, 64))
-    """hidden layer widths of each member"""
+    """hidden layer widths of the model's networks (of each member of an ensemble)"""
     activation: str = static("swish", ACTIVATIONS)
-    """hidden activation of each member"""
+    """hidden activation of the model's networks"""
     model_steps: int = static(200, ">= 1")
     """gradient steps of each fit"""
     batch_size: int = static(64, ">= 1")
@@ -90,9 +95,6 @@ class ModelBasedConfig(BaseConfig):
     """AdamW step size of the model"""
     weight_decay: float = hyper(1e-5, ">= 0")
     """AdamW weight decay of the model"""
-    reward: str = static("auto", REWARDS)
-    """known: the env's reward / termination functions (jaxrl.envs.rewards), learned: model
-    heads, auto: known where the env has them"""
     planner: str = static("cem", PLANNERS)
     """search: shooting (best of random sequences), cem (cross-entropy method), mppi"""
     horizon: int = static(15, ">= 1")
@@ -130,6 +132,37 @@ class ModelBasedConfig(BaseConfig):
                              f"population={self.population}")
 
 
+class ModelBasedConfig(PlanningLoopConfig):
+    """The loop with a bootstrap ensemble of dynamics models (mbrl, pets)."""
+
+    ensemble_size: int = static(5, ">= 1")
+    """members of the bootstrap ensemble"""
+    reward: str = static("auto", REWARDS)
+    """known: the env's reward / termination functions (jaxrl.envs.rewards), learned: model
+    heads, auto: known where the env has them"""
+
+
+class PlanningModel(NamedTuple):
+    """What the loop needs of a model it plans through (a bootstrap ensemble, a latent world
+    model): pure functions of the model's state, which the train state holds.
+
+    - ``init(key) -> model_state``;
+    - ``observe(model_state, batch, weights) -> model_state``: merge the newest transitions
+      (``ModelBatch`` rows ``[N]``, where ``weights`` is 1) into its running statistics;
+    - ``fit(model_state, buffer, key) -> (model_state, metrics)``: gradient steps on the
+      replay buffer; ``metrics`` are scalars named in ``metrics``;
+    - ``dynamics(model_state) -> Dynamics`` the planner searches with;
+    - ``start(model_state, obs) -> planning state`` of one observation (particles, a latent).
+    """
+
+    init: Callable[[jax.Array], Any]
+    observe: Callable[[Any, ModelBatch, jax.Array], Any]
+    fit: Callable[[Any, ReplayBuffer, jax.Array], tuple[Any, dict[str, jax.Array]]]
+    dynamics: Callable[[Any], Dynamics]
+    start: Callable[[Any, jax.Array], Any]
+    metrics: tuple[str, ...]
+
+
 class PlanCarry(struct.PyTreeNode):
     """The policy's carry, per env: the warm-started plan and the steps left before the next
     search (0: search now)."""
@@ -141,7 +174,8 @@ class PlanCarry(struct.PyTreeNode):
 class ModelBasedState(struct.PyTreeNode):
     """The train state: the model, the data, the envs, their plans, the key."""
 
-    model_params: ModelState
+    model_params: Any
+    """the model's state (an ensemble's ``ModelState``, a world model's ``WorldModelState``)"""
     buffer: ReplayBuffer
     env_state: Any
     obs: jax.Array
@@ -187,12 +221,28 @@ def _fit(model: DynamicsModel, state: ModelState, buffer: ReplayBuffer, key: jax
     return state, jax.tree.map(lambda m: m[-1], metrics)
 
 
+def fit_uniform(train_step: Callable[[Any, ModelBatch], tuple[Any, dict[str, jax.Array]]],
+                state: Any, buffer: ReplayBuffer, key: jax.Array, steps: int,
+                batch_size: int) -> tuple[Any, dict[str, jax.Array]]:
+    """``steps`` calls of ``train_step(state, batch)`` on minibatches of ``batch_size``
+    transitions drawn uniformly from the buffer's written rows (a single model: no bootstrap);
+    the metrics of the last step."""
+    valid = buffer.size * buffer.reward.shape[1]
+
+    def step(state, step_key):
+        index = jax.random.randint(step_key, (batch_size,), 0, jnp.maximum(valid, 1))
+        return train_step(state, _model_batch(buffer, index))
+
+    state, metrics = jax.lax.scan(step, state, jax.random.split(key, steps))
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+
 def make_model_based_agent(config: ModelBasedConfig, env: Any, env_params: Any, *,
                            probabilistic: bool, refit: bool, replan_every: int,
                            num_particles: int, propagation: str) -> Agent:
-    """The ``Agent`` of the loop above (module docstring). ``TypeError`` for non-vector
-    observations; ``ValueError`` where ``reward="known"`` and the env has no known reward,
-    or ``num_particles`` is not a multiple of the ensemble size."""
+    """The ``Agent`` of the loop above (module docstring) with a bootstrap ensemble.
+    ``TypeError`` for non-vector observations; ``ValueError`` where ``reward="known"`` and the
+    env has no known reward, or ``num_particles`` is not a multiple of the ensemble size."""
     if num_particles % config.ensemble_size:
         raise ValueError(f"num_particles = {num_particles} must be a multiple of "
                          f"ensemble_size = {config.ensemble_size}")
@@ -209,6 +259,21 @@ def make_model_based_agent(config: ModelBasedConfig, env: Any, env_params: Any, 
         probabilistic=probabilistic, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, reward_fn=known.reward,
         termination_fn=known.termination, env_params=env_params)
+    planning_model = PlanningModel(
+        init=model.init, observe=model.observe,
+        fit=lambda state, buffer, key: _fit(model, state, buffer, key, config.model_steps,
+                                            config.batch_size),
+        dynamics=lambda state: learned_dynamics(model, state, propagation),
+        start=lambda state, obs: initial_particles(obs, num_particles),
+        metrics=("model_loss", "model_mse"))
+    return make_planning_agent(config, env, env_params, planning_model, refit=refit,
+                               replan_every=replan_every)
+
+
+def make_planning_agent(config: PlanningLoopConfig, env: Any, env_params: Any,
+                        model: PlanningModel, *, refit: bool, replan_every: int) -> Agent:
+    """The ``Agent`` of the loop above (module docstring) planning through ``model``."""
+    space = env.action_space(env_params)
     planner = make_planner(config.planner, space, population=config.population,
                            elites=min(config.elites, config.population),
                            iterations=config.iterations, noise=config.noise,
@@ -221,14 +286,14 @@ def make_model_based_agent(config: ModelBasedConfig, env: Any, env_params: Any, 
         return PlanCarry(jnp.broadcast_to(plan, (batch, *plan.shape)),
                          jnp.zeros((batch,), jnp.int32))
 
-    def control(model_state: ModelState, key: jax.Array, obs: jax.Array,
+    def control(model_state: Any, key: jax.Array, obs: jax.Array,
                 carry: PlanCarry) -> tuple[jax.Array, PlanCarry]:
-        dynamics = learned_dynamics(model, model_state, propagation)
+        dynamics = model.dynamics(model_state)
 
         def search():
             keys = jax.random.split(key, obs.shape[0])
             return jax.vmap(lambda k, o, p: planner(
-                k, dynamics, initial_particles(o, num_particles), p))(keys, obs, carry.plan)
+                k, dynamics, model.start(model_state, o), p))(keys, obs, carry.plan)
 
         if replan_every == 1:
             actions, plans = search()
@@ -264,7 +329,7 @@ def make_model_based_agent(config: ModelBasedConfig, env: Any, env_params: Any, 
         index = (rows[:, None] * config.num_envs + jnp.arange(config.num_envs)).reshape(-1)
         weights = jnp.repeat(jnp.arange(newest) < state.unseen_rows, config.num_envs)
         model_state = model.observe(state.model_params, _model_batch(buffer, index), weights)
-        return _fit(model, model_state, buffer, key, config.model_steps, config.batch_size)
+        return model.fit(model_state, buffer, key)
 
     def init(key):
         key = as_typed_key(key)
@@ -279,7 +344,7 @@ def make_model_based_agent(config: ModelBasedConfig, env: Any, env_params: Any, 
         env_state, obs, traj = rollout(random_key, stats_env, env_params, env_state, obs,
                                        random_policy, config.random_steps, ONE_OFF_UNROLL)
         episode_return = episode_return_metric(traj.info, jnp.full((), jnp.nan))
-        no_fit = {"model_loss": jnp.zeros(()), "model_mse": jnp.zeros(())}
+        no_fit = {name: jnp.zeros(()) for name in model.metrics}
         return ModelBasedState(model.init(model_key), store(buffer, traj), env_state, obs,
                                initial_carry(config.num_envs), key, episode_return, no_fit,
                                jnp.asarray(config.random_steps, jnp.int32),

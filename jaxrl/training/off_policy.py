@@ -15,6 +15,12 @@ gradient step (``OffPolicyHooks``). Extension points, all ``None`` (and the comp
 unchanged) when unused: a ``RewardTransform`` (``training.extensions``) applied to every
 collected rollout, the random warm-up included, before it is written to the buffer; and
 ``ReplayExtensions``: a phase per iteration with a second (model) buffer, and a target override.
+
+Demonstrations (``DemoReplayFields``, DQN and SAC): ``demo_partition`` loads ``demo_dataset``
+into a buffer that nothing overwrites (``replay.demo_buffer``; closed over, so shared by every
+seed of a vmapped run and not checkpointed); every batch then takes
+``round(demo_ratio · batch_size)`` rows from it (``replay.mixed_sample``, ``Sample.demo`` marking
+them) and the agent adds its supervised term on those rows, weighted by ``demo_weight``.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from jaxrl.backend import ONE_OFF_UNROLL
 from jaxrl.envs import EpisodeStatistics, RescaleAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
-from jaxrl.replay import ReplayBuffer, Sample, buffer_for
+from jaxrl.replay import ReplayBuffer, Sample, buffer_for, demo_buffer, mixed_sample
 from jaxrl.rollout import Transition, episode_return_metric, reset_envs, rollout
+from jaxrl.training import pretrain
 from jaxrl.training.agent import Agent, Metrics, as_typed_key
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 from jaxrl.training.extensions import (
@@ -42,8 +49,9 @@ from jaxrl.training.extensions import (
     init_reward_transform,
 )
 
-__all__ = ["OffPolicyConfig", "OffPolicyHooks", "OffPolicySetup", "ReplayExtensions",
-           "TrainState", "make_off_policy_agent", "setup"]
+__all__ = ["DemoReplayFields", "OffPolicyConfig", "OffPolicyHooks", "OffPolicySetup",
+           "ReplayExtensions", "TrainState", "demo_partition", "demo_weight",
+           "make_off_policy_agent", "setup"]
 
 
 class OffPolicyConfig(BaseConfig):
@@ -134,6 +142,51 @@ class OffPolicyConfig(BaseConfig):
                 f"total_timesteps = {self.total_timesteps} leaves no logging interval after the "
                 f"{self.learning_starts} warm-up steps (one interval is {self.steps_per_update} "
                 "steps); raise total_timesteps or lower log_frequency")
+
+
+class DemoReplayFields(BaseConfig):
+    """Demonstrations in the replay buffer (mixed into DQN's and SAC's configs; module
+    docstring). Course notes 004, data initialisation: demonstrations as off-policy data."""
+
+    demo_dataset: str = static("")
+    """demonstrations (.npz) kept in a replay partition that is never overwritten"""
+    demo_ratio: float = static(0.25, "[0, 1]")
+    """share of every batch drawn from the demonstrations (with demo_dataset)"""
+    demo_coef: float = hyper(1.0, ">= 0")
+    """λ_0 of the supervised term on the demonstration rows (with demo_dataset)"""
+    demo_decay: float = hyper(1.0, "[0, 1]")
+    """λ_k = demo_coef · demo_decay^k at update k, one update per log_frequency env steps"""
+
+    @property
+    def demo_batch(self) -> int:
+        """Rows of each batch drawn from the demonstrations."""
+        return round(self.demo_ratio * self.batch_size)
+
+
+def demo_partition(config: Any, env: Any, env_params: Any) -> ReplayBuffer | None:
+    """``config.demo_dataset`` (checked against the raw ``env``) as a ``replay.demo_buffer``,
+    continuous actions mapped affinely from the env's bounds to ``[-1, 1]`` (where the replay
+    agents act); ``None`` without one."""
+    path = getattr(config, "demo_dataset", "")
+    if not path:
+        return None
+    data = pretrain.load_demonstrations(path, env, env_params, "demo-dataset")
+    space = env.action_space(env_params)
+    if isinstance(space, Box):
+        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+        action = jnp.clip(2.0 * (data.action - low) / (high - low) - 1.0, -1.0, 1.0)
+    else:
+        action = data.action.astype(jnp.int32)
+    return demo_buffer(data.obs, action, data.reward, data.terminated, data.truncated,
+                       data.next_obs)
+
+
+def demo_weight(config: Any, update_count: jax.Array) -> jax.Array:
+    """``λ_k = demo_coef · demo_decay^k`` for the gradient step ``update_count`` (1-based) of
+    agent update ``k`` (0-based)."""
+    per_update = config.iterations_per_update * config.updates_per_step
+    return pretrain.demo_coefficient(config.demo_coef, config.demo_decay,
+                                     (update_count - 1) // per_update)
 
 
 class OffPolicySetup(NamedTuple):
@@ -265,11 +318,13 @@ def _split_if(key: jax.Array, used: bool) -> tuple[jax.Array, jax.Array | None]:
 def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
                           hooks: OffPolicyHooks,
                           reward_transform: RewardTransform | None = None,
-                          extensions: ReplayExtensions | None = None) -> Agent:
+                          extensions: ReplayExtensions | None = None,
+                          demos: ReplayBuffer | None = None) -> Agent:
     """The agent API around ``hooks`` (see the module docstring). Metrics: the gradient
     steps' statistics averaged over the interval (with the reward transform's and the phase's),
     ``episode_return`` (training episodes, environment rewards), ``eval_return``
-    (deterministic policy; with ``eval_episodes > 0``) and ``step``."""
+    (deterministic policy; with ``eval_episodes > 0``) and ``step``. ``demos``
+    (``demo_partition``) mixes ``config.demo_batch`` demonstrations into every batch."""
     if reward_transform is None and getattr(config, "bonus", "none") != "none":
         from jaxrl.exploration import make_bonus
 
@@ -278,6 +333,9 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
     action_dtype = jnp.int32 if isinstance(parts.action_space, Discrete) else jnp.float32
     extensions = extensions or ReplayExtensions()
     real_batch = extensions.real_batch(config.batch_size)
+    if demos is not None and real_batch < config.batch_size:
+        raise ValueError("demonstrations and a model buffer cannot share a batch; drop "
+                         "--demo-dataset or sample only real transitions")
 
     def random_policy(key, obs):
         keys = jax.random.split(key, obs.shape[0])
@@ -353,6 +411,9 @@ def make_off_policy_agent(config: Any, parts: OffPolicySetup, env_params: Any,
 
     def draw(key: jax.Array, buffer: ReplayBuffer, model_buffer: ReplayBuffer | None) -> Sample:
         """A batch: ``real_batch`` n-step replay samples, then the rest from the model buffer."""
+        if demos is not None:
+            return mixed_sample(key, buffer, demos, config.batch_size, config.demo_batch,
+                                config.n_step, config.gamma)
         if real_batch == config.batch_size:
             return buffer.sample(key, config.batch_size, config.n_step, config.gamma)
         key, model_key = jax.random.split(key)

@@ -10,9 +10,13 @@ maximum likelihood on demonstrations, then improves it with RL; the *hybrid obje
 - ``actor_from_run``: the actor of a saved ``bc`` run mapped onto an on-policy actor-critic's
   ``actor_torso`` / ``policy_head`` (discrete actions; BC's observation normaliser is folded into
   the first layer, so the copied policy is the same function of the raw observation).
+- ``tanh_actor_from_run``: the same for a ``bc`` run of Box actions, onto SAC's tanh-Gaussian
+  actor (its mean; the greedy policy is BC's).
 - ``imitation_steps``: ``steps`` Adam steps on ``-E_D[log π(a|s)]``, pure (run inside ``init``).
 - ``demo_nll`` / ``demo_coefficient``: the hybrid objective's term and its schedule
   ``λ_k = λ_0 · decay^k`` (DAPG's, Rajeswaran et al. 2018).
+- ``large_margin_loss``: DQfD's supervised term for Q-learners (Hester et al. 2018), and
+  ``demo_mean``, the mean of a per-row term over the demonstration rows of a replay batch.
 
 Every problem with the input (another env, another network, mismatched spaces) raises one
 ``ValueError`` that names the flag to change.
@@ -32,8 +36,9 @@ from jaxrl.datasets import Transitions
 from jaxrl.envs.spaces import Discrete
 from jaxrl.run_dir import PATH_FIELDS, resolve_paths
 
-__all__ = ["PATH_FIELDS", "Demonstrations", "actor_from_run", "demo_coefficient", "demo_nll",
-           "imitation_steps", "load", "load_demonstrations", "resolve_paths"]
+__all__ = ["PATH_FIELDS", "Demonstrations", "actor_from_run", "demo_coefficient", "demo_mean",
+           "demo_nll", "imitation_steps", "large_margin_loss", "load", "load_demonstrations",
+           "resolve_paths", "tanh_actor_from_run"]
 
 """The config fields that name files: a run records them as absolute paths."""
 
@@ -70,6 +75,43 @@ def actor_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
     ``actor_torso`` and a ``CategoricalHead``; its input normaliser ``(s - m) / σ`` is folded
     into the first layer (``W' = W / σ``, ``b' = b - (m / σ) W``).
     """
+    policy = _bc_policy(run_dir, env)
+    space = env.action_space(env_params)
+    if not isinstance(space, Discrete):
+        raise ValueError(f"--init-from {run_dir}: bc's continuous policy is a deterministic "
+                         f"squashed map, not a Gaussian; start with --pretrain-dataset FILE "
+                         f"(maximum likelihood on the demonstrations) instead")
+    torso, output = _raw_observation_layers(run_dir, policy)
+    actor = {"actor_torso": torso, "policy_head": {"Dense_0": output}}
+    _check_network(run_dir, policy, actor, template, activation)
+    return jax.tree.map(jnp.asarray, actor)
+
+
+def tanh_actor_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
+                        activation: str) -> Any:
+    """The actor of ``run_dir`` (a ``bc`` run of Box actions; its first seed) as
+    ``{"torso": ..., "mean": ...}`` of a tanh-squashed Gaussian actor (SAC's; ``template``: the
+    agent's own actor parameters, shapes suffice,
+    ``{"params": {"torso": ..., "head": {"Dense_0": mean, "Dense_1": log σ}}}``).
+
+    BC's continuous policy is ``μ(s) = low + (tanh(f(s)) + 1)(high - low) / 2``; the actor's
+    mode is ``tanh(mean(s))`` in ``[-1, 1]``, rescaled to the same bounds by the replay loop.
+    So ``torso`` and ``mean`` take BC's MLP (normaliser folded in) and output layer and the
+    copied greedy policy is BC's; the log-σ layer stays the agent's own.
+    """
+    policy = _bc_policy(run_dir, env)
+    if isinstance(env.action_space(env_params), Discrete):
+        raise ValueError(f"--init-from {run_dir}: this agent acts in a Box action space; the "
+                         f"env's is discrete")
+    torso, output = _raw_observation_layers(run_dir, policy)
+    actor = {"torso": torso, "mean": output}
+    wanted = {"torso": template["params"]["torso"], "mean": template["params"]["head"]["Dense_0"]}
+    _check_network(run_dir, policy, actor, wanted, activation)
+    return jax.tree.map(jnp.asarray, actor)
+
+
+def _bc_policy(run_dir: str, env: Any) -> Any:
+    """The saved policy of ``run_dir``, checked: a bc run (no hindsight) of ``env``."""
     from jaxrl.checkpoint import CheckpointError
     from jaxrl.policy import load_policy
 
@@ -82,29 +124,35 @@ def actor_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
         raise ValueError(f"--init-from {run_dir}: that run trained on {policy.env_id!r}, not "
                          f"{here!r}; pass --env {policy.env_id} or a run of {here}")
     if policy.algo != "bc" or policy.config.hindsight:
-        raise ValueError(f"--init-from {run_dir}: a {policy.algo} run; on-policy agents start "
-                         f"from a bc run (without --hindsight)")
-    space = env.action_space(env_params)
-    if not isinstance(space, Discrete):
-        raise ValueError(f"--init-from {run_dir}: bc's continuous policy is a deterministic "
-                         f"squashed map, not a Gaussian; start with --pretrain-dataset FILE "
-                         f"(maximum likelihood on the demonstrations) instead")
-    learner, normalizer = policy.params.learner, _normalizer(run_dir, policy)
-    bc = learner.params["params"]
+        raise ValueError(f"--init-from {run_dir}: a {policy.algo} run; agents start from a bc "
+                         f"run (without --hindsight)")
+    return policy
+
+
+def _raw_observation_layers(run_dir: str, policy: Any) -> tuple[Any, Any]:
+    """BC's MLP with its observation normaliser ``(s - m) / σ`` folded into the first layer
+    (``W' = W / σ``, ``b' = b - (m / σ) W``), and its output layer."""
+    bc = policy.params.learner.params["params"]
+    normalizer = _normalizer(run_dir, policy)
     torso = {name: dict(layer) for name, layer in bc["MLP_0"].items()}
     first = torso["Dense_0"]
     kernel = first["kernel"] / normalizer.std[:, None]
     torso["Dense_0"] = {"kernel": kernel, "bias": first["bias"] - normalizer.mean @ kernel}
-    actor = {"actor_torso": torso, "policy_head": {"Dense_0": dict(bc["Dense_0"])}}
+    return torso, dict(bc["Dense_0"])
+
+
+def _check_network(run_dir: str, policy: Any, actor: Any, template: Any,
+                   activation: str) -> None:
+    """``ValueError`` naming the bc run's widths and activation where the agent's differ."""
     shapes = jax.tree.map(lambda x: tuple(x.shape), actor)
     wanted = jax.tree.map(lambda x: tuple(x.shape), template)
     if shapes != wanted or policy.config.activation != activation:
-        widths = tuple(layer["kernel"].shape[1] for layer in bc["MLP_0"].values())
+        mlp = policy.params.learner.params["params"]["MLP_0"]
+        widths = tuple(layer["kernel"].shape[1] for layer in mlp.values())
         raise ValueError(f"--init-from {run_dir}: its bc policy has hidden_sizes {widths} with "
                          f"{policy.config.activation}, an incompatible network; pass "
                          f"--hidden-sizes {' '.join(map(str, widths))} --activation "
                          f"{policy.config.activation}")
-    return jax.tree.map(jnp.asarray, actor)
 
 
 def _normalizer(run_dir: str, policy: Any) -> Any:
@@ -151,6 +199,27 @@ def load(config: Any, env: Any, env_params: Any,
 def demo_nll(policy: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
     """``-E[log π(a|s)]`` over demonstration pairs; ``policy(obs)`` is a distrax distribution."""
     return -policy(obs).log_prob(action).mean()
+
+
+def large_margin_loss(q_values: jax.Array, expert_action: jax.Array,
+                      margin: float | jax.Array) -> jax.Array:
+    """DQfD's large-margin term ``max_a [Q(s, a) + l(a_E, a)] - Q(s, a_E)`` per row ``[B]``,
+    ``l(a_E, a) = margin`` for ``a ≠ a_E`` and 0 for ``a = a_E`` (``q_values [B, A]``).
+
+    It is 0 exactly when the expert's action beats every other by at least ``margin``, so the
+    greedy policy imitates the demonstrations and Q of unseen actions is pushed below
+    (Hester et al. 2018, eq. 2; course notes 004, demonstrations as off-policy data).
+    """
+    num_actions = q_values.shape[-1]
+    penalty = margin * (1.0 - jax.nn.one_hot(expert_action, num_actions, dtype=q_values.dtype))
+    expert_q = jnp.take_along_axis(q_values, expert_action[:, None], -1).squeeze(-1)
+    return (q_values + penalty).max(-1) - expert_q
+
+
+def demo_mean(values: jax.Array, demo: jax.Array) -> jax.Array:
+    """``Σ demo · values / max(Σ demo, 1)``: the mean over a batch's demonstration rows
+    (``demo`` 1.0 on them, ``replay.Sample.demo``), 0 when it has none."""
+    return (demo * values).sum() / jnp.maximum(demo.sum(), 1.0)
 
 
 def demo_coefficient(coef: float | jax.Array, decay: float | jax.Array,

@@ -5,6 +5,11 @@ A Q-learning agent minimises the Huber loss between ``Q(s, a)`` and
 target networks' ``Q(s', ·)`` (``NextValue``: greedy, double Q, soft) and the behaviour policy
 from ``Q(s, ·)`` (ε-greedy, Boltzmann). The target network is Polyak-averaged (τ = 1: hard
 copy) every ``target_network_frequency`` updates; MinAtar observations get the CNN torso.
+
+Loss terms (``QLossTerm``) add to the TD loss; with ``demo_dataset`` (``DQfDFields``) the
+default one is DQfD's large-margin supervised loss on the batch's demonstration rows
+(``large_margin_term``), the demonstrations living in a replay partition that is never
+overwritten (``off_policy.demo_partition``).
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ from jaxrl import losses
 from jaxrl.envs.spaces import Discrete
 from jaxrl.models import make_q_network
 from jaxrl.replay import Sample
-from jaxrl.training import off_policy, optim
+from jaxrl.training import off_policy, optim, pretrain
 from jaxrl.training.agent import Agent, Metrics
 from jaxrl.training.config import hyper, static
 from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
-__all__ = ["Behaviour", "NextValue", "QConfig", "greedy_next_value", "linear_epsilon",
-           "make_q_agent"]
+__all__ = ["Behaviour", "DQfDFields", "NextValue", "QConfig", "QLossTerm", "greedy_next_value",
+           "large_margin_term", "linear_epsilon", "make_q_agent"]
 
 
 class QConfig(off_policy.OffPolicyConfig):
@@ -51,11 +56,36 @@ class QConfig(off_policy.OffPolicyConfig):
     """global gradient-norm clip"""
 
 
+class DQfDFields(off_policy.DemoReplayFields):
+    """Deep Q-learning from demonstrations (Hester et al. 2018; course notes 004): the
+    demonstration partition of the replay buffer and the large-margin loss on its rows."""
+
+    demo_margin: float = hyper(0.8, ">= 0")
+    """margin l(a_E, a) of the large-margin loss for actions other than the expert's"""
+
+
 NextValue = Callable[[jax.Array, jax.Array], jax.Array]
 """``next_value(next_q_online [B, A], next_q_target [B, A]) -> v(s') [B]`` of a variant."""
 
 Behaviour = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 """``behaviour(key, q_values [B, A], env_steps) -> actions [B]``: the exploration policy."""
+
+
+QLossTerm = Callable[[jax.Array, Sample, jax.Array], tuple[jax.Array, Metrics]]
+"""``term(q_values [B, A], sample, update_count) -> (loss, metrics)``: added to the TD loss
+(``q_values`` = ``Q(sample.obs, ·)`` of the online parameters, differentiated through)."""
+
+
+def large_margin_term(config: Any) -> QLossTerm:
+    """``λ_k · mean over demonstration rows of max_a [Q(s, a) + l(a_E, a)] - Q(s, a_E)``
+    (``pretrain.large_margin_loss``; ``λ_k`` from ``demo_coef`` / ``demo_decay``)."""
+    def term(q_values: jax.Array, sample: Sample,
+             update_count: jax.Array) -> tuple[jax.Array, Metrics]:
+        margin = pretrain.demo_mean(
+            pretrain.large_margin_loss(q_values, sample.action, config.demo_margin), sample.demo)
+        return off_policy.demo_weight(config, update_count) * margin, {"demo_margin": margin}
+
+    return term
 
 
 def greedy_next_value(double_q: bool) -> NextValue:
@@ -75,13 +105,18 @@ def linear_epsilon(start_e: float | jax.Array, end_e: float | jax.Array,
 
 def make_q_agent(config: QConfig, env: Any, env_params: Any, algo: str, next_value: NextValue,
                  behaviour: Behaviour, reward_transform: RewardTransform | None = None,
-                 extensions: ReplayExtensions | None = None) -> Agent:
-    """A Q-learning agent on the replay loop: Huber loss to ``r + γ_m v(s')``.
+                 extensions: ReplayExtensions | None = None,
+                 loss_term: QLossTerm | None = None) -> Agent:
+    """A Q-learning agent on the replay loop: Huber loss to ``r + γ_m v(s')``, plus
+    ``loss_term`` (with ``demo_dataset``: ``large_margin_term`` unless given).
 
     Evaluation is greedy; ``act(..., deterministic=False)`` follows ``behaviour`` at the end
     of training.
     """
     parts = off_policy.setup(env, env_params, algo.upper(), Discrete)
+    demos = off_policy.demo_partition(config, env, env_params)
+    if loss_term is None and demos is not None:
+        loss_term = large_margin_term(config)
     network = make_q_network(parts.observation_space, parts.action_space, config.hidden_sizes,
                              config.activation, config.dueling)
     optimizer = optim.adam(config.learning_rate, config.max_grad_norm,
@@ -94,7 +129,8 @@ def make_q_agent(config: QConfig, env: Any, env_params: Any, algo: str, next_val
     def explore(key, params, obs, env_steps):
         return behaviour(key, network.apply(params["q"], obs), env_steps)
 
-    def loss_fn(params, target_params, sample: Sample) -> tuple[jax.Array, Metrics]:
+    def loss_fn(params, target_params, sample: Sample,
+                update_count: jax.Array) -> tuple[jax.Array, Metrics]:
         q_values = network.apply(params, sample.obs)
         q_taken = jnp.take_along_axis(q_values, sample.action[:, None], -1).squeeze(-1)
         next_q_online = jax.lax.stop_gradient(network.apply(params, sample.next_obs))
@@ -102,11 +138,16 @@ def make_q_agent(config: QConfig, env: Any, env_params: Any, algo: str, next_val
         targets = losses.bellman_target(sample.reward, sample.discount,
                                         next_value(next_q_online, next_q_target))
         loss = optax.huber_loss(q_taken, targets, delta=1.0).mean()
-        return loss, {"loss": loss, "q_values": q_taken.mean()}
+        metrics = {"q_values": q_taken.mean()}
+        if loss_term is not None:
+            extra, extra_metrics = loss_term(q_values, sample, update_count)
+            loss = loss + extra
+            metrics.update(extra_metrics)
+        return loss, {"loss": loss, **metrics}
 
     def gradient_step(key, state: TrainState, sample: Sample) -> tuple[TrainState, Metrics]:
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params["q"],
-                                                         state.target_params["q"], sample)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(
+            state.params["q"], state.target_params["q"], sample, state.update_count)
         params, opt_state = optim.apply_gradients(optimizer, grads, state.opt_state["q"],
                                                   state.params["q"])
         target = optim.polyak_update(params, state.target_params["q"], config.tau,
@@ -124,4 +165,4 @@ def make_q_agent(config: QConfig, env: Any, env_params: Any, algo: str, next_val
     hooks = off_policy.OffPolicyHooks(init=init, explore=explore, gradient_step=gradient_step,
                                       act=act)
     return off_policy.make_off_policy_agent(config, parts, env_params, hooks, reward_transform,
-                                            extensions)
+                                            extensions, demos)

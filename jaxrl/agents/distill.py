@@ -1,0 +1,177 @@
+"""Policy distillation: per-task teachers and one task-conditioned student that mimics them.
+
+Course notes §15 "Transfer & Multi-task Learning" (multi-task transfer: "model distillation")
+and §11.2 ("use distillation: train a global policy with supervised learning to mimic each
+policy"). ``num_tasks`` tasks are drawn from the env's task family at ``init``; each has its own
+teacher ``π_i(a|s)`` (the task hidden, as a single-task expert), all trained in the same jit,
+vmapped over tasks, by the policy gradient of ``training.meta.episode_objective``
+(reward-to-go with a leave-one-out baseline). After each teacher step the student
+``π_S(a | s, ω)``, which reads the task's params ``ω`` in its input, takes ``distill_steps``
+supervised steps on the teachers' states::
+
+    min_S  Σ_i E_{s ~ π_i, task i} [ KL(π_i(·|s) ‖ π_S(·|s, ω_i)) ]      (losses.distillation_kl)
+
+Teachers and student learn together in one run, so the student mimics the current teachers;
+``teacher_updates`` freezes the teachers after that many updates, and the student then distils
+fixed experts (as it would experts loaded from finished runs).
+
+Metrics: ``teacher_return`` and ``student_return`` (mean episode return on the tasks, the
+student's from its own episodes), ``distill_kl`` (the KL on the teachers' fresh states before
+the student's steps) and ``episode_return`` (the teachers', the training episodes). ``act`` is
+the student: it acts in ``wrap_env(config, env)``, whose observations carry the task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl.envs.core import select_tree
+from jaxrl.training import meta
+from jaxrl.training.agent import Agent, as_typed_key, train_from_agent
+from jaxrl.training.config import ACTIVATIONS, BaseConfig, check_config, hyper, static
+from jaxrl.training.optim import flat_adam
+
+__all__ = ["Config", "TrainState", "make_agent", "make_train", "wrap_env"]
+
+
+class Config(BaseConfig):
+    """Teachers per task and a task-conditioned student. Defaults: PointNav-v0 goals."""
+
+    total_timesteps: int = static(240_000, ">= 1")
+    """teachers' env steps in all (each update takes num_tasks · num_envs · horizon)"""
+    num_tasks: int = static(8, ">= 1")
+    """tasks (one teacher each), drawn from the family at init"""
+    num_envs: int = static(10, ">= 1")
+    """episodes per task per update (the baseline needs 2); the student runs as many"""
+    horizon: int = static(20, ">= 1")
+    """steps of each episode (at most the env's time limit)"""
+    learning_rate: float = hyper(3e-3, "> 0")
+    """teachers' Adam step size"""
+    student_learning_rate: float = hyper(3e-3, "> 0")
+    """student's Adam step size"""
+    teacher_updates: int = static(0, ">= 0")
+    """the teachers stop learning after this many updates (0: they learn the whole run); the
+    student then distils fixed teachers"""
+    distill_steps: int = static(4, ">= 1")
+    """student steps per update, each on all the teachers' states of that update"""
+    max_grad_norm: float = hyper(1.0, "> 0")
+    """each gradient's global norm is clipped to this"""
+    normalize_advantages: bool = static(True)
+    """scale each batch's rewards by the std of its advantages (a reward-scale-free step)"""
+    hidden_sizes: tuple[int, ...] = static((32, 32))
+    """teacher MLP widths"""
+    student_hidden_sizes: tuple[int, ...] = static((64, 64))
+    """student MLP widths"""
+    activation: str = static("tanh", ACTIVATIONS)
+    """MLP activation"""
+
+    @property
+    def steps_per_update(self) -> int:
+        """Teachers' env steps of one update."""
+        return self.num_tasks * self.num_envs * self.horizon
+
+    def validate(self) -> None:
+        """Two episodes per batch at least (the baseline); one update fits the run."""
+        meta.check_num_envs(self.num_envs)
+        if self.total_timesteps < self.steps_per_update:
+            raise ValueError(f"total_timesteps = {self.total_timesteps} is smaller than one "
+                             f"update (num_tasks · num_envs · horizon = {self.steps_per_update})"
+                             "; raise total_timesteps")
+
+
+class TrainState(struct.PyTreeNode):
+    """The tasks, the teachers (stacked ``[num_tasks, ...]``), the student and the key."""
+
+    tasks: Any
+    teacher_params: Any
+    teacher_opt_state: Any
+    student_params: Any
+    student_opt_state: Any
+    key: jax.Array
+    update_count: jax.Array
+
+
+def wrap_env(config: Config, env: Any) -> meta.TaskEnv:
+    """The env the student acts in: a task of ``env``'s family drawn at each reset, its params
+    appended to the observation."""
+    def sample_task(key, env_params):
+        return meta.task_sampler(env, env_params)(key)
+
+    return meta.TaskEnv(env, sample_task, task_in_obs=True)
+
+
+def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
+    """Distillation on ``num_tasks`` tasks of ``env``'s family (module docstring)."""
+    check_config(config)
+    sample_task = meta.task_sampler(env, env_params)
+    meta.check_horizon(config.horizon, env_params)
+    teacher = meta.make_policy(env, env_params, config.hidden_sizes, config.activation)
+    conditioned = meta.TaskEnv(env, None, task_in_obs=True)
+    student = meta.make_policy(conditioned, env_params, config.student_hidden_sizes,
+                               config.activation)
+    teacher_optimizer = flat_adam(config.learning_rate, max_grad_norm=config.max_grad_norm)
+    student_optimizer = flat_adam(config.student_learning_rate,
+                                  max_grad_norm=config.max_grad_norm)
+    rollout = dict(num_envs=config.num_envs, horizon=config.horizon)
+
+    def init(key):
+        key, task_key, teacher_key, student_key = jax.random.split(as_typed_key(key), 4)
+        tasks = jax.vmap(sample_task)(jax.random.split(task_key, config.num_tasks))
+        obs = jnp.zeros((1, *env.observation_space(env_params).shape), jnp.float32)
+        teachers = jax.vmap(teacher.init, in_axes=(0, None))(
+            jax.random.split(teacher_key, config.num_tasks), obs)
+        student_params = student.init(student_key, jnp.zeros(
+            (1, *conditioned.observation_space(env_params).shape), jnp.float32))
+        return TrainState(tasks, teachers, jax.vmap(teacher_optimizer.init)(teachers),
+                          student_params, student_optimizer.init(student_params), key,
+                          jnp.zeros((), jnp.int32))
+
+    def update(state):
+        key, teacher_key, student_key = jax.random.split(state.key, 3)
+        episodes = meta.sample_episodes(teacher_key, teacher, state.teacher_params, env,
+                                        state.tasks, **rollout)
+        teachers, teacher_opt_state = meta.policy_gradient_step(
+            teacher, teacher_optimizer, state.teacher_params, state.teacher_opt_state, episodes,
+            config.normalize_advantages)
+        if config.teacher_updates:
+            learning = state.update_count < config.teacher_updates
+            teachers, teacher_opt_state = select_tree(
+                learning, (teachers, teacher_opt_state),
+                (state.teacher_params, state.teacher_opt_state))
+        by_task = jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), episodes)  # [M, H, N]
+        student_obs = jnp.moveaxis(meta.with_task_features(episodes.obs, state.tasks), 1, 0)
+
+        def loss(params):
+            return meta.mimic_kl(teacher, state.teacher_params, by_task.obs, student, params,
+                                 student_obs, by_task.alive)
+
+        student_params, student_opt_state, kl = meta.distill_step(
+            student_optimizer, state.student_params, state.student_opt_state, loss,
+            config.distill_steps)
+        broadcast = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (config.num_tasks,
+                                                                      *leaf.shape)),
+                                 student_params)
+        student_episodes = meta.sample_episodes(student_key, student, broadcast, env,
+                                                state.tasks, task_in_obs=True, **rollout)
+        teacher_return = episodes.returns.mean()
+        metrics = {"teacher_return": teacher_return, "episode_return": teacher_return,
+                   "student_return": student_episodes.returns.mean(), "distill_kl": kl}
+        return TrainState(state.tasks, teachers, teacher_opt_state, student_params,
+                          student_opt_state, key, state.update_count + 1), metrics
+
+    def act(state, obs, key, deterministic=False):
+        distribution = student.apply(state.student_params, obs)
+        return distribution.mode() if deterministic else distribution.sample(seed=key)
+
+    return Agent(init=init, update=update, act=act,
+                 num_updates=config.total_timesteps // config.steps_per_update,
+                 steps_per_update=config.steps_per_update)
+
+
+def make_train(config: Config, env: Any, env_params: Any):
+    """``train(key) -> (train_state, metrics)``: ``init`` and a scan of ``update``."""
+    return train_from_agent(make_agent(config, env, env_params))
