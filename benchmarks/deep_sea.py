@@ -10,9 +10,10 @@ coarse). Each seed draws its own action mapping (env params vmapped with the key
 
 Agents: ``dqn`` (ε from 1 to 0.05 over the first 10 % of the run), ``count_dqn`` (the same with
 ``bonus=count``, MBIE-EB 1/√N), ``bootstrapped_dqn`` (10 heads, prior scale 3), ``ppo`` and
-``rnd_ppo`` (PPO with ``bonus=rnd``). Each (agent, size) is one compiled call with the seeds
-vmapped; results go to ``benchmarks/results/deep_sea.json`` (resumable: finished pairs are
-skipped) and ``deep_sea.png``::
+``rnd_ppo`` (PPO with ``bonus=rnd``), ``rnd_ppo_heads`` (the same with ``intrinsic_head``: a
+second value head, γ_I = 0.99, non-episodic intrinsic returns). Each (agent, size) is one
+compiled call with the seeds vmapped; results go to ``benchmarks/results/deep_sea.json``
+(resumable: finished pairs are skipped) and ``deep_sea.png``::
 
     python benchmarks/deep_sea.py --sizes 6 10 14 20 --seeds 3 --episodes 800
 """
@@ -33,7 +34,7 @@ from jaxrl.envs.deep_sea import episode_counts
 from jaxrl.training.agent import as_typed_key
 
 RESULTS = Path(__file__).parent / "results"
-AGENTS = ("bootstrapped_dqn", "count_dqn", "dqn", "rnd_ppo", "ppo")
+AGENTS = ("bootstrapped_dqn", "count_dqn", "dqn", "rnd_ppo", "ppo", "rnd_ppo_heads")
 
 
 def configure(agent: str, size: int, episodes: int, log_episodes: int):
@@ -59,6 +60,8 @@ def configure(agent: str, size: int, episodes: int, log_episodes: int):
         return ppo, ppo.Config(**on_policy)
     if agent == "rnd_ppo":
         return ppo, ppo.Config(**on_policy, bonus="rnd", bonus_scale=0.1)
+    if agent == "rnd_ppo_heads":
+        return ppo, ppo.Config(**on_policy, bonus="rnd", bonus_scale=0.1, intrinsic_head=True)
     raise ValueError(f"unknown agent {agent!r}; choose from {', '.join(AGENTS)}")
 
 

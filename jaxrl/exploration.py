@@ -22,7 +22,9 @@ its paper.
   trained) and a predictor ``f̂`` trained by one Adam step per rollout on
   ``‖f̂(s') - f(s')‖²``; the intrinsic reward is that error (before the step), divided by the
   running std of its discounted, non-episodic return per env; observations are normalised by
-  running statistics and clipped to ``[-5, 5]``. ``r + β · i / σ_I``.
+  running statistics and clipped to ``[-5, 5]``. ``r + β · i / σ_I``. With PPO's
+  ``intrinsic_head`` the intrinsic reward has its own value head, discount and non-episodic
+  returns instead, as in the paper (``jaxrl.agents.ppo``).
 """
 
 from __future__ import annotations
@@ -219,9 +221,14 @@ class RNDState(struct.PyTreeNode):
 
 def rnd_bonus(observation_space: Space, num_envs: int, scale: float | jax.Array,
               hidden_sizes: tuple[int, ...] = (64, 64), features: int = 32,
-              learning_rate: float = 1e-3, intrinsic_gamma: float = 0.99) -> RewardTransform:
+              learning_rate: float = 1e-3, intrinsic_gamma: float = 0.99,
+              separate: bool = False) -> RewardTransform:
     """Random network distillation (module docstring); metrics ``rnd_loss`` (the predictor's
     error on the rollout before its step) and ``bonus`` (the mean normalised intrinsic reward).
+
+    ``separate``: the rewards are ``[T, N, 2]``, ``(r, i / σ_I)`` unscaled, for an agent that
+    learns the intrinsic reward with a value head of its own (PPO's ``intrinsic_head``, which
+    weighs the intrinsic advantage by ``scale``) instead of ``r + scale · i / σ_I``.
     """
     shape = tuple(observation_space.shape)
     network = _Embedding(tuple(hidden_sizes), features, max(len(shape), 1))
@@ -260,8 +267,9 @@ def rnd_bonus(observation_space: Space, num_envs: int, scale: float | jax.Array,
         new_state = state.replace(predictor_params=predictor_params, opt_state=opt_state,
                                   obs_stats=obs_stats, return_stats=return_stats,
                                   return_trace=return_trace)
-        return (traj.reward + scale * intrinsic, new_state,
-                {"bonus": intrinsic.mean(), "rnd_loss": loss})
+        rewards = (jnp.stack([traj.reward.astype(intrinsic.dtype), intrinsic], -1) if separate
+                   else traj.reward + scale * intrinsic)
+        return rewards, new_state, {"bonus": intrinsic.mean(), "rnd_loss": loss}
 
     return RewardTransform(init=init, apply=apply)
 
@@ -276,5 +284,8 @@ def make_bonus(config: Any, observation_space: Space) -> RewardTransform | None:
         return count_bonus(observation_space, config.bonus_form, config.bonus_scale, bonus,
                            config.hash_bits)
     if bonus == "rnd":
+        if getattr(config, "intrinsic_head", False):
+            return rnd_bonus(observation_space, config.num_envs, config.bonus_scale,
+                             intrinsic_gamma=config.intrinsic_gamma, separate=True)
         return rnd_bonus(observation_space, config.num_envs, config.bonus_scale)
     raise ValueError(f"bonus must be one of {', '.join(BONUSES)}, got {bonus!r}")

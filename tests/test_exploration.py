@@ -13,11 +13,12 @@ from helpers import optimised_jit
 from numpy.testing import assert_allclose
 
 from jaxrl import bandits, cli, envs, exploration
-from jaxrl.agents import bootstrapped_dqn, dqn, ucb
+from jaxrl.agents import bootstrapped_dqn, dqn, ppo, ucb
 from jaxrl.envs.deep_sea import episode_counts
 from jaxrl.envs.normalize import RunningMeanStd
 from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.rollout import Transition
+from jaxrl.training import on_policy, proximal
 
 pytestmark = pytest.mark.xdist_group("exploration")
 
@@ -104,6 +105,81 @@ def test_rnd_normalises_by_the_running_std_of_intrinsic_returns():
     assert any((before != after).any() for before, after in zip(
         jax.tree.leaves(state.predictor_params), jax.tree.leaves(new_state.predictor_params),
         strict=True))
+
+
+def test_intrinsic_gae_runs_through_episode_ends_by_hand():
+    """3 steps, 1 env, terminated at t = 1, λ = 1; columns (extrinsic, intrinsic), V = 0.
+    Extrinsic (γ = 0.9): δ = [1, 0 + 0 · 5, 2 + 0.9 · 1] = [1, 0, 2.9], cut at t = 1:
+    A^E = [1, 0, 2.9]. Intrinsic (γ_I = 0.5, never cut): δ = [1, 1 + 0.5 · 2, 1 + 0.5 · 4]
+    = [1, 2, 3], A^I = [1 + 0.5 · 3.5, 2 + 0.5 · 3, 3] = [2.75, 3.5, 3]."""
+    def column(extrinsic, intrinsic):
+        return jnp.stack([jnp.asarray(extrinsic, jnp.float32)[:, None],
+                          jnp.asarray(intrinsic, jnp.float32)[:, None]], -1)
+
+    batch = on_policy.Batch(
+        obs=jnp.zeros((3, 1)), action=jnp.zeros((3, 1), jnp.int32), log_prob=jnp.zeros((3, 1)),
+        value=jnp.zeros((3, 1, 2)), next_value=column([0, 5, 1], [0, 2, 4]),
+        reward=column([1, 0, 2], [1, 1, 1]),
+        terminated=jnp.array([[False], [True], [False]]), truncated=jnp.zeros((3, 1), bool))
+    advantages, targets = ppo.two_head_gae(batch, 0.9, 0.5, 1.0, 0.5)
+    assert_allclose(targets[:, 0], [[1.0, 2.75], [0.0, 3.5], [2.9, 3.0]], rtol=1e-6)
+    assert_allclose(advantages[:, 0], [1 + 0.5 * 2.75, 0.5 * 3.5, 2.9 + 0.5 * 3.0], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def rnd_ppo():
+    """Tiny PPO + RND on DeepSea-4 with the intrinsic head: one jitted init, update and
+    collect of the next batch with its targets (one compile)."""
+    env, params = envs.make("DeepSea-v0", size=4)
+    config = ppo.Config(total_timesteps=16, num_envs=2, num_steps=8, hidden_sizes=(8,),
+                        update_epochs=1, bonus="rnd", bonus_scale=0.5, intrinsic_head=True,
+                        intrinsic_gamma=0.9)
+    agent, parts = ppo.make_agent(config, env, params), on_policy.setup(config, env, params)
+
+    @jax.jit
+    def run(key):
+        state = agent.init(key)
+        new_state, metrics = agent.update(state)
+        _, batch, _ = on_policy.collect(jax.random.key(1), new_state.rollout, config, parts,
+                                        params, new_state.params)
+        return state, new_state, metrics, batch, ppo.two_head_gae(
+            batch, config.gamma, config.intrinsic_gamma, config.gae_lambda, config.bonus_scale)
+
+    return run(jax.random.key(0))
+
+
+def test_rnd_ppo_without_intrinsic_head_is_the_existing_agent():
+    """Option off: the very program of the pre-existing build (``proximal.make_agent`` on the
+    plain actor-critic), so its runs are bitwise those of before; traced, not compiled."""
+    env, params = envs.make("DeepSea-v0", size=4)
+    config = ppo.Config(total_timesteps=16, num_envs=2, num_steps=8, hidden_sizes=(8,),
+                        update_epochs=1, bonus="rnd")
+    existing = proximal.make_agent(config, on_policy.setup(config, env, params), params)
+    default = ppo.make_agent(config, env, params)
+
+    def program(agent):
+        return str(jax.make_jaxpr(lambda key: agent.update(agent.init(key)))(jax.random.key(0)))
+
+    assert program(default) == program(existing)
+    state = jax.eval_shape(default.init, jax.random.key(0))
+    assert "intrinsic_value_head" not in state.params["params"]
+
+
+def test_rnd_ppo_intrinsic_head_learns_its_own_targets(rnd_ppo):
+    state, new_state, metrics, batch, (advantages, targets) = rnd_ppo
+    assert np.isfinite(metrics["value_loss"]) and np.isfinite(metrics["rnd_loss"])
+    heads = state.params["params"]
+    assert "intrinsic_value_head" in heads and "value_head" in heads
+    # The batch carries (extrinsic, intrinsic) rewards and values; the extrinsic column is the
+    # env's reward untouched (DeepSea: |r| <= 1), the intrinsic one RND's unscaled i / σ_I.
+    assert batch.reward.shape == batch.value.shape == batch.next_value.shape == (8, 2, 2)
+    assert (batch.reward[..., 1] > 0).all()
+    assert np.abs(np.asarray(batch.reward[..., 0])).max() <= 1.0
+    # The two heads regress onto different targets; the policy's advantage mixes them.
+    assert targets.shape == (8, 2, 2) and advantages.shape == (8, 2)
+    assert not np.allclose(targets[..., 0], targets[..., 1])
+    assert (heads["intrinsic_value_head"]["Dense_0"]["kernel"]
+            != new_state.params["params"]["intrinsic_value_head"]["Dense_0"]["kernel"]).any()
 
 
 def test_deep_sea_follows_bsuite():
@@ -233,6 +309,8 @@ def test_bad_input_gives_one_clear_error(capsys):
     assert cli.main(["train", "cql", "--bonus", "count"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("jaxrl: error:") and "online" in error[0]
+    with pytest.raises(ValueError, match="add --bonus rnd"):
+        ppo.make_agent(ppo.Config(intrinsic_head=True), mountain_car, params)
 
 
 @pytest.mark.slow

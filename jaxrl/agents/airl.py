@@ -29,8 +29,8 @@ OFFLINE = True
 
 
 class Config(adversarial.PPOImitationConfig):
-    """PPO's fields and the discriminator's ``g`` and ``h`` networks' (training.adversarial.
-    PPOImitationConfig)."""
+    """PPO's fields and those of the discriminator's g and h networks
+    (training.adversarial.PPOImitationConfig)."""
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:

@@ -26,7 +26,7 @@ from jaxrl.datasets import Dataset
 from jaxrl.envs.spaces import Box
 from jaxrl.replay import Sample
 from jaxrl.training import adversarial, off_policy
-from jaxrl.training.actor_critic import sac_hooks
+from jaxrl.training.actor_critic import LEARNERS, LearnerChoiceFields, sac_hooks
 from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.deterministic import DeterministicConfig, make_deterministic_agent
@@ -34,32 +34,17 @@ from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
 __all__ = ["LEARNERS", "OFFLINE", "Config", "TrainState", "make_agent", "make_train"]
 
-LEARNERS = ("td3", "sac")
-"""The replay learners DAC can put around its discriminator."""
-
 OFFLINE = True
 """The runner passes ``dataset=`` to ``make_agent``."""
 
 
-class Config(DeterministicConfig, adversarial.DiscriminatorConfig):
-    """The learner's fields (one learning_rate for actor and critics) and the discriminator's
+class Config(DeterministicConfig, LearnerChoiceFields, adversarial.DiscriminatorConfig):
+    """The learner's fields (training.actor_critic.LearnerChoiceFields) and the discriminator's
     (training.adversarial.DiscriminatorConfig); rewards are re-scored per sample, so
     n_step must be 1."""
 
     learner: str = static("sac", LEARNERS)
     """the replay learner on the discriminator's reward: sac or td3 (the DAC paper's)"""
-    policy_noise: float = hyper(0.2, ">= 0")
-    """td3: std of the target-policy smoothing noise"""
-    noise_clip: float = hyper(0.5, ">= 0")
-    """td3: clip of the target-policy smoothing noise"""
-    policy_frequency: int = hyper(2, ">= 1")
-    """critic updates per actor (and, for td3, target) update"""
-    autotune: bool = static(True)
-    """sac: learn α towards the target entropy"""
-    alpha: float = hyper(0.2, "> 0")
-    """sac: entropy temperature α (its initial value with autotune)"""
-    target_entropy_scale: float = hyper(1.0, ">= 0")
-    """sac: target entropy H̄ = -target_entropy_scale · |A|"""
     grad_penalty: float = hyper(10.0, ">= 0")
     """weight λ of the gradient penalty on expert/policy interpolates (0: none)"""
 
@@ -69,14 +54,6 @@ class Config(DeterministicConfig, adversarial.DiscriminatorConfig):
         if self.n_step != 1:
             raise ValueError(f"dac re-scores each sampled reward with the discriminator, which "
                              f"needs one-step samples; set n_step = 1, got {self.n_step}")
-
-    @property
-    def policy_lr(self) -> float:
-        return self.learning_rate
-
-    @property
-    def q_lr(self) -> float:
-        return self.learning_rate
 
 
 def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None) -> Agent:

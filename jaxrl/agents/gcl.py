@@ -26,7 +26,7 @@ OFFLINE = True
 
 
 class Config(adversarial.PPOImitationConfig):
-    """PPO's fields and the reward network's (the ``disc_*`` fields of
+    """PPO's fields and the reward network's (the disc_* fields of
     training.adversarial.PPOImitationConfig)."""
 
 

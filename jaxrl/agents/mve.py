@@ -23,9 +23,9 @@ from typing import Any
 from jaxrl.envs.spaces import Box
 from jaxrl.models import make_deterministic_actor, make_tanh_gaussian_actor
 from jaxrl.training import off_policy
-from jaxrl.training.actor_critic import sac_hooks
+from jaxrl.training.actor_critic import LEARNERS, LearnerChoiceFields, sac_hooks
 from jaxrl.training.agent import Agent, train_from_agent
-from jaxrl.training.config import check_config, hyper, static
+from jaxrl.training.config import check_config, static
 from jaxrl.training.deterministic import DeterministicConfig, make_deterministic_agent
 from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.model_based import (
@@ -38,10 +38,8 @@ from jaxrl.training.off_policy import ReplayExtensions, TrainState
 
 __all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
-LEARNERS = ("td3", "sac")
 
-
-class Config(DeterministicConfig, LearnedModelFields):
+class Config(DeterministicConfig, LearnerChoiceFields, LearnedModelFields):
     """MVE: the learner's fields (one learning_rate for actor and critics), the ensemble's
     and the horizon; sized for Pendulum-v1."""
 
@@ -55,26 +53,6 @@ class Config(DeterministicConfig, LearnedModelFields):
     """the actor-critic whose targets are expanded: td3 or sac"""
     horizon: int = static(3, ">= 1")
     """H: imagined steps before the critic's bootstrap"""
-    policy_noise: float = hyper(0.2, ">= 0")
-    """td3: std of the target-policy smoothing noise"""
-    noise_clip: float = hyper(0.5, ">= 0")
-    """td3: clip of the target-policy smoothing noise"""
-    policy_frequency: int = hyper(2, ">= 1")
-    """critic updates per actor (and, for td3, target) update"""
-    autotune: bool = static(True)
-    """sac: learn α towards the target entropy"""
-    alpha: float = hyper(0.2, "> 0")
-    """sac: entropy temperature α (its initial value with autotune)"""
-    target_entropy_scale: float = hyper(1.0, ">= 0")
-    """sac: target entropy H̄ = -target_entropy_scale · |A|"""
-
-    @property
-    def policy_lr(self) -> float:
-        return self.learning_rate
-
-    @property
-    def q_lr(self) -> float:
-        return self.learning_rate
 
 
 def make_agent(config: Config, env: Any, env_params: Any,

@@ -26,14 +26,22 @@ def make_torso(observation_space: Space, hidden_sizes: Sequence[int],
 
 
 class ActorCritic(nn.Module):
-    """Separate actor and critic torsos: ``(π(·|s), V(s)) = net(obs)``."""
+    """Separate actor and critic torsos: ``(π(·|s), V(s)) = net(obs)``.
+
+    With ``intrinsic_value`` the critic torso carries a second head, and ``V(s)`` is
+    ``[..., 2]``: ``(V_E(s), V_I(s))``, the values of the extrinsic and the intrinsic reward
+    (RND's two value heads, Burda et al., 2019; ``jaxrl.agents.ppo``).
+    """
 
     actor_torso: nn.Module
     critic_torso: nn.Module
     policy_head: nn.Module
+    intrinsic_value: bool = False
 
     def setup(self):
         self.value_head = ValueHead()
+        if self.intrinsic_value:
+            self.intrinsic_value_head = ValueHead()
 
     def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
         return self.policy(obs), self.value(obs)
@@ -42,13 +50,18 @@ class ActorCritic(nn.Module):
         return self.policy_head(self.actor_torso(obs))
 
     def value(self, obs: jax.Array) -> jax.Array:
-        return self.value_head(self.critic_torso(obs))
+        features = self.critic_torso(obs)
+        if self.intrinsic_value:
+            return jnp.stack([self.value_head(features), self.intrinsic_value_head(features)],
+                             -1)
+        return self.value_head(features)
 
 
 def make_actor_critic(observation_space: Space, action_space: Space,
                       hidden_sizes: Sequence[int] = (64, 64),
-                      activation: str = "tanh") -> ActorCritic:
-    """Categorical head for ``Discrete``, state-independent-std Gaussian for ``Box`` actions."""
+                      activation: str = "tanh", intrinsic_value: bool = False) -> ActorCritic:
+    """Categorical head for ``Discrete``, state-independent-std Gaussian for ``Box`` actions;
+    ``intrinsic_value``: a second value head for an intrinsic reward (``ActorCritic``)."""
     if isinstance(action_space, Discrete):
         head: nn.Module = CategoricalHead(action_space.n)
     elif isinstance(action_space, Box):
@@ -59,7 +72,7 @@ def make_actor_critic(observation_space: Space, action_space: Space,
         raise TypeError(f"unsupported action space {action_space}")
     return ActorCritic(actor_torso=make_torso(observation_space, hidden_sizes, activation),
                        critic_torso=make_torso(observation_space, hidden_sizes, activation),
-                       policy_head=head)
+                       policy_head=head, intrinsic_value=intrinsic_value)
 
 
 class ContinuousCritic(nn.Module):

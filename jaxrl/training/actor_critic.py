@@ -30,10 +30,10 @@ from jaxrl.models import CriticEnsemble, make_tanh_gaussian_actor
 from jaxrl.replay import Sample
 from jaxrl.training import off_policy, optim, pretrain
 from jaxrl.training.agent import Metrics
-from jaxrl.training.config import hyper, static
+from jaxrl.training.config import BaseConfig, hyper, static
 from jaxrl.training.off_policy import OffPolicyHooks, OffPolicySetup, TrainState
 
-__all__ = ["SACConfig", "actor_template", "sac_hooks"]
+__all__ = ["LEARNERS", "LearnerChoiceFields", "SACConfig", "actor_template", "sac_hooks"]
 
 
 class SACConfig(off_policy.OffPolicyConfig):
@@ -52,6 +52,39 @@ class SACConfig(off_policy.OffPolicyConfig):
     """target entropy H̄ = -target_entropy_scale · |A|"""
     policy_frequency: int = hyper(1, ">= 1")
     """critic updates per actor (and α) update"""
+
+
+LEARNERS = ("td3", "sac")
+"""The replay learners an agent can put around its own part (mve's targets, dac's reward)."""
+
+
+class LearnerChoiceFields(BaseConfig):
+    """The fields of an agent built around a choice of TD3 or SAC (``learner``; mve, dac):
+    both learners' settings, and one ``learning_rate`` for actor and critics, which the
+    hooks read as ``policy_lr`` / ``q_lr``. Each agent sets ``learner``'s default."""
+
+    learner: str = static("td3", LEARNERS)
+    """the replay learner: td3 or sac"""
+    policy_noise: float = hyper(0.2, ">= 0")
+    """td3: std of the target-policy smoothing noise"""
+    noise_clip: float = hyper(0.5, ">= 0")
+    """td3: clip of the target-policy smoothing noise"""
+    policy_frequency: int = hyper(2, ">= 1")
+    """critic updates per actor (and, for td3, target) update"""
+    autotune: bool = static(True)
+    """sac: learn α towards the target entropy"""
+    alpha: float = hyper(0.2, "> 0")
+    """sac: entropy temperature α (its initial value with autotune)"""
+    target_entropy_scale: float = hyper(1.0, ">= 0")
+    """sac: target entropy H̄ = -target_entropy_scale · |A|"""
+
+    @property
+    def policy_lr(self) -> float:
+        return self.learning_rate
+
+    @property
+    def q_lr(self) -> float:
+        return self.learning_rate
 
 
 def actor_template(config: Any, parts: OffPolicySetup) -> Any:

@@ -291,6 +291,9 @@ def setup(config: Any, env: Any, env_params: Any, algo: str = "this agent",
         network = make_recurrent_actor_critic(observation_space, action_space, config.recurrent,
                                               config.recurrent_size, config.hidden_sizes,
                                               config.activation)
+    elif network is None and getattr(config, "intrinsic_head", False):
+        network = make_actor_critic(observation_space, action_space, config.hidden_sizes,
+                                    config.activation, intrinsic_value=True)
     elif network is None:
         network = make_actor_critic(observation_space, action_space, config.hidden_sizes,
                                     config.activation)
@@ -356,9 +359,17 @@ def _rollout_memoryless(key, state, config, parts, env_params, params):
 
     env_state, obs, traj = rollout(key, parts.env, env_params, state.env_state, state.obs,
                                    policy, config.num_steps)
-    next_value = bootstrap_values(
-        lambda obs: network.apply(params, _normalize(config, stats, obs), method="value"),
-        traj, traj.extras["value"], _max_truncations(parts.env, env_params, config.num_steps))
+    def value_fn(obs):
+        return network.apply(params, _normalize(config, stats, obs), method="value")
+
+    values, bound = traj.extras["value"], _max_truncations(parts.env, env_params,
+                                                           config.num_steps)
+    if values.ndim == 2:
+        next_value = bootstrap_values(value_fn, traj, values, bound)
+    else:  # several value heads [T, N, K] (an intrinsic value head): one column at a time
+        next_value = jnp.stack([
+            bootstrap_values(lambda obs, k=k: value_fn(obs)[..., k], traj, values[..., k], bound)
+            for k in range(values.shape[-1])], -1)
     return env_state, obs, None, traj, next_value
 
 
