@@ -16,6 +16,12 @@ The demonstrations are ``--demo-steps`` transitions of the scripted expert
 env steps, the critic warm-up's included. Also reported: the score at the first update and the
 lowest score over the first 10 % of updates (does finetuning drop below the pretrained policy?).
 
+``--family offline_online`` (``Pendulum-v1``): IQL offline → online finetuning. One offline IQL
+run (``--offline-steps`` gradient steps, seed 0) on the demonstrations, then ``--steps`` env steps
+of ``iql --init-from`` that run (its networks copied, the dataset kept as half of every batch),
+``--seeds`` online seeds; row ``"<env> iql offline → online"``: the score at update 1 is the first
+online evaluation (after ``log_frequency`` steps), the offline run's final score is recorded too.
+
 ``--family replay``: demonstrations in the replay buffer instead (a partition never
 overwritten, ``demo_ratio`` of every batch): DQN against DQfD (the large-margin loss) on
 ``MountainCar-v0``, SAC against SAC + demonstrations (the hybrid actor objective) on
@@ -28,6 +34,7 @@ Writes ``benchmarks/results/demos_cpu.json`` (merged per env) and ``demos_cpu.md
     python benchmarks/demos.py --env Pendulum-v1 --steps 200000 --seeds 2
     python benchmarks/demos.py --family replay --env MountainCar-v0 --steps 30000 --seeds 4
     python benchmarks/demos.py --family replay --env Pendulum-v1 --steps 6000 --seeds 4
+    python benchmarks/demos.py --family offline_online --env Pendulum-v1 --steps 3000 --seeds 2
 """
 
 from __future__ import annotations
@@ -41,8 +48,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxrl import datasets, envs
-from jaxrl.agents import dqn, ppo, sac
+from jaxrl import datasets, envs, runner
+from jaxrl.agents import dqn, iql, ppo, sac
 from jaxrl.datasets.generation import generate
 
 RESULTS = Path(__file__).parent / "results"
@@ -64,6 +71,27 @@ REPLAY_CONFIGS = {
     "Pendulum-v1": (sac, sac.Config(hidden_sizes=(64, 64), batch_size=128, learning_starts=500,
                                     log_frequency=500, eval_episodes=8)),
 }
+
+
+# IQL's offline run and its online continuation share the networks and the batch size.
+OFFLINE_ONLINE = iql.Config(hidden_sizes=(64, 64), batch_size=128, eval_episodes=8,
+                            log_frequency=500, buffer_size=20_000, offline_ratio=0.5)
+
+
+def offline_online_runs(env_id: str, demos: str, directory: Path, offline_steps: int,
+                        result: dict, score) -> dict:
+    """The offline IQL run (seed 0, in ``directory``) and the online config continuing it."""
+    out = directory / "iql-offline"
+    start = time.perf_counter()
+    offline = runner.run("iql", env_id, OFFLINE_ONLINE.replace(
+        total_gradient_steps=offline_steps, log_frequency=offline_steps), seeds=1,
+        dataset=demos, out=out, progress=False)
+    returns = np.asarray(jax.device_get(offline.metrics["eval_return"]))
+    result["offline"] = {"gradient_steps": offline_steps,
+                         "final_score": rounded(score(returns[:, -1])),
+                         "wall_s": round(time.perf_counter() - start, 1)}
+    print(env_id, "iql offline", result["offline"], flush=True)
+    return {"iql offline → online": (iql, OFFLINE_ONLINE, {"init_from": str(out)})}
 
 
 def replay_techniques(env_id: str, demos: str) -> dict[str, dict]:
@@ -92,7 +120,7 @@ def first_reaching(steps: np.ndarray, scores: np.ndarray, threshold: float) -> i
 
 
 def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
-            threshold: float, family: str = "ppo") -> dict:
+            threshold: float, family: str = "ppo", offline_steps: int = 5_000) -> dict:
     env, env_params = envs.make(env_id)
     demonstrations = generate(env_id, "expert", demo_steps, expert_algo="scripted")
     reference = demonstrations.metadata["reference_returns"]
@@ -111,7 +139,11 @@ def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
         unit = "normalised score"
     result = {"env": env_id, "steps": total_steps, "seeds": seeds, "demo_steps": demo_steps,
               "reference_returns": reference, "threshold": threshold, "score": unit, "runs": {}}
-    if family == "replay":
+    make_kwargs = {}
+    if family == "offline_online":
+        runs = offline_online_runs(env_id, demo_file, directory, offline_steps, result, score)
+        make_kwargs = {"dataset": datasets.load(demo_file)}
+    elif family == "replay":
         module, base = REPLAY_CONFIGS[env_id]
         runs = {name: (module, base, fields)
                 for name, fields in replay_techniques(env_id, demo_file).items()}
@@ -121,7 +153,8 @@ def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
     for name, (module, base, fields) in runs.items():
         config = base.replace(total_timesteps=total_steps, **fields)
         start = time.perf_counter()
-        _, metrics = jax.jit(jax.vmap(module.make_train(config, env, env_params)))(
+        _, metrics = jax.jit(jax.vmap(module.make_train(config, env, env_params,
+                                                        **make_kwargs)))(
             jax.random.split(jax.random.key(0), seeds))
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start
@@ -156,9 +189,12 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=sorted(CONFIGS), required=True)
-    parser.add_argument("--family", choices=("ppo", "replay"), default="ppo",
+    parser.add_argument("--family", choices=("ppo", "replay", "offline_online"), default="ppo",
                         help="ppo: pre-train / hybrid; replay: DQfD (MountainCar) or SAC + "
-                             "demonstrations (Pendulum)")
+                             "demonstrations (Pendulum); offline_online: IQL offline → "
+                             "online (Pendulum)")
+    parser.add_argument("--offline-steps", type=int, default=5_000,
+                        help="gradient steps of the offline IQL run (offline_online)")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--demo-steps", type=int, default=10_000)
@@ -171,8 +207,10 @@ def main() -> None:
     name = args.env
     if args.family == "replay":
         name = f"{args.env} {REPLAY_CONFIGS[args.env][0].__name__.rsplit('.', 1)[-1]}"
+    elif args.family == "offline_online":
+        name = f"{args.env} iql offline → online"
     results[name] = run_env(args.env, args.steps, args.seeds, args.demo_steps, args.threshold,
-                            args.family)
+                            args.family, args.offline_steps)
     path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "demos_cpu.md").write_text(markdown(results))
     print(markdown(results))

@@ -351,6 +351,8 @@ def _plan(algo: str, env_id: str, config: Any, *, seed: int, seeds: int,
     configs = [config.replace(**setting) for setting in settings]
     for setting_config in configs:
         check_config(setting_config)
+    if dataset is None and getattr(config, "init_from", "") and registry.DATASET in algorithm.needs:
+        dataset = read_run(config.init_from).dataset  # an offline run continued on its data
     make_agent = agent_factory(algorithm, env_id, env, env_params, dataset)
     agent = make_agent(config, env, env_params)
     placement = parallel.Placement.create(devices, runs=len(settings) * seeds, seeds=seeds,

@@ -94,10 +94,14 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         metrics.update(actor_loss=loss, weights=weights.mean())
         return Learner(params, target, opt_state), metrics
 
+    if config.init_from:
+        return offline.make_online_agent(config, env, env_params, dataset, "awac", actor,
+                                         init_learner, train_step)
     return offline.make_actor_agent(config, env, env_params, prepared, actor, init_learner,
                                     train_step)
 
 
 def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):
-    """``train(key) -> (OfflineState, metrics)``: the whole AWAC run as one pure function."""
+    """``train(key) -> (OfflineState, metrics)`` (``off_policy.TrainState`` with
+    ``init_from``): the whole AWAC run as one pure function."""
     return train_from_agent(make_agent(config, env, env_params, dataset))

@@ -60,7 +60,9 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
     optimizer = flat_adam(config.learning_rate)
     # CORL's IQL detail: the actor's rate follows a cosine decay to 0 over the run, so the
     # advantage-weighted policy settles instead of chasing the critics' last minibatches.
-    actor_optimizer = flat_adam(optax.cosine_decay_schedule(config.learning_rate,
+    # Online (init_from) the actor keeps a constant rate: the run has no fixed end to decay to.
+    actor_optimizer = flat_adam(config.learning_rate if config.init_from else
+                                optax.cosine_decay_schedule(config.learning_rate,
                                                             config.total_gradient_steps))
 
     def init_learner(key: jax.Array) -> Learner:
@@ -107,10 +109,14 @@ def make_agent(config: Config, env: Any, env_params: Any, dataset: Dataset | Non
         metrics.update(critic_metrics, actor_loss=loss, weights=weights.mean())
         return Learner(params, target, opt_state), metrics
 
+    if config.init_from:
+        return offline.make_online_agent(config, env, env_params, dataset, "iql", actor,
+                                         init_learner, train_step)
     return offline.make_actor_agent(config, env, env_params, prepared, actor, init_learner,
                                     train_step)
 
 
 def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):
-    """``train(key) -> (OfflineState, metrics)``: the whole IQL run as one pure function."""
+    """``train(key) -> (OfflineState, metrics)`` (``off_policy.TrainState`` with
+    ``init_from``): the whole IQL run as one pure function."""
     return train_from_agent(make_agent(config, env, env_params, dataset))

@@ -19,6 +19,10 @@ dataset prepared once on the device (``prepare``: observations standardised with
 statistics, continuous actions mapped affinely from the env's bounds to ``[-1, 1]``, where tanh
 actors live) and, for IQL and AWAC, the learner ``CriticLearner``. Policies map their
 ``[-1, 1]`` actions back to the env's bounds, so ``act`` returns env actions like every agent.
+
+IQL and AWAC with ``init_from`` continue an offline run online (``make_online_agent``: its
+networks copied, its dataset kept as the replay buffer's never-overwritten partition, the same
+``train_step`` on mixed batches; course notes §16, offline → online finetuning).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl import losses
@@ -36,14 +41,17 @@ from jaxrl.datasets import Dataset, Transitions, validate
 from jaxrl.envs import ClipAction
 from jaxrl.envs.spaces import Box, Discrete, Space
 from jaxrl.evaluation import evaluate
+from jaxrl.replay import demo_buffer
+from jaxrl.training import off_policy
 from jaxrl.training.agent import Agent, Metrics, as_typed_key
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, check_log_frequency, hyper, static
 from jaxrl.training.optim import apply_gradients
 
 __all__ = ["AdvantageWeightedConfig", "CriticLearner", "ImitationConfig", "ObsNormalizer",
-           "OfflineConfig", "OfflineCriticConfig", "OfflineState", "Prepared", "TargetLearner",
-           "actor_policy", "critic_regression", "device_dataset", "eval_window",
-           "make_actor_agent", "make_offline_agent", "prepare", "sample", "step_network"]
+           "OfflineConfig", "OfflineCriticConfig", "OfflineState", "OnlineLoopConfig", "Prepared",
+           "TargetLearner", "actor_policy", "critic_regression", "device_dataset", "eval_window",
+           "load_offline_learner", "make_actor_agent", "make_offline_agent", "make_online_agent",
+           "online_loop_config", "prepare", "sample", "step_network"]
 
 
 class ImitationConfig(BaseConfig):
@@ -101,6 +109,23 @@ class AdvantageWeightedConfig(OfflineCriticConfig):
     """λ of the advantage weights exp(A / λ)"""
     max_weight: float = hyper(100.0, "> 0")
     """clip of the advantage weights"""
+    init_from: str = static("")
+    """an offline run of this algorithm (same env, dataset, networks) to continue ONLINE from:
+    its networks copied, its dataset kept in the replay buffer, total_timesteps env steps"""
+    total_timesteps: int = static(10_000, ">= 1")
+    """env steps of online finetuning (with init_from)"""
+    offline_ratio: float = static(0.5, "[0, 1]")
+    """share of every online batch drawn from the offline dataset (with init_from)"""
+    buffer_size: int = static(100_000, ">= 1")
+    """online replay capacity in transitions (with init_from)"""
+
+    def validate(self) -> None:
+        """Offline: ``log_frequency <= total_gradient_steps``; online (``init_from``): one
+        logging interval of ``log_frequency`` env steps fits in ``total_timesteps``."""
+        if not self.init_from:
+            super().validate()
+            return
+        online_loop_config(self).validate()
 
 
 class OfflineState(struct.PyTreeNode):
@@ -298,3 +323,126 @@ def make_offline_agent(config: OfflineConfig, env: Any, env_params: Any,
     return Agent(init=init, update=update, act=act,
                  num_updates=config.total_gradient_steps // config.log_frequency,
                  steps_per_update=config.log_frequency, step_unit="gradient steps")
+
+
+# Offline → online finetuning (IQL, AWAC with ``init_from``; issue 33). The offline run's
+# networks continue on the replay loop (``training.off_policy``) with its dataset kept as the
+# buffer's demonstration partition, so the learner's own ``train_step`` runs unchanged on mixed
+# batches of offline rows and fresh env transitions.
+
+
+class OnlineLoopConfig(off_policy.OffPolicyConfig, off_policy.DemoReplayFields):
+    """The replay loop's view of an ``AdvantageWeightedConfig`` with ``init_from``: one env,
+    one env step then one gradient step per iteration, 1-step targets, one random warm-up step
+    (the loop primes its buffer so), ``offline_ratio`` of every batch from the dataset."""
+
+
+def online_loop_config(config: AdvantageWeightedConfig) -> OnlineLoopConfig:
+    """``OnlineLoopConfig`` from the finetuning fields of ``config``."""
+    return OnlineLoopConfig(
+        total_timesteps=config.total_timesteps, num_envs=1, buffer_size=config.buffer_size,
+        batch_size=config.batch_size, learning_starts=1, log_frequency=config.log_frequency,
+        eval_episodes=config.eval_episodes, gamma=config.gamma, demo_ratio=config.offline_ratio)
+
+
+def load_offline_learner(config: AdvantageWeightedConfig, env: Any, algo: str,
+                         dataset: Dataset | None, template: Any) -> tuple[Any, Dataset]:
+    """``(learner, dataset)`` of the first seed of the offline run ``config.init_from``: its
+    final ``CriticLearner`` and the dataset it learned from. ``ValueError`` (one line naming the
+    flag to change) for a run of another algorithm or env, other networks or another dataset;
+    ``template`` is this agent's learner (shapes suffice)."""
+    from jaxrl import datasets
+    from jaxrl.checkpoint import CheckpointError
+    from jaxrl.policy import load_policy
+    from jaxrl.run_dir import read_run
+
+    run_dir = config.init_from
+    flag = f"--init-from {run_dir}"
+    try:
+        policy = load_policy(run_dir)
+        record = read_run(run_dir)
+    except (CheckpointError, OSError, ValueError) as error:
+        raise ValueError(f"{flag}: {error}") from None
+    if policy.algo != algo:
+        raise ValueError(f"{flag}: a {policy.algo} run; {algo} continues online from an offline "
+                         f"{algo} run")
+    here = getattr(env, "env_id", None)
+    if here is not None and policy.env_id != here:
+        raise ValueError(f"{flag}: that run trained on {policy.env_id!r}, not {here!r}; pass "
+                         f"--env {policy.env_id}")
+    if getattr(policy.config, "init_from", ""):
+        raise ValueError(f"{flag}: an online finetuning run; start from the offline run")
+    learner = policy.params.learner
+    shapes = jax.tree.map(lambda x: (tuple(x.shape), x.dtype), learner.params)
+    wanted = jax.tree.map(lambda x: (tuple(x.shape), x.dtype), template.params)
+    ran = policy.config
+    if (shapes != wanted or ran.activation != config.activation
+            or ran.normalize_obs != config.normalize_obs):
+        normalize = "--normalize-obs" if ran.normalize_obs else "--no-normalize-obs"
+        raise ValueError(f"{flag}: its networks differ; pass --hidden-sizes "
+                         f"{' '.join(map(str, ran.hidden_sizes))} --activation {ran.activation} "
+                         f"{normalize}")
+    try:
+        recorded = datasets.load(record.dataset)
+    except (ValueError, TypeError, OSError) as error:
+        raise ValueError(f"{flag}: its dataset {record.dataset} cannot be read ({error})") from None
+    if dataset is not None and not (
+            dataset.observations.shape == recorded.observations.shape
+            and np.array_equal(dataset.observations, recorded.observations)
+            and np.array_equal(dataset.actions, recorded.actions)):
+        raise ValueError(f"--dataset: the run {run_dir} learned from {record.dataset}; pass "
+                         f"--dataset {record.dataset} (or none)")
+    return jax.tree.map(jnp.asarray, learner), recorded
+
+
+def make_online_agent(config: AdvantageWeightedConfig, env: Any, env_params: Any,
+                      dataset: Dataset | None, algo: str, actor: Any,
+                      init_learner: Callable[[jax.Array], Any],
+                      train_step: Callable[[Any, Any, jax.Array], tuple[Any, Metrics]]) -> Agent:
+    """The offline run ``config.init_from`` continued online (course notes §16, offline →
+    online finetuning).
+
+    The run's networks and target critic are copied exactly; optimiser states start afresh.
+    Its dataset becomes the replay buffer's demonstration partition (never overwritten, raw
+    observations, actions in ``[-1, 1]``); each gradient step draws ``offline_ratio`` of its
+    batch from it and the rest from ``total_timesteps`` steps of the stochastic actor, and runs
+    the algorithm's own ``train_step`` on the batch (observations normalised with the run's
+    dataset statistics, as offline; ``terminated`` is ``discount == 0``, which gives the same
+    target ``r + γ (1 - terminated) V(s')`` for every γ). The deterministic policy is evaluated.
+    """
+    template = jax.eval_shape(init_learner, jax.random.key(0))
+    learner, recorded = load_offline_learner(config, env, algo, dataset, template)
+    prepared = prepare(config, env, env_params, recorded, algo)
+    raw = recorded.transitions()
+    demos = demo_buffer(raw.obs, prepared.data.action, raw.reward, raw.terminated,
+                        raw.truncated, raw.next_obs)
+    loop_config = online_loop_config(config)
+    parts = off_policy.setup(env, env_params, algo, Box)
+
+    def distribution(params: Any, obs: jax.Array) -> Any:
+        return actor.apply(params["actor"], prepared.normalize(obs))
+
+    def init(key: jax.Array, obs: jax.Array) -> tuple[Any, Any, Any]:
+        return learner.params, learner.target_critic, init_learner(key).opt_state
+
+    def explore(key: jax.Array, params: Any, obs: jax.Array, env_steps: jax.Array) -> jax.Array:
+        return jnp.clip(distribution(params, obs).sample(seed=key), -1.0, 1.0)
+
+    def gradient_step(key: jax.Array, state: Any, sample: Any) -> tuple[Any, Metrics]:
+        zeros = jnp.zeros_like(sample.reward)
+        batch = Transitions(obs=prepared.normalize(sample.obs), action=sample.action,
+                            reward=sample.reward, next_obs=prepared.normalize(sample.next_obs),
+                            terminated=sample.discount == 0, truncated=zeros.astype(bool),
+                            log_prob=zeros)
+        new, metrics = train_step(CriticLearner(state.params, state.target_params,
+                                                state.opt_state), batch, key)
+        return state.replace(params=new.params, target_params=new.target_critic,
+                             opt_state=new.opt_state), metrics
+
+    def act(params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        policy = distribution(params, obs)
+        return jnp.clip(policy.mode() if deterministic else policy.sample(seed=key), -1.0, 1.0)
+
+    hooks = off_policy.OffPolicyHooks(init=init, explore=explore, gradient_step=gradient_step,
+                                      act=act)
+    return off_policy.make_off_policy_agent(loop_config, parts, env_params, hooks, demos=demos)
