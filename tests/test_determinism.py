@@ -124,11 +124,19 @@ def seed(tree: Any, i: int) -> Any:
     return jax.tree.map(lambda x: x[i], tree)
 
 
+UNDETERMINED = ("['key']['bias']",)
+"""Parameters whose gradient is zero up to rounding: an attention key bias (softmax is
+shift-invariant). Adam turns that rounding noise into steps of its full learning rate, so two
+programs that round differently move them apart; ``assert_close`` skips them."""
+
+
 def assert_close(actual: Any, expected: Any, what: str) -> None:
     """Leaf by leaf: floats allclose (batched matmuls may round differently), the rest equal."""
     for (path, value), want in zip(jax.tree_util.tree_flatten_with_path(key_data(actual))[0],
                                    jax.tree.leaves(key_data(expected)), strict=True):
         message = f"{what}: {jax.tree_util.keystr(path)}"
+        if any(name in jax.tree_util.keystr(path) for name in UNDETERMINED):
+            continue
         if jnp.issubdtype(value.dtype, jnp.inexact):
             np.testing.assert_allclose(value, want, rtol=1e-4, atol=1e-5, equal_nan=True,
                                        err_msg=message)
