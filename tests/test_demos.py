@@ -251,12 +251,15 @@ def test_sac_init_from_a_continuous_bc_run_acts_as_bc(pendulum_demo_file, tmp_pa
 
 @pytest.mark.slow
 def test_zero_demo_coef_and_ratio_is_plain_sac_bitwise(pendulum_demo_file):
-    """The hybrid SAC with ``demo_ratio = 0`` and ``demo_coef = 0`` equals plain SAC bitwise."""
+    """The hybrid SAC with ``demo_ratio = 0`` and ``demo_coef = 0`` equals plain SAC bitwise,
+    compiled with XLA:CPU's default fusion emitters (the suite's older ones fuse the two
+    programs differently: their parameters then agree to 1e-7)."""
     env, env_params = envs.make("Pendulum-v1")
     plain = sac.make_train(sac.Config(**REPLAY_TINY), env, env_params)
     zero = sac_runs(pendulum_demo_file, demo_ratio=0.0, demo_coef=0.0)
     (plain_state, plain_metrics), (state, metrics) = jax.jit(
-        lambda key: (plain(key), zero(key)))(jax.random.key(0))
+        lambda key: (plain(key), zero(key)),
+        compiler_options={"xla_cpu_use_fusion_emitters": True})(jax.random.key(0))
     jax.tree.map(np.testing.assert_array_equal, state.params, plain_state.params)
     for name, values in plain_metrics.items():
         np.testing.assert_array_equal(metrics[name], values, err_msg=name)

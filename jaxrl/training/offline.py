@@ -45,6 +45,7 @@ from jaxrl.replay import demo_buffer
 from jaxrl.training import off_policy
 from jaxrl.training.agent import Agent, Metrics, as_typed_key
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, check_log_frequency, hyper, static
+from jaxrl.training.normalization import ObsNormalizer
 from jaxrl.training.optim import apply_gradients
 
 __all__ = ["AdvantageWeightedConfig", "CriticLearner", "ImitationConfig", "ObsNormalizer",
@@ -153,24 +154,6 @@ class TargetLearner(struct.PyTreeNode):
     target_params: Any
     opt_state: Any
     update_count: jax.Array | None = None
-
-
-class ObsNormalizer(struct.PyTreeNode):
-    """``(obs - mean) / std`` with the dataset's statistics (identity when disabled)."""
-
-    mean: jax.Array
-    std: jax.Array
-
-    @classmethod
-    def from_data(cls, data: Transitions, enabled: bool) -> ObsNormalizer:
-        """Per-feature mean and std (floored at 1e-3) of the dataset's observations."""
-        if not enabled:
-            shape = data.obs.shape[1:]
-            return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32))
-        return cls(data.obs.mean(0), jnp.maximum(data.obs.std(0), 1e-3))
-
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        return (obs - self.mean) / self.std
 
 
 def device_dataset(dataset: Dataset | None, env: Any, env_params: Any,

@@ -160,7 +160,7 @@ def _normalizer(run_dir: str, policy: Any) -> Any:
     (``ObsNormalizer.from_data``), or the identity without ``normalize_obs``."""
     from jaxrl import datasets
     from jaxrl.run_dir import read_run
-    from jaxrl.training.offline import ObsNormalizer
+    from jaxrl.training.normalization import ObsNormalizer
 
     shape = policy.env.observation_space(policy.env_params).shape
     if not policy.config.normalize_obs:
