@@ -32,42 +32,25 @@ from flax import struct
 from jaxrl.envs.core import select_tree
 from jaxrl.training import meta
 from jaxrl.training.agent import Agent, as_typed_key, train_from_agent
-from jaxrl.training.config import ACTIVATIONS, BaseConfig, check_config, hyper, static
+from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.optim import flat_adam
 
 __all__ = ["Config", "TrainState", "make_agent", "make_train", "wrap_env"]
 
 
-class Config(BaseConfig):
-    """Teachers per task and a task-conditioned student. Defaults: PointNav-v0 goals."""
+class Config(meta.MimicConfig):
+    """Teachers per task (the per-task policies) and a task-conditioned student (the mimicking
+    policy). Defaults: PointNav-v0 goals."""
 
-    total_timesteps: int = static(240_000, ">= 1")
-    """teachers' env steps in all (each update takes num_tasks · num_envs · horizon)"""
     num_tasks: int = static(8, ">= 1")
     """tasks (one teacher each), drawn from the family at init"""
-    num_envs: int = static(10, ">= 1")
-    """episodes per task per update (the baseline needs 2); the student runs as many"""
-    horizon: int = static(20, ">= 1")
-    """steps of each episode (at most the env's time limit)"""
-    learning_rate: float = hyper(3e-3, "> 0")
-    """teachers' Adam step size"""
     student_learning_rate: float = hyper(3e-3, "> 0")
     """student's Adam step size"""
     teacher_updates: int = static(0, ">= 0")
     """the teachers stop learning after this many updates (0: they learn the whole run); the
     student then distils fixed teachers"""
-    distill_steps: int = static(4, ">= 1")
-    """student steps per update, each on all the teachers' states of that update"""
-    max_grad_norm: float = hyper(1.0, "> 0")
-    """each gradient's global norm is clipped to this"""
-    normalize_advantages: bool = static(True)
-    """scale each batch's rewards by the std of its advantages (a reward-scale-free step)"""
-    hidden_sizes: tuple[int, ...] = static((32, 32))
-    """teacher MLP widths"""
     student_hidden_sizes: tuple[int, ...] = static((64, 64))
     """student MLP widths"""
-    activation: str = static("tanh", ACTIVATIONS)
-    """MLP activation"""
 
     @property
     def steps_per_update(self) -> int:
@@ -76,11 +59,7 @@ class Config(BaseConfig):
 
     def validate(self) -> None:
         """Two episodes per batch at least (the baseline); one update fits the run."""
-        meta.check_num_envs(self.num_envs)
-        if self.total_timesteps < self.steps_per_update:
-            raise ValueError(f"total_timesteps = {self.total_timesteps} is smaller than one "
-                             f"update (num_tasks · num_envs · horizon = {self.steps_per_update})"
-                             "; raise total_timesteps")
+        self.check_one_update("num_tasks", self.num_tasks)
 
 
 class TrainState(struct.PyTreeNode):

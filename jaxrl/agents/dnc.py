@@ -40,49 +40,32 @@ from flax import struct
 from jaxrl.losses.meta import distillation_kl, kl_augmented_rewards
 from jaxrl.training import meta
 from jaxrl.training.agent import Agent, as_typed_key, train_from_agent
-from jaxrl.training.config import ACTIVATIONS, BaseConfig, check_config, hyper, static
+from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.optim import flat_adam
 
 __all__ = ["Config", "TrainState", "make_agent", "make_train", "wrap_env"]
 
 
-class Config(BaseConfig):
-    """Local policies per context, a global policy, adaptive λ. Defaults: PointNav-v0 goals."""
+class Config(meta.MimicConfig):
+    """Local policies per context (the per-task policies), a global policy (the mimicking
+    policy), adaptive λ. Defaults: PointNav-v0 goals."""
 
-    total_timesteps: int = static(240_000, ">= 1")
-    """local policies' env steps in all (each update takes num_contexts · num_envs · horizon)"""
     num_contexts: int = static(4, ">= 1")
     """initial-state contexts (one local policy each): k-means clusters of the task params"""
-    num_envs: int = static(10, ">= 1")
-    """episodes per context per update (the baseline needs 2); the global policy runs as many"""
-    horizon: int = static(20, ">= 1")
-    """steps of each episode (at most the env's time limit)"""
-    learning_rate: float = hyper(3e-3, "> 0")
-    """local policies' Adam step size"""
     global_learning_rate: float = hyper(3e-3, "> 0")
     """global policy's Adam step size"""
-    distill_steps: int = static(4, ">= 1")
-    """global steps per update, each on all the local policies' states of that update"""
     initial_lambda: float = hyper(0.01, ">= 0")
     """λ_i at the start: weight of log π_θ in the local reward"""
     target_kl: float = hyper(0.1, "> 0")
     """λ_i doubles above 1.5 · target_kl of E_{π_i} KL(π_i ‖ π_θ), halves below target_kl / 1.5"""
     pairwise_kl_coef: float = hyper(0.01, ">= 0")
     """α: weight of a local policy's mean KL to the others, on its states"""
-    max_grad_norm: float = hyper(1.0, "> 0")
-    """each gradient's global norm is clipped to this"""
-    normalize_advantages: bool = static(True)
-    """scale each batch's rewards by the std of its advantages (a reward-scale-free step)"""
     kmeans_samples: int = static(256, ">= 1")
     """tasks drawn at init to find the contexts"""
     candidates: int = static(64, ">= 1")
     """draws per sampled task, the first in the context kept (at least 8 · num_contexts)"""
-    hidden_sizes: tuple[int, ...] = static((32, 32))
-    """local policy MLP widths"""
     global_hidden_sizes: tuple[int, ...] = static((64, 64))
     """global policy MLP widths"""
-    activation: str = static("tanh", ACTIVATIONS)
-    """MLP activation"""
 
     @property
     def steps_per_update(self) -> int:
@@ -99,10 +82,7 @@ class Config(BaseConfig):
             raise ValueError(f"candidates = {self.candidates} must be >= 8 · num_contexts = "
                              f"{8 * self.num_contexts} (so a draw in each context is nearly "
                              "certain)")
-        if self.total_timesteps < self.steps_per_update:
-            raise ValueError(f"total_timesteps = {self.total_timesteps} is smaller than one "
-                             f"update (num_contexts · num_envs · horizon = "
-                             f"{self.steps_per_update}); raise total_timesteps")
+        self.check_one_update("num_contexts", self.num_contexts)
 
 
 class TrainState(struct.PyTreeNode):

@@ -44,13 +44,14 @@ from jaxrl.losses.meta import dice_objective, distillation_kl, leave_one_out_mea
 from jaxrl.models.actor_critic import make_torso
 from jaxrl.models.heads import CategoricalHead, GaussianHead
 from jaxrl.rollout import rollout
+from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 
-__all__ = ["TASK_SAMPLERS", "VARIANTS", "Episodes", "Policy", "TaskEnv", "TaskState", "adapt",
-           "adaptation_returns", "adaptive_coefficient", "check_horizon", "check_num_envs",
-           "check_task_shapes", "distill_step", "episode_objective", "explore", "fixed_tasks",
-           "kmeans", "make_policy", "meta_gradient", "mimic_kl", "policy_gradient_step",
-           "sample_episodes", "sample_in_region", "task_features", "task_sampler",
-           "with_task_features"]
+__all__ = ["TASK_SAMPLERS", "VARIANTS", "Episodes", "MimicConfig", "Policy", "TaskEnv",
+           "TaskState", "adapt", "adaptation_returns", "adaptive_coefficient", "check_horizon",
+           "check_num_envs", "check_task_shapes", "distill_step", "episode_objective", "explore",
+           "fixed_tasks", "kmeans", "make_policy", "meta_gradient", "mimic_kl",
+           "policy_gradient_step", "sample_episodes", "sample_in_region", "task_features",
+           "task_sampler", "with_task_features"]
 
 VARIANTS = ("maml", "fomaml", "reptile")
 
@@ -95,6 +96,42 @@ def check_num_envs(num_envs: int) -> None:
     if num_envs < 2:
         raise ValueError(f"num_envs must be >= 2 (the leave-one-out baseline needs two "
                          f"episodes per batch), got {num_envs}")
+
+
+
+class MimicConfig(BaseConfig):
+    """The fields of an agent that trains several policies by policy gradient, one per task or
+    context (distill's teachers, dnc's local policies), and one policy to mimic them."""
+
+    total_timesteps: int = static(240_000, ">= 1")
+    """env steps of the per-task policies in all (each update takes steps_per_update)"""
+    num_envs: int = static(10, ">= 1")
+    """episodes per task per update (the baseline needs 2); the mimicking policy runs as many"""
+    horizon: int = static(20, ">= 1")
+    """steps of each episode (at most the env's time limit)"""
+    learning_rate: float = hyper(3e-3, "> 0")
+    """per-task policies' Adam step size"""
+    distill_steps: int = static(4, ">= 1")
+    """mimicking policy's steps per update, each on all the per-task policies' states of that
+    update"""
+    max_grad_norm: float = hyper(1.0, "> 0")
+    """each gradient's global norm is clipped to this"""
+    normalize_advantages: bool = static(True)
+    """scale each batch's rewards by the std of its advantages (a reward-scale-free step)"""
+    hidden_sizes: tuple[int, ...] = static((32, 32))
+    """per-task policy MLP widths"""
+    activation: str = static("tanh", ACTIVATIONS)
+    """MLP activation"""
+
+    def check_one_update(self, policies: str, count: int) -> None:
+        """``ValueError`` unless each batch holds two episodes and ``total_timesteps`` covers
+        one update of ``count`` policies (``policies`` names that count in the message)."""
+        check_num_envs(self.num_envs)
+        steps = count * self.num_envs * self.horizon
+        if self.total_timesteps < steps:
+            raise ValueError(f"total_timesteps = {self.total_timesteps} is smaller than one "
+                             f"update ({policies} · num_envs · horizon = {steps}); raise "
+                             "total_timesteps")
 
 
 def check_horizon(horizon: int, env_params: Any) -> None:
