@@ -16,11 +16,17 @@ The demonstrations are ``--demo-steps`` transitions of the scripted expert
 env steps, the critic warm-up's included. Also reported: the score at the first update and the
 lowest score over the first 10 % of updates (does finetuning drop below the pretrained policy?).
 
-``--family offline_online`` (``Pendulum-v1``): IQL offline → online finetuning. One offline IQL
-run (``--offline-steps`` gradient steps, seed 0) on the demonstrations, then ``--steps`` env steps
-of ``iql --init-from`` that run (its networks copied, the dataset kept as half of every batch),
-``--seeds`` online seeds; row ``"<env> iql offline → online"``: the score at update 1 is the first
+``--family offline_online`` (``Pendulum-v1``): IQL (or ``--offline-algo awac``) offline →
+online finetuning. One offline run (``--offline-steps`` gradient steps, seed 0) on the
+demonstrations, then ``--steps`` env steps of ``--init-from`` that run (its networks copied, the
+dataset kept as half of every batch), ``--seeds`` online seeds; row
+``"<env> <algo> offline → online"``: the score at update 1 is the first
 online evaluation (after ``log_frequency`` steps), the offline run's final score is recorded too.
+
+``--family hybrid``: PPO from scratch against the hybrid objective alone at each
+``--hybrid λ0,DECAY`` (rows keyed ``"<env> hybrid <steps> steps"``; ``--skip-scratch``: the
+hybrid settings only). Also recorded: the imitation term ``demo_nll`` at the first and last
+update.
 
 ``--family replay``: demonstrations in the replay buffer instead (a partition never
 overwritten, ``demo_ratio`` of every batch): DQN against DQfD (the large-margin loss) on
@@ -49,7 +55,7 @@ import jax
 import numpy as np
 
 from jaxrl import datasets, envs, runner
-from jaxrl.agents import dqn, iql, ppo, sac
+from jaxrl.agents import awac, dqn, iql, ppo, sac
 from jaxrl.datasets.generation import generate
 
 RESULTS = Path(__file__).parent / "results"
@@ -73,25 +79,29 @@ REPLAY_CONFIGS = {
 }
 
 
-# IQL's offline run and its online continuation share the networks and the batch size.
-OFFLINE_ONLINE = iql.Config(hidden_sizes=(64, 64), batch_size=128, eval_episodes=8,
-                            log_frequency=500, buffer_size=20_000, offline_ratio=0.5)
+# The offline run and its online continuation share the networks and the batch size.
+OFFLINE_ONLINE = {
+    name: (module, module.Config(hidden_sizes=(64, 64), batch_size=128, eval_episodes=8,
+                                 log_frequency=500, buffer_size=20_000, offline_ratio=0.5))
+    for name, module in (("iql", iql), ("awac", awac))}
 
 
 def offline_online_runs(env_id: str, demos: str, directory: Path, offline_steps: int,
-                        result: dict, score) -> dict:
-    """The offline IQL run (seed 0, in ``directory``) and the online config continuing it."""
-    out = directory / "iql-offline"
+                        result: dict, score, algo: str = "iql") -> dict:
+    """The offline ``algo`` run (seed 0, in ``directory``) and the online config continuing
+    it."""
+    module, base = OFFLINE_ONLINE[algo]
+    out = directory / f"{algo}-offline"
     start = time.perf_counter()
-    offline = runner.run("iql", env_id, OFFLINE_ONLINE.replace(
+    offline = runner.run(algo, env_id, base.replace(
         total_gradient_steps=offline_steps, log_frequency=offline_steps), seeds=1,
         dataset=demos, out=out, progress=False)
     returns = np.asarray(jax.device_get(offline.metrics["eval_return"]))
     result["offline"] = {"gradient_steps": offline_steps,
                          "final_score": rounded(score(returns[:, -1])),
                          "wall_s": round(time.perf_counter() - start, 1)}
-    print(env_id, "iql offline", result["offline"], flush=True)
-    return {"iql offline → online": (iql, OFFLINE_ONLINE, {"init_from": str(out)})}
+    print(env_id, algo, "offline", result["offline"], flush=True)
+    return {f"{algo} offline → online": (module, base, {"init_from": str(out)})}
 
 
 def replay_techniques(env_id: str, demos: str) -> dict[str, dict]:
@@ -110,6 +120,17 @@ def techniques(demos: str) -> dict[str, dict]:
             "pretrain+hybrid": {**pretrain, **hybrid}}
 
 
+def hybrid_settings(demos: str, settings: list[str], scratch: bool = True) -> dict[str, dict]:
+    """Scratch (unless not ``scratch``) and the hybrid objective alone at each ``λ0,decay`` of
+    ``settings``."""
+    runs = {"scratch": {}} if scratch else {}
+    for setting in settings:
+        coef, decay = map(float, setting.split(","))
+        runs[f"hybrid λ0={coef:g} decay={decay:g}"] = {"demo_dataset": demos, "demo_coef": coef,
+                                                       "demo_decay": decay}
+    return runs
+
+
 def rounded(values: np.ndarray) -> list[float]:
     return [round(float(value), 1) for value in values]
 
@@ -120,7 +141,9 @@ def first_reaching(steps: np.ndarray, scores: np.ndarray, threshold: float) -> i
 
 
 def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
-            threshold: float, family: str = "ppo", offline_steps: int = 5_000) -> dict:
+            threshold: float, family: str = "ppo", offline_steps: int = 5_000,
+            hybrid: list[str] | None = None, offline_algo: str = "iql",
+            scratch: bool = True) -> dict:
     env, env_params = envs.make(env_id)
     demonstrations = generate(env_id, "expert", demo_steps, expert_algo="scripted")
     reference = demonstrations.metadata["reference_returns"]
@@ -141,15 +164,17 @@ def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
               "reference_returns": reference, "threshold": threshold, "score": unit, "runs": {}}
     make_kwargs = {}
     if family == "offline_online":
-        runs = offline_online_runs(env_id, demo_file, directory, offline_steps, result, score)
+        runs = offline_online_runs(env_id, demo_file, directory, offline_steps, result, score,
+                                   offline_algo)
         make_kwargs = {"dataset": datasets.load(demo_file)}
     elif family == "replay":
         module, base = REPLAY_CONFIGS[env_id]
         runs = {name: (module, base, fields)
                 for name, fields in replay_techniques(env_id, demo_file).items()}
     else:
-        runs = {name: (ppo, CONFIGS[env_id], fields)
-                for name, fields in techniques(demo_file).items()}
+        chosen = (hybrid_settings(demo_file, hybrid, scratch) if family == "hybrid"
+                  else techniques(demo_file))
+        runs = {name: (ppo, CONFIGS[env_id], fields) for name, fields in chosen.items()}
     for name, (module, base, fields) in runs.items():
         config = base.replace(total_timesteps=total_steps, **fields)
         start = time.perf_counter()
@@ -168,6 +193,9 @@ def run_env(env_id: str, total_steps: int, seeds: int, demo_steps: int,
             "min_first_10pct": rounded(scores[:, :early].min(1)),
             "final_score": rounded(scores[:, -1]),
             "wall_s": round(seconds, 1)}
+        if "demo_nll" in metrics:  # the imitation term, first and last update (seed mean)
+            nll = np.asarray(metrics["demo_nll"]).reshape(seeds, steps.shape[1], -1).mean((0, 2))
+            result["runs"][name]["demo_nll_first_last"] = rounded(nll[[0, -1]])
         print(env_id, name, result["runs"][name], flush=True)
     return result
 
@@ -189,12 +217,19 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=sorted(CONFIGS), required=True)
-    parser.add_argument("--family", choices=("ppo", "replay", "offline_online"), default="ppo",
+    parser.add_argument("--family", choices=("ppo", "hybrid", "replay", "offline_online"),
+                        default="ppo",
                         help="ppo: pre-train / hybrid; replay: DQfD (MountainCar) or SAC + "
                              "demonstrations (Pendulum); offline_online: IQL offline → "
                              "online (Pendulum)")
+    parser.add_argument("--hybrid", action="append", default=[], metavar="λ0,DECAY",
+                        help="hybrid family: a demo_coef,demo_decay setting (repeatable)")
+    parser.add_argument("--skip-scratch", action="store_true",
+                        help="hybrid family: the hybrid settings only")
     parser.add_argument("--offline-steps", type=int, default=5_000,
-                        help="gradient steps of the offline IQL run (offline_online)")
+                        help="gradient steps of the offline run (offline_online)")
+    parser.add_argument("--offline-algo", choices=sorted(OFFLINE_ONLINE), default="iql",
+                        help="offline_online: the algorithm run offline, then online")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--demo-steps", type=int, default=10_000)
@@ -203,14 +238,22 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "demos_cpu.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
     name = args.env
     if args.family == "replay":
         name = f"{args.env} {REPLAY_CONFIGS[args.env][0].__name__.rsplit('.', 1)[-1]}"
     elif args.family == "offline_online":
-        name = f"{args.env} iql offline → online"
-    results[name] = run_env(args.env, args.steps, args.seeds, args.demo_steps, args.threshold,
-                            args.family, args.offline_steps)
+        name = f"{args.env} {args.offline_algo} offline → online"
+    elif args.family == "hybrid":
+        name = f"{args.env} hybrid {args.steps:,} steps"
+    result = run_env(args.env, args.steps, args.seeds, args.demo_steps, args.threshold,
+                     args.family, args.offline_steps, args.hybrid, args.offline_algo,
+                     not args.skip_scratch)
+    # Merged when written: another run of this script may have added its rows meanwhile (and
+    # hybrid runs of one length add their rows to one entry).
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if args.family == "hybrid" and name in results:
+        result["runs"] = {**results[name]["runs"], **result["runs"]}
+    results[name] = result
     path.write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "demos_cpu.md").write_text(markdown(results))
     print(markdown(results))

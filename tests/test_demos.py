@@ -20,6 +20,7 @@ from jaxrl import datasets, envs, ope, replay, runner
 from jaxrl.agents import bc, dqn, is_pg, ppo, sac
 from jaxrl.cli import main
 from jaxrl.envs.experts import cartpole_expert, pendulum_expert
+from jaxrl.training.agent import train_from_agent
 from jaxrl.training.on_policy import split_actor_critic
 from jaxrl.training.pretrain import large_margin_loss
 
@@ -102,7 +103,7 @@ def test_pretraining_clones_the_demonstrations(demo_file, cartpole):
     assert np.mean(np.asarray(greedy) == demos.actions) > 0.9
 
 
-@pytest.mark.parametrize("case", ["env", "network", "spaces", "missing"])
+@pytest.mark.parametrize("case", ["env", "network", "spaces", "missing", "box"])
 def test_bad_input_is_one_error_line(case, bc_run, demo_file, capsys, tmp_path):
     # A dataset that does not say its env: only its spaces can tell it does not fit.
     unlabelled = str(datasets.save(tmp_path / "pairs.npz", expert_pairs(8, env_id=None)))
@@ -111,14 +112,41 @@ def test_bad_input_is_one_error_line(case, bc_run, demo_file, capsys, tmp_path):
             "network": ["--env", "CartPole-v1", "--init-from", bc_run],
             "spaces": ["--env", "Pendulum-v1", "--demo-dataset", unlabelled],
             "missing": ["--env", "CartPole-v1", "--pretrain-dataset", str(tmp_path / "no.npz")],
+            # PPO's Gaussian cannot copy bc's tanh-squashed policy of Box actions.
+            "box": ["--env", "Pendulum-v1", "--init-from", bc_run],
             }[case]
     assert main(["train", "ppo", *args, "--out", str(tmp_path / "run"), "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("jaxrl: error:") and err.strip().count("\n") == 0, err
     assert {"env": "trained on 'CartPole-v1'", "network": "incompatible network",
-            "spaces": "observation space", "missing": "no dataset file"}[case] in err
+            "spaces": "observation space", "missing": "no dataset file",
+            "box": "pass --pretrain-dataset FILE"}[case] in err
     assert not (tmp_path / "run").exists()
 
+
+@pytest.mark.slow
+def test_resumed_finetuning_run_equals_the_uninterrupted_run(bc_run, demo_file, tmp_path):
+    """PPO ``init_from`` a bc run with the hybrid objective and a critic warm-up, through the
+    runner: a copy of the finished run cut back to its first checkpoint and resumed
+    from ``config.json`` alone (the bc run and the demonstrations found again by their recorded
+    paths; λ_k from the restored update count) == the uninterrupted run, bitwise (state and
+    metrics.csv). One compile fewer than stopping a second run halfway."""
+    import shutil
+
+    config = ppo.Config(**{**TINY, "total_timesteps": 64}, init_from=bc_run, activation="tanh",
+                        demo_dataset=demo_file, demo_coef=0.5, demo_decay=0.5, critic_warmup=1,
+                        eval_episodes=1)
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    uninterrupted = runner.run("ppo", "CartPole-v1", config, out=reference, progress=False,
+                               checkpoint_every=2 * 16)
+    shutil.copytree(reference, out)
+    first, *later = sorted((out / "checkpoints").iterdir())
+    for newer in later:
+        shutil.rmtree(newer)
+    resumed = runner.resume_run(out, progress=False)
+    assert resumed.resumed_updates == int(first.name.split("_")[1]) < 4
+    assert leaves_equal(resumed.train_state, uninterrupted.train_state)
+    assert (out / "metrics.csv").read_bytes() == (reference / "metrics.csv").read_bytes()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,6 +255,18 @@ def test_sac_hybrid_term_moves_the_actor_towards_the_demonstrations(pendulum_dem
     before, after, metrics = errors(jax.random.key(0))
     assert after < before - 0.1, (before, after)
     assert np.isfinite(metrics["demo_nll"]).all()
+
+
+def test_sac_critic_warmup_fits_the_critics_alone():
+    """``critic_warmup`` = all 16 gradient steps of the tiny run: the actor and α stay bitwise
+    as initialised while the critics move (the policy's first update waits for them)."""
+    env, env_params = envs.make("Pendulum-v1")
+    agent = sac.make_agent(sac.Config(**REPLAY_TINY, critic_warmup=16), env, env_params)
+    initial, (final, _) = jax.jit(lambda key: (agent.init(key), train_from_agent(agent)(key)))(
+        jax.random.key(0))
+    assert leaves_equal(final.params["actor"], initial.params["actor"])
+    assert leaves_equal(final.params["log_alpha"], initial.params["log_alpha"])
+    assert not leaves_equal(final.params["critic"], initial.params["critic"])
 
 
 @pytest.mark.slow
@@ -381,25 +421,29 @@ def test_finetuning_from_bc_keeps_the_pretrained_score(demo_file, cartpole):
 OFFLINE_TINY = {"batch_size": 16, "eval_episodes": 1, "hidden_sizes": (8,)}
 
 
-def test_iql_init_from_copies_every_network_and_finetunes_online(pendulum_demo_file,
-                                                                 monkeypatch):
-    """``init_from`` copies the actor, critics, value network and target critic bitwise; one
+@pytest.mark.parametrize("algo", ["iql", "awac"])
+def test_init_from_copies_every_network_and_finetunes_online(algo, pendulum_demo_file,
+                                                             monkeypatch):
+    """IQL and AWAC ``init_from`` copy the actor, critics, value network (IQL) and target
+    critic bitwise; one
     online update steps the env 4 times (1 random warm-up step first), moves the networks and
     writes only env transitions to the online buffer (the offline rows are the closed-over
     demonstration partition, which nothing writes). The offline learner is an initialised one
     handed to the loader (the run directory is read in the slow end-to-end test)."""
-    from jaxrl.agents import iql
+    from jaxrl.agents import awac, iql
     from jaxrl.training import offline
+
+    module = {"iql": iql, "awac": awac}[algo]
 
     env, env_params = envs.make("Pendulum-v1")
     dataset = datasets.load(pendulum_demo_file)
-    offline_agent = iql.make_agent(iql.Config(total_gradient_steps=4, log_frequency=4,
+    offline_agent = module.make_agent(module.Config(total_gradient_steps=4, log_frequency=4,
                                               **OFFLINE_TINY), env, env_params, dataset)
     saved = offline_agent.init(jax.random.key(0)).learner
     monkeypatch.setattr(offline, "load_offline_learner", lambda *args: (saved, dataset))
-    config = iql.Config(init_from="offline-run", total_timesteps=5, log_frequency=4,
+    config = module.Config(init_from="offline-run", total_timesteps=5, log_frequency=4,
                         buffer_size=8, offline_ratio=0.5, **OFFLINE_TINY)
-    agent = iql.make_agent(config, env, env_params, dataset)
+    agent = module.make_agent(config, env, env_params, dataset)
     assert (agent.num_updates, agent.steps_per_update, agent.initial_steps) == (1, 4, 1)
     state, (finetuned, metrics) = jax.jit(lambda key: (s := agent.init(key), agent.update(s)))(
         jax.random.key(3))
@@ -408,7 +452,7 @@ def test_iql_init_from_copies_every_network_and_finetunes_online(pendulum_demo_f
         assert jax.tree.structure(copied) == jax.tree.structure(original)
         for a, b in zip(jax.tree.leaves(copied), jax.tree.leaves(original), strict=True):
             np.testing.assert_array_equal(a, b)
-    assert set(state.params) == {"actor", "critic", "value"}
+    assert set(state.params) == {"actor", "critic", *(["value"] if algo == "iql" else [])}
     assert int(finetuned.buffer.size) == 5 and int(metrics["step"]) == 5
     assert np.isfinite(metrics["eval_return"]) and np.isfinite(metrics["critic_loss"])
     moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), finetuned.params, saved.params)

@@ -13,7 +13,9 @@ Demonstrations (course notes 004, data initialisation and the hybrid objective):
 ``demo_dataset`` they sit in a replay partition that is never overwritten, ``demo_ratio`` of
 every batch comes from it, and the actor adds ``λ_k · (-log π(a_E|s))`` on those rows
 (``demo_coef``, ``demo_decay``; ``training.actor_critic``). ``init_from`` a ``bc`` run of
-Box actions starts from its policy (pre-train & finetune; ``pretrain.tanh_actor_from_run``).
+Box actions starts from its policy (pre-train & finetune; ``pretrain.tanh_actor_from_run``);
+``critic_warmup`` gradient steps then fit the critics to that policy's own soft values (targets
+with ``a' ~ π(·|s')``) before its first update, so early updates do not follow untrained critics.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class Config(SACConfig, off_policy.DemoReplayFields):
     init_from: str = static("")
     """start from the policy of this run directory (a bc run, Box actions): its actor's torso
     and mean copied, the log-std layer and critics fresh (docs/demonstrations.md)"""
+    critic_warmup: int = static(0, ">= 0")
+    """gradient steps that fit the critics alone (actor and α held) before the first policy
+    update, so the critics evaluate the initial (e.g. init_from) policy first"""
 
 
 def make_agent(config: Config, env: Any, env_params: Any,
@@ -51,7 +56,7 @@ def make_agent(config: Config, env: Any, env_params: Any,
         initial_actor = pretrain.tanh_actor_from_run(config.init_from, env, env_params,
                                                      actor_template(config, parts),
                                                      config.activation)
-    hooks = sac_hooks(config, parts, initial_actor)
+    hooks = sac_hooks(config, parts, initial_actor, config.critic_warmup)
     return off_policy.make_off_policy_agent(config, parts, env_params, hooks,
                                             reward_transform, extensions,
                                             off_policy.demo_partition(config, env, env_params))

@@ -95,11 +95,15 @@ def actor_template(config: Any, parts: OffPolicySetup) -> Any:
     return jax.eval_shape(actor.init, jax.random.key(0), obs)
 
 
-def sac_hooks(config: Any, parts: OffPolicySetup, initial_actor: Any = None) -> OffPolicyHooks:
+def sac_hooks(config: Any, parts: OffPolicySetup, initial_actor: Any = None,
+              critic_warmup: int = 0) -> OffPolicyHooks:
     """SAC's ``init`` / ``explore`` / ``gradient_step`` / ``act`` (module docstring).
 
     ``initial_actor`` (``{"torso": ..., "mean": ...}``, ``pretrain.tanh_actor_from_run``)
     replaces the actor's torso and mean layer at ``init``; its log-σ layer stays fresh.
+    ``critic_warmup`` (SAC's field, default 0): the first that many gradient steps update the
+    critics alone (actor and α held), so the critics evaluate the initial policy — their soft
+    Bellman targets take ``a' ~ π(·|s')`` — before its first update (pre-train & finetune).
 
     ``config`` provides the ``SACConfig`` fields (``policy_lr``, ``q_lr``, ``alpha``,
     ``autotune``, ``target_entropy_scale``, ``policy_frequency``) and the replay family's
@@ -169,6 +173,8 @@ def sac_hooks(config: Any, parts: OffPolicySetup, initial_actor: Any = None) -> 
         params["critic"], opt_state["critic"] = step("critic", params, opt_state, grads)
 
         delayed = optim.every(state.update_count, config.policy_frequency)
+        if critic_warmup:  # the first critic_warmup gradient steps fit the critics alone
+            delayed = jnp.logical_and(delayed, state.update_count > critic_warmup)
         alpha = temperature(params)
         if sample.demo is None:
             (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(

@@ -75,12 +75,13 @@ def actor_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
     ``actor_torso`` and a ``CategoricalHead``; its input normaliser ``(s - m) / σ`` is folded
     into the first layer (``W' = W / σ``, ``b' = b - (m / σ) W``).
     """
+    if not isinstance(env.action_space(env_params), Discrete):
+        # Checked first: no run of a Box env can be copied here, whatever the directory holds.
+        raise ValueError(f"--init-from {run_dir}: this agent's Gaussian policy cannot copy bc's "
+                         f"tanh-squashed one (Box actions); pass --pretrain-dataset FILE (the "
+                         f"bc run's dataset: maximum likelihood on it) instead, or train sac "
+                         f"--init-from {run_dir} (a tanh-squashed actor)")
     policy = _bc_policy(run_dir, env)
-    space = env.action_space(env_params)
-    if not isinstance(space, Discrete):
-        raise ValueError(f"--init-from {run_dir}: bc's continuous policy is a deterministic "
-                         f"squashed map, not a Gaussian; start with --pretrain-dataset FILE "
-                         f"(maximum likelihood on the demonstrations) instead")
     torso, output = _raw_observation_layers(run_dir, policy)
     actor = {"actor_torso": torso, "policy_head": {"Dense_0": output}}
     _check_network(run_dir, policy, actor, template, activation)
