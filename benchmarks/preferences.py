@@ -10,6 +10,10 @@ hidden down as β falls) shows. Writes ``benchmarks/results/preferences_cpu.{jso
 reward-vs-KL frontier ``preferences_frontier.png`` (also copied to ``docs/images/``).
 
     python benchmarks/preferences.py [--seeds 4] [--sweep-seeds 2] [--env Tokens-sort-v0]
+
+``--only-adaptive --cache FILE`` reruns only the adaptive-β RLHF row on ``--seeds`` seeds (seed
+``i`` is the same key as in a full run) and replaces that row in the existing JSON, markdown and
+plot.
 """
 
 from __future__ import annotations
@@ -122,6 +126,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--cache", default="",
                         help="pickle of (reference, reward model, pairs): read if present")
+    parser.add_argument("--only-adaptive", action="store_true",
+                        help="rerun only the adaptive-β row on --seeds seeds; keep the others")
     args = parser.parse_args()
     env, env_params = envs.make(args.env)
     reward = family.hidden_reward_fn(env)
@@ -162,43 +168,51 @@ def main() -> None:
         payload = {"env": args.env, "seeds": args.seeds, "sweep_seeds": args.sweep_seeds,
                    "samples": args.samples, "rlhf_tokens": RLHF_STEPS,
                    "device": jax.devices()[0].device_kind, "rows": rows,
-                   "elapsed_s": timings, "model": MODEL}
+                   "elapsed_s": timings, "model": MODEL, "adaptive_seeds": adaptive_seeds}
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "preferences_cpu.json").write_text(json.dumps(payload, indent=1))
 
-    reference_row = report(reference_params)
-    add("sft (reference)", [reference_row])
-    rows["reward model"] = {**rm_row, "score_std_on_reference": reference_row["raw_score_std"]}
+    adaptive_seeds = args.sweep_seeds
+    if args.only_adaptive:
+        earlier = json.loads((RESULTS / "preferences_cpu.json").read_text())
+        rows.update(earlier["rows"])
+        timings.update(earlier["elapsed_s"])
+        adaptive_seeds, args.seeds = args.seeds, earlier["seeds"]
+        args.sweep_seeds = earlier["sweep_seeds"]
+    else:
+        reference_row = report(reference_params)
+        add("sft (reference)", [reference_row])
+        rows["reward model"] = {**rm_row, "score_std_on_reference": reference_row["raw_score_std"]}
 
-    @partial(jax.jit, static_argnums=0)
-    def best_and_reference(n, key, reference_params, scorer_params):
-        best = family.best_of_n(key, family.SequencePolicy(model, reference_params),
-                                family.SequencePolicy(model, scorer_params), n, args.samples)
-        reference_tokens, _ = family.sample(model, reference_params, jax.random.fold_in(key, 1),
-                                            args.samples)
-        return reward(best), reward(reference_tokens)
+        @partial(jax.jit, static_argnums=0)
+        def best_and_reference(n, key, reference_params, scorer_params):
+            best = family.best_of_n(key, family.SequencePolicy(model, reference_params),
+                                    family.SequencePolicy(model, scorer_params), n, args.samples)
+            reference_tokens, _ = family.sample(model, reference_params, jax.random.fold_in(key, 1),
+                                                args.samples)
+            return reward(best), reward(reference_tokens)
 
-    for n in (4, 16):
-        per_seed = []
-        for key in keys:
-            hidden, ref_hidden = map(np.asarray, best_and_reference(n, key, reference_params,
-                                                                     scorer_params))
-            per_seed.append({"win_rate": float(np.mean((hidden > ref_hidden)
-                                                       + 0.5 * (hidden == ref_hidden))),
-                             "eval_return": float(hidden.mean()),
-                             "kl": float(np.log(n) - (n - 1) / n)})
-        add(f"best-of-{n} (KL: the bound log n - (n-1)/n)", per_seed)
-    save()
+        for n in (4, 16):
+            per_seed = []
+            for key in keys:
+                hidden, ref_hidden = map(np.asarray, best_and_reference(n, key, reference_params,
+                                                                         scorer_params))
+                per_seed.append({"win_rate": float(np.mean((hidden > ref_hidden)
+                                                           + 0.5 * (hidden == ref_hidden))),
+                                 "eval_return": float(hidden.mean()),
+                                 "kl": float(np.log(n) - (n - 1) / n)})
+            add(f"best-of-{n} (KL: the bound log n - (n-1)/n)", per_seed)
+        save()
 
-    for name, module, config in (
-            ("dpo (β = 0.1)", dpo, dpo.Config(total_gradient_steps=600, log_frequency=300,
-                                             batch_size=64, beta=0.1)),
-            ("ipo (τ = 0.1)", ipo, ipo.Config(total_gradient_steps=600, log_frequency=300,
-                                             batch_size=64, tau=0.1))):
-        agent = module.make_agent(config, env, env_params, reference, pairs)
-        states, _ = jax.jit(jax.vmap(train_from_agent(agent)))(keys)
-        add(name, [report(seed_state(states, i).params) for i in range(args.seeds)])
-    save()
+        for name, module, config in (
+                ("dpo (β = 0.1)", dpo, dpo.Config(total_gradient_steps=600, log_frequency=300,
+                                                 batch_size=64, beta=0.1)),
+                ("ipo (τ = 0.1)", ipo, ipo.Config(total_gradient_steps=600, log_frequency=300,
+                                                 batch_size=64, tau=0.1))):
+            agent = module.make_agent(config, env, env_params, reference, pairs)
+            states, _ = jax.jit(jax.vmap(train_from_agent(agent)))(keys)
+            add(name, [report(seed_state(states, i).params) for i in range(args.seeds)])
+        save()
 
     def run_rlhf(configs, seed_keys):
         """One jitted, vmapped run per (config, seed) pair; configs batched over a hyper."""
@@ -218,10 +232,10 @@ def main() -> None:
         return rlhf.policy_params(config, env_params, seed_state(states, i), reference).params
 
     base = rlhf.Config(total_timesteps=RLHF_STEPS)
-    for name, config, seeds in (
-            ("rlhf (β = 0.1)", base.replace(kl_coef=0.1), args.seeds),
+    runs = (("rlhf (β = 0.1)", base.replace(kl_coef=0.1), args.seeds),
             ("rlhf (adaptive β, target 3 nats)", base.replace(kl_coef=0.1, adaptive_kl=True,
-                                                            target_kl=3.0), args.sweep_seeds)):
+                                                            target_kl=3.0), adaptive_seeds))
+    for name, config, seeds in runs[1:] if args.only_adaptive else runs:
         configs = jax.tree.map(lambda leaf, seeds=seeds: jnp.stack([leaf] * seeds), config)
         states, metrics = run_rlhf(configs, keys[:seeds])
         extra = ({"final_kl_coef": np.asarray(metrics["kl_coef"][:, -1]).tolist()}
@@ -231,14 +245,15 @@ def main() -> None:
 
     # The β sweep: one batch of len(BETAS) × sweep_seeds runs, β a vmapped hyperparameter.
     settings = [(beta, i) for beta in BETAS for i in range(args.sweep_seeds)]
-    configs = jax.tree.map(lambda *leaves: jnp.stack(leaves),
-                           *[base.replace(kl_coef=beta) for beta, _ in settings])
-    states, _ = run_rlhf(configs, jnp.stack([keys[i] for _, i in settings]))
-    for beta in BETAS:
-        per_seed = [report(policy(base, states, j))
-                    for j, (b, _) in enumerate(settings) if b == beta]
-        add(f"rlhf β = {beta:g} (sweep)", per_seed, {"beta": beta})
-    save()
+    if not args.only_adaptive:
+        configs = jax.tree.map(lambda *leaves: jnp.stack(leaves),
+                               *[base.replace(kl_coef=beta) for beta, _ in settings])
+        states, _ = run_rlhf(configs, jnp.stack([keys[i] for _, i in settings]))
+        for beta in BETAS:
+            per_seed = [report(policy(base, states, j))
+                        for j, (b, _) in enumerate(settings) if b == beta]
+            add(f"rlhf β = {beta:g} (sweep)", per_seed, {"beta": beta})
+        save()
 
     lines = [f"Preferences on {args.env} ({args.seeds} seeds unless a row says otherwise; "
              f"{args.samples} samples per score; reference = SFT on ε = 0.4 demonstrations; "
