@@ -20,7 +20,8 @@ Other experiments (``--experiment``), each writing ``meta_cpu_<experiment>_<env>
 - ``distill``: ``agents.distill`` on ``--tasks`` tasks (teachers learn for the first two thirds
   of ``--updates``): each task's teacher against the student, on fresh episodes of each task;
 - ``dnc``: ``agents.dnc`` with 4 contexts against one policy trained on all initial states
-  (``num_contexts=1``), the same env steps: the global and local returns;
+  (``num_contexts=1``), the same env steps: the global and local returns; ``--starts``:
+  ``Pendulum-v1`` whose contexts are regions of the initial angle (``meta.PendulumStarts``);
 - ``finetune`` (forward transfer, course notes §22): multi-task PPO with the task hidden
   (domain randomisation) pretrained for ``--updates`` PPO updates on the family, then finetuned
   for half as many (all its weights; or "policy only": its policy mean, with a fresh critic
@@ -66,6 +67,16 @@ def main() -> None:
     parser.add_argument("--skip-multitask", action="store_true",
                         help="adapt: leave out the multi-task PPO baseline")
     parser.add_argument("--suffix", default="", help="appended to the result files' name")
+    parser.add_argument("--starts", action="store_true",
+                        help="dnc on Pendulum-v1: contexts are initial-angle regions "
+                             "(training.meta.PendulumStarts) instead of task params")
+    parser.add_argument("--inner-lr", type=float, default=0.01, help="adapt: inner step size α")
+    parser.add_argument("--learning-rate", type=float, default=3e-3,
+                        help="adapt: outer Adam step size β")
+    parser.add_argument("--inner-steps", type=int, default=1,
+                        help="adapt: inner steps while meta-training")
+    parser.add_argument("--num-envs", type=int, default=10,
+                        help="adapt: episodes per task per inner step")
     args = parser.parse_args()
     {"adapt": adaptation, "distill": distillation, "dnc": divide_and_conquer,
      "finetune": finetune}[args.experiment](args)
@@ -74,8 +85,9 @@ def main() -> None:
 def adaptation(args: argparse.Namespace) -> None:
     """The adaptation curves (module docstring)."""
     env, params = envs.make(args.env, max_steps_in_episode=args.horizon)
-    base = maml.Config(meta_batch_size=args.tasks, num_envs=10, horizon=args.horizon,
-                       learning_rate=3e-3, hidden_sizes=(32, 32))
+    base = maml.Config(meta_batch_size=args.tasks, num_envs=args.num_envs, horizon=args.horizon,
+                       learning_rate=args.learning_rate, inner_lr=args.inner_lr,
+                       inner_steps=args.inner_steps, hidden_sizes=(32, 32))
     base = base.replace(total_timesteps=base.steps_per_update * args.updates)
     sample_task = meta.task_sampler(env, params)
     held_out = jax.vmap(sample_task)(jax.random.split(jax.random.key(123), HELD_OUT))
@@ -90,7 +102,9 @@ def adaptation(args: argparse.Namespace) -> None:
     seeds = jax.random.split(jax.random.key(0), args.seeds)
     result = {"env": args.env, "horizon": args.horizon, "tasks_per_update": args.tasks,
               "updates": args.updates, "seeds": args.seeds, "env_steps": base.total_timesteps,
-              "held_out_tasks": HELD_OUT, "inner_lr": base.inner_lr, "curves": {},
+              "held_out_tasks": HELD_OUT, "inner_lr": base.inner_lr,
+              "learning_rate": base.learning_rate, "inner_steps": base.inner_steps,
+              "num_envs": base.num_envs, "curves": {},
               "seconds": {}}
     for variant in args.variants.split(","):
         config = base.replace(variant=variant)
@@ -214,7 +228,12 @@ def distillation(args: argparse.Namespace) -> None:
 
 def divide_and_conquer(args: argparse.Namespace) -> None:
     """DnC with 4 contexts against one policy on all initial states (module docstring)."""
-    env, params = envs.make(args.env, max_steps_in_episode=args.horizon)
+    if args.starts:
+        if args.env != "Pendulum-v1":
+            raise SystemExit("--starts: initial-angle regions are made for Pendulum-v1")
+        env, params = meta.PendulumStarts.make(max_steps_in_episode=args.horizon)
+    else:
+        env, params = envs.make(args.env, max_steps_in_episode=args.horizon)
     result = {"env": args.env, "horizon": args.horizon, "updates": args.updates,
               "seeds": args.seeds, "runs": {}}
     rows = []
@@ -231,7 +250,8 @@ def divide_and_conquer(args: argparse.Namespace) -> None:
         run["env_steps"] = config.total_timesteps
         result["runs"][contexts] = run
         print(contexts, run["seconds"], flush=True)
-    rows = [f"{args.env}, horizon {args.horizon}: {args.updates} updates of 40 episodes "
+    starts = ", contexts: initial-angle regions (PendulumStarts)" if args.starts else ""
+    rows = [f"{args.env}{starts}, horizon {args.horizon}: {args.updates} updates of 40 episodes "
             f"({result['runs'][4]['env_steps']:,} env steps), {args.seeds} seeds; mean "
             "return of the last 5 updates (mean ± std over seeds)", "",
             "| method | global policy | local policies | KL(local ‖ global) | λ | train s |",
@@ -243,7 +263,8 @@ def divide_and_conquer(args: argparse.Namespace) -> None:
         rows.append(f"| {label} | {_cell(last['global_return'])} | "
                     f"{_cell(last['local_return'])} | {_cell(last['distill_kl'])} | "
                     f"{_cell(last['lambda'])} | {run['seconds']:.0f} |")
-    _write(f"meta_cpu_dnc_{args.env.split('-')[0].lower()}", result, rows)
+    _write(f"meta_cpu_dnc_{args.env.split('-')[0].lower()}{'_starts' if args.starts else ''}"
+           f"{args.suffix}", result, rows)
 
 
 class _FixedTask:

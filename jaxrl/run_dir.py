@@ -29,25 +29,29 @@ import numpy as np
 from jaxrl import checkpoint, registry
 from jaxrl.training.config import config_from_dict, config_to_dict
 
-__all__ = ["KEEP_CHECKPOINTS", "LEGACY_METRICS", "PATH_FIELDS", "RUN_IDENTITY", "MetricsFile",
-           "RunSpec", "check_same_run", "csv_rows", "default_out_dir", "git_revision", "identity",
-           "latest_checkpoint", "read_run", "resolve_paths", "resume_metrics", "return_metric",
-           "save_checkpoint", "versions", "write_json_atomic"]
+__all__ = ["KEEP_CHECKPOINTS", "LEGACY_METRICS", "PATH_FIELDS", "PATH_LIST_FIELDS", "RUN_IDENTITY",
+           "MetricsFile", "RunSpec", "check_same_run", "csv_rows", "default_out_dir",
+           "git_revision", "identity", "latest_checkpoint", "read_run", "resolve_paths",
+           "resume_metrics", "return_metric", "save_checkpoint", "versions", "write_json_atomic"]
 
 
 VERSIONED_PACKAGES = ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax",
                       "brax", "numpy")
 
 PATH_FIELDS = ("init_from", "pretrain_dataset", "demo_dataset")
+PATH_LIST_FIELDS = ("teachers",)
+"""Config fields that hold several paths (``distill --teachers``), made absolute the same way."""
 """Config fields that name files (``jaxrl.training.pretrain``); ``config.json`` records them as
 absolute paths."""
 
 
 def resolve_paths(config: Any) -> Any:
-    """``config`` with its set ``PATH_FIELDS`` made absolute (a resume from elsewhere finds
-    them); configs without them come back unchanged."""
-    paths = {name: str(Path(getattr(config, name)).resolve()) for name in PATH_FIELDS
-             if getattr(config, name, "")}
+    """``config`` with its set ``PATH_FIELDS`` and ``PATH_LIST_FIELDS`` made absolute (a resume
+    from elsewhere finds them); configs without them come back unchanged."""
+    paths: dict[str, Any] = {name: str(Path(getattr(config, name)).resolve())
+                             for name in PATH_FIELDS if getattr(config, name, "")}
+    paths.update({name: tuple(str(Path(path).resolve()) for path in getattr(config, name))
+                  for name in PATH_LIST_FIELDS if getattr(config, name, ())})
     return config.replace(**paths) if paths else config
 
 

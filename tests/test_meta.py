@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
-from helpers import optimised_jit
+from helpers import leaves_equal, optimised_jit
 
 from jaxrl import envs
 from jaxrl.agents import distill, dnc, maml
@@ -167,6 +167,10 @@ def test_bad_input_is_one_clear_error(point_nav):
     other, other_params = envs.make("PointGoal-v0")
     with pytest.raises(ValueError, match="not a task family"):
         maml.make_agent(maml.Config(), other, other_params)
+    # A non-differentiable inner learner (an integer parameter has no gradient).
+    with pytest.raises(ValueError, match=r"inner learner must be differentiable.*\['steps'\]"):
+        meta.adapt(lambda p, batch: p["w"].sum(), {"w": jnp.ones(2), "steps": jnp.array(3)},
+                   [None], 0.1)
 
 
 class _PendulumParams(struct.PyTreeNode):
@@ -182,6 +186,22 @@ def test_pendulum_tasks_randomise_mass_and_length():
         values = np.asarray(getattr(tasks, name))
         assert values.min() >= 0.5 and values.max() <= 1.5 and values.std() > 0.2
     np.testing.assert_allclose(tasks.g, 10.0)
+
+
+def test_pendulum_starts_are_tasks_of_initial_angles():
+    env, params = meta.PendulumStarts.make(max_steps_in_episode=10)
+
+    @jax.jit
+    def draw(key):
+        tasks = jax.vmap(env.sample_task, in_axes=(0, None))(jax.random.split(key, 64), params)
+        return tasks, env.reset(key, jax.tree.map(lambda x: x[0], tasks))[0]
+
+    tasks, obs = draw(jax.random.key(0))
+    angles = np.asarray(tasks.start_angle)
+    assert angles.min() >= -np.pi and angles.max() <= np.pi and angles.std() > 1.0
+    np.testing.assert_allclose(tasks.physics.m, 1.0)  # Pendulum's own dynamics
+    np.testing.assert_allclose(obs[:2], [np.cos(angles[0]), np.sin(angles[0])], atol=1e-6)
+    assert abs(float(obs[2])) <= 1.0  # Pendulum's initial velocity draw
 
 
 def test_task_env_puts_the_task_in_the_observation(point_nav):
@@ -251,6 +271,85 @@ def test_distill_and_dnc_bad_input_is_one_clear_error(point_nav):
     other, other_params = envs.make("PointGoal-v0")
     with pytest.raises(ValueError, match="not a task family"):
         distill.make_agent(distill.Config(), other, other_params)
+
+
+# --- distillation from saved runs (--teachers) ----------------------------------------------
+
+def test_teacher_paths_are_recorded_absolute(tmp_path, monkeypatch):
+    from jaxrl.run_dir import resolve_paths
+
+    monkeypatch.chdir(tmp_path)
+    config = resolve_paths(distill.Config(teachers=("runs/a", "b")))
+    assert config.teachers == (str(tmp_path / "runs" / "a"), str(tmp_path / "b"))
+    assert resolve_paths(distill.Config()).teachers == ()
+
+
+@pytest.fixture(scope="module")
+def teacher_runs(tmp_path_factory):
+    """A tiny ppo run of PointNav-v0 (goal (0.3, 0.3)) and copies of it made into runs on other
+    goals, of another activation and of another env (config.json edited; the same checkpoint)."""
+    import json
+    import shutil
+
+    from jaxrl import runner
+    from jaxrl.agents import ppo
+
+    root = tmp_path_factory.mktemp("teachers")
+    config = ppo.Config(total_timesteps=8, num_envs=2, num_steps=4, update_epochs=1,
+                        hidden_sizes=(8,), eval_episodes=0)
+    runner.run("ppo", "PointNav-v0", config, out=root / "a", env_kwargs={"goal": [0.3, 0.3]},
+               progress=False)
+
+    def copy(name, edit):
+        shutil.copytree(root / "a", root / name)
+        record = json.loads((root / name / "config.json").read_text())
+        edit(record)
+        (root / name / "config.json").write_text(json.dumps(record))
+        return str(root / name)
+
+    return {"a": str(root / "a"),
+            "b": copy("b", lambda r: r["env_kwargs"].update(goal=[-0.3, -0.2])),
+            "relu": copy("relu", lambda r: r["config"].update(activation="relu")),
+            "pendulum": copy("pendulum", lambda r: r.update(env="Pendulum-v1", env_kwargs={}))}
+
+
+def test_distill_from_saved_runs(point_nav, teacher_runs):
+    from jaxrl.policy import load_policy
+
+    env, params = point_nav
+    config = distill.Config(teachers=(teacher_runs["a"], teacher_runs["b"]),
+                            total_timesteps=2 * 2 * 4 * 2, num_envs=2, horizon=4,
+                            distill_steps=1, hidden_sizes=(8,), student_hidden_sizes=(8,))
+    assert config.steps_per_update == 2 * 2 * 4  # the runs' count of tasks, not num_tasks
+    state, metrics = jax.jit(distill.make_train(config, env, params))(jax.random.key(0))
+    # Each teacher runs on its run's goal, with its run's parameters, which never change.
+    np.testing.assert_allclose(state.tasks.goal, [[0.3, 0.3], [-0.3, -0.2]])
+    saved = load_policy(teacher_runs["a"]).params
+    for i in range(2):
+        assert leaves_equal(jax.tree.map(lambda x, i=i: x[i], state.saved_teachers), saved)
+    assert set(metrics) == {"teacher_return", "episode_return", "student_return", "distill_nll"}
+    assert np.all(np.isfinite(np.asarray(metrics["distill_nll"])))
+
+
+def test_distill_from_saved_runs_bad_input_is_one_error_line(teacher_runs, tmp_path, capsys):
+    from jaxrl.cli import main
+
+    cases = {
+        "another env": (["--env", "Pendulum-v1", "--teachers", teacher_runs["a"]],
+                        "trained on 'PointNav-v0', not 'Pendulum-v1'"),
+        "mixed envs": (["--env", "PointNav-v0", "--teachers", teacher_runs["a"],
+                        teacher_runs["pendulum"]], "trained on 'Pendulum-v1'"),
+        "network": (["--env", "PointNav-v0", "--teachers", teacher_runs["a"],
+                     teacher_runs["relu"]], "incompatible networks (activation relu vs tanh)"),
+        "missing": (["--env", "PointNav-v0", "--teachers", str(tmp_path / "none")],
+                    "no run directory there"),
+        "frozen": (["--env", "PointNav-v0", "--teachers", teacher_runs["a"],
+                    "--teacher-updates", "3"], "drop --teacher-updates"),
+    }
+    for args, message in cases.values():
+        assert main(["train", "distill", *args, "--out", str(tmp_path / "out")]) != 0
+        err = capsys.readouterr().err
+        assert err.startswith("jaxrl: error:") and err.count("\n") == 1 and message in err, err
 
 
 # --- learning -------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ their system is not a pytree of task parameters that this module can resample.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxrl.envs.core import select_tree
+from jaxrl.envs.core import TimeLimitedEnv, select_tree
 from jaxrl.envs.meta import is_task_family
 from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.envs.wrappers import ClipAction
@@ -46,10 +47,11 @@ from jaxrl.models.heads import CategoricalHead, GaussianHead
 from jaxrl.rollout import rollout
 from jaxrl.training.config import ACTIVATIONS, BaseConfig, hyper, static
 
-__all__ = ["TASK_SAMPLERS", "VARIANTS", "Episodes", "MimicConfig", "Policy", "TaskEnv",
-           "TaskState", "adapt", "adaptation_returns", "adaptive_coefficient", "check_horizon",
-           "check_num_envs", "check_task_shapes", "distill_step", "episode_objective", "explore",
-           "fixed_tasks", "kmeans", "make_policy", "meta_gradient", "mimic_kl",
+__all__ = ["RUN_LENGTH_FIELDS", "TASK_SAMPLERS", "VARIANTS", "Episodes", "MimicConfig",
+           "PendulumStarts", "Policy", "StartParams", "TaskEnv", "TaskState", "Teachers", "adapt",
+           "adaptation_returns", "adaptive_coefficient", "check_horizon", "check_num_envs",
+           "check_task_shapes", "distill_step", "episode_objective", "explore", "fixed_tasks",
+           "kmeans", "load_teachers", "make_policy", "meta_gradient", "mimic_kl", "mimic_nll",
            "policy_gradient_step", "sample_episodes", "sample_in_region", "task_features",
            "task_sampler", "with_task_features"]
 
@@ -69,6 +71,59 @@ def _pendulum_task(key: jax.Array, params: Any) -> Any:
 TASK_SAMPLERS: dict[str, Callable[[jax.Array, Any], Any]] = {"Pendulum-v1": _pendulum_task}
 """``env id -> sample(key, env_params) -> env_params``: task families made from gymnax envs
 by randomising their params."""
+
+
+class StartParams(struct.PyTreeNode):
+    """``PendulumStarts``' params: Pendulum-v1's and the task, the initial angle."""
+
+    physics: Any
+    """gymnax Pendulum-v1's params"""
+    start_angle: jax.Array
+    """``θ_0``: the angle every episode of this task starts at (0: upright)"""
+
+    @property
+    def max_steps_in_episode(self) -> Any:
+        return self.physics.max_steps_in_episode
+
+
+class PendulumStarts(TimeLimitedEnv):
+    """Pendulum-v1 as a family of initial states (Divide-and-Conquer RL's contexts, course notes
+    §11.1.5): the task is the initial angle ``θ_0 ~ U[-π, π]`` (Pendulum-v1's own draw), the
+    initial velocity stays Pendulum's ``U[-1, 1]``; dynamics and reward are Pendulum's. Made
+    with ``PendulumStarts.make(**pendulum_kwargs) -> (env, params)``."""
+
+    env_id = "Pendulum-v1"
+
+    def __init__(self, pendulum: Any):
+        self.pendulum = pendulum
+
+    def __repr__(self) -> str:
+        return "PendulumStarts()"
+
+    @classmethod
+    def make(cls, **kwargs: Any) -> tuple[PendulumStarts, StartParams]:
+        from jaxrl import envs
+
+        pendulum, params = envs.make("Pendulum-v1", **kwargs)
+        return cls(pendulum), StartParams(params, jnp.zeros((), jnp.float32))
+
+    def sample_task(self, key: jax.Array, params: StartParams) -> StartParams:
+        return params.replace(start_angle=jax.random.uniform(key, (), minval=-jnp.pi,
+                                                             maxval=jnp.pi))
+
+    def reset_env(self, key: jax.Array, params: StartParams) -> tuple[jax.Array, Any]:
+        _, state = self.pendulum.reset_env(key, params.physics)
+        state = state.replace(theta=params.start_angle)
+        return self.pendulum.gymnax_env.get_obs(state), state
+
+    def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: StartParams):
+        return self.pendulum.step_env(key, state, action, params.physics)
+
+    def observation_space(self, params: StartParams) -> Box:
+        return self.pendulum.observation_space(params.physics)
+
+    def action_space(self, params: StartParams) -> Box:
+        return self.pendulum.action_space(params.physics)
 
 
 def _env_id(env: Any) -> str:
@@ -290,14 +345,17 @@ class Episodes(struct.PyTreeNode):
         return (self.reward * self.alive).sum(0)
 
 
-def sample_episodes(key: jax.Array, policy: Policy, params: Any, env: Any, tasks: Any,
+def sample_episodes(key: jax.Array, policy: Policy | None, params: Any, env: Any, tasks: Any,
                     num_envs: int, horizon: int, task_in_obs: bool = False,
-                    per_env: bool = False) -> Episodes:
+                    per_env: bool = False,
+                    act: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
+                    ) -> Episodes:
     """Roll out ``π_{params_i}`` on task ``i`` for ``M`` tasks at once (``params`` and ``tasks``
     stacked ``[M, ...]``; ``per_env``: ``tasks [M, N, ...]``, one per episode of policy ``i``):
     ``Episodes [H, M, N]``. One rollout of ``M · N`` envs, each holding its task in its state
     (``TaskEnv``, the task's features in the observation where ``task_in_obs``); no gradient
-    flows through the sampling."""
+    flows through the sampling. ``act(params_i, obs [N, ...], key) -> actions`` replaces
+    sampling ``policy`` where given (saved runs' policies, ``load_teachers``)."""
     num_tasks = jax.tree.leaves(params)[0].shape[0]
     if per_env:
         env_tasks = jax.tree.map(lambda leaf: leaf.reshape(-1, *leaf.shape[2:]), tasks)
@@ -311,13 +369,16 @@ def sample_episodes(key: jax.Array, policy: Policy, params: Any, env: Any, tasks
     obs, env_state = jax.vmap(task_env.reset_to)(
         jax.random.split(reset_key, num_tasks * num_envs), env_tasks)
 
-    def act(key, obs):
+    def sample(p, o, k):
+        return policy.apply(p, o).sample(seed=k)
+
+    def act_all(key, obs):
         per_task = obs.reshape(num_tasks, num_envs, *obs.shape[1:])
-        actions = jax.vmap(lambda p, o, k: policy.apply(p, o).sample(seed=k))(
+        actions = jax.vmap(sample if act is None else act)(
             params, per_task, jax.random.split(key, num_tasks))
         return actions.reshape(num_tasks * num_envs, *actions.shape[2:]), {}
 
-    _, _, steps = rollout(run_key, task_env, None, env_state, obs, act, horizon)
+    _, _, steps = rollout(run_key, task_env, None, env_state, obs, act_all, horizon)
     ended = steps.terminated.astype(jnp.float32)
     alive = jnp.cumprod(jnp.concatenate([jnp.ones_like(ended[:1]), 1.0 - ended[:-1]]), axis=0)
 
@@ -353,7 +414,15 @@ def adapt(objective: Callable[[Any, Any], jax.Array], params: Any, batches: Sequ
           inner_lr: float | jax.Array, first_order: bool = False) -> Any:
     """``θ_{k+1} = θ_k + α ∇_θ Ĵ(θ_k; batch_k)`` for each batch: ``θ_K``. ``objective(params,
     batch) -> Ĵ``. Differentiable in ``params`` (second order); ``first_order`` stops the
-    gradient of each inner step, so ``∂θ_K/∂θ = I``."""
+    gradient of each inner step, so ``∂θ_K/∂θ = I``. ``ValueError`` where a leaf of ``params``
+    is not floating point: such an inner learner has no gradient to step along or through."""
+    fixed = [jax.tree_util.keystr(path) for path, leaf in
+             jax.tree_util.tree_leaves_with_path(params)
+             if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    if fixed:
+        raise ValueError(f"the inner learner must be differentiable in its parameters, but "
+                         f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} not floating "
+                         "point; give the meta-learner real-valued parameters")
     for batch in batches:
         grads = jax.grad(objective)(params, batch)
         if first_order:
@@ -437,6 +506,102 @@ def policy_gradient_step(policy: Policy, optimizer: Any, params: Any, opt_state:
     num_policies = jax.tree.leaves(params)[0].shape[0]
     return jax.vmap(step, in_axes=(0, 0, 1, 0))(params, opt_state, episodes,
                                                  jnp.arange(num_policies))
+
+
+RUN_LENGTH_FIELDS = ("total_timesteps", "total_gradient_steps", "log_frequency", "eval_episodes")
+"""Config fields in which teacher runs may differ (they do not change how a policy acts)."""
+
+
+class Teachers(struct.PyTreeNode):
+    """Fixed teachers from saved runs (``load_teachers``): ``act(state_i, obs, key)`` is the
+    runs' stochastic policy, ``states`` and ``tasks`` (each run's env params) stacked
+    ``[M, ...]``."""
+
+    tasks: Any
+    states: Any
+    act: Callable[[Any, jax.Array, jax.Array], jax.Array] = struct.field(pytree_node=False)
+
+
+def load_teachers(run_dirs: Sequence[str], env: Any, env_params: Any, horizon: int) -> Teachers:
+    """The policies of saved jaxrl runs (each run's first seed, newest checkpoint) as fixed
+    teachers, one per run, each on its run's env params (its task: e.g. ppo runs of
+    ``PointNav-v0`` with ``--env-arg goal=...``). ``ValueError`` naming the ``--teachers`` run
+    that is missing, trained on another env, acts with memory or on the env state, has env
+    params of other shapes or a time limit under ``horizon``, or whose algorithm or network
+    differs from the first run's (``RUN_LENGTH_FIELDS`` may differ)."""
+    from pathlib import Path
+
+    from jaxrl import registry
+    from jaxrl.checkpoint import CheckpointError
+    from jaxrl.policy import load_policy
+    from jaxrl.run_dir import read_run
+
+    if not run_dirs:
+        raise ValueError("--teachers needs at least one run directory")
+    here = _env_id(env)
+    policies = []
+    for run_dir in run_dirs:
+        flag = f"--teachers {run_dir}"
+        if not Path(run_dir).is_dir():
+            raise ValueError(f"{flag}: no run directory there")
+        try:
+            trained_on = read_run(run_dir).env_id
+            if trained_on != here:
+                raise ValueError(f"that run trained on {trained_on!r}, not {here!r}; pass "
+                                 f"--env {trained_on} or runs of {here}")
+            policy = load_policy(run_dir)
+        except (CheckpointError, OSError, ValueError) as error:
+            raise ValueError(f"{flag}: {error}") from None
+        wrapped = getattr(registry.get(policy.algo).load(), "wrap_env", None) is not None
+        if policy.agent.initial_carry is not None or policy.agent.acts_on_env_state or wrapped:
+            raise ValueError(f"{flag}: a {policy.algo} run, whose policy has memory, reads the "
+                             f"env state or acts in a wrapped env; teachers are memoryless "
+                             f"policies of the env's observation (e.g. ppo runs)")
+        check_task_shapes(env_params, policy.env_params, flag)
+        limit = getattr(policy.env_params, "max_steps_in_episode", None)
+        if isinstance(limit, int) and horizon > limit:
+            raise ValueError(f"{flag}: horizon = {horizon} exceeds that run's time limit "
+                             f"max_steps_in_episode = {limit}; lower horizon")
+        policies.append(policy)
+    first = policies[0]
+    for run_dir, policy in zip(run_dirs[1:], policies[1:], strict=True):
+        mine, theirs = _static_fields(first.config), _static_fields(policy.config)
+        differ = sorted(name for name in set(mine) | set(theirs) if name not in
+                        RUN_LENGTH_FIELDS and mine.get(name) != theirs.get(name))
+        shapes = [jax.tree.map(jnp.shape, p.params) for p in (first, policy)]
+        if policy.algo != first.algo or differ or shapes[0] != shapes[1]:
+            what = (f"{policy.algo} vs {first.algo}" if policy.algo != first.algo else
+                    ", ".join(f"{name} {theirs.get(name)} vs {mine.get(name)}"
+                              for name in differ) or "parameter shapes")
+            raise ValueError(f"--teachers {run_dir} and {run_dirs[0]}: incompatible networks "
+                             f"({what}); teachers must be runs of one algorithm and config")
+    shape = env.observation_space(env_params).shape
+    agent_act = first.act
+
+    def act(state, obs, key):
+        return agent_act(state, obs.reshape(obs.shape[0], *shape), key, False)
+
+    def stack(*leaves):
+        return jnp.stack([jnp.asarray(leaf) for leaf in leaves])
+
+    return Teachers(jax.tree.map(stack, *[p.env_params for p in policies]),
+                    jax.tree.map(stack, *[p.params for p in policies]), act)
+
+
+def _static_fields(config: Any) -> dict[str, Any]:
+    """A config's shape-deciding (static) fields: what must agree for one ``act`` to serve."""
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
+            if not field.metadata.get("pytree_node", True)}
+
+
+def mimic_nll(student: Policy, student_params: Any, student_obs: jax.Array,
+              actions: jax.Array, weights: jax.Array) -> jax.Array:
+    """``-E[log π_S(a | s)]`` over teachers' states and sampled actions ``a ~ π_i(·|s)``
+    (``[M, H, N, ...]``, weighted by ``weights``): in expectation ``KL(π_i ‖ π_S) + H(π_i)``,
+    the KL's gradient, for teachers whose distribution is not at hand (saved runs of any
+    algorithm act by sampling)."""
+    log_probs = student.apply(student_params, student_obs).log_prob(actions)
+    return -(log_probs * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
 
 def with_task_features(obs: jax.Array, tasks: Any, per_env: bool = False) -> jax.Array:
