@@ -109,6 +109,11 @@ def test_bad_input_says_what_to_change():
     with pytest.raises(TypeError, match="Gridworld-v0"):
         maxent_irl.make_agent(maxent_irl.Config(), cartpole, cartpole_params,
                               tiny_dataset("CartPole-v1"))
+    from jaxrl.agents import gail
+    from jaxrl.training.config import check_config
+
+    with pytest.raises(ValueError, match="reward_form must be one of softplus, log_d, logit"):
+        check_config(gail.Config(reward_form="exp"))
 
 
 @functools.cache
@@ -217,3 +222,29 @@ def test_dac_builds_on_td3_with_the_shared_absorbing_target():
     assert "alpha" not in metrics
     with pytest.raises(ValueError, match="learner"):
         dac.make_agent(dac.Config(learner="ppo"), env, params, tiny_dataset("Pendulum-v1"))
+
+
+def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics():
+    # AIRL's transfer: SAC on a heavier pendulum with `airl.reward_transform`. Its replay buffer
+    # after the warm-up (the only program compiled: SAC's init) holds g(s) of the stored
+    # observations (airl.learned_reward), not the env's rewards.
+    from agent_configs import TINY
+    from test_determinism import tiny_dataset
+
+    from jaxrl.agents import airl, sac
+
+    env, params = envs.make("Pendulum-v1")
+    data = tiny_dataset("Pendulum-v1")
+    config = airl.Config(**TINY["airl"][1])
+    airl_state = airl.make_agent(config, env, params, data).init(jax.random.key(0))
+    transform = airl.reward_transform(config, env, params, data, airl_state)
+    learner = sac.make_agent(sac.Config(**TINY["sac"][1]), env, params.replace(m=1.3),
+                             reward_transform=transform)
+    buffer = jax.jit(learner.init)(jax.random.key(1)).buffer
+    rows = int(buffer.size)
+    assert rows > 0
+    obs = buffer.obs[:rows].reshape(-1, buffer.obs.shape[-1])
+    expected = airl.learned_reward(config, env, params, data, airl_state, obs)
+    np.testing.assert_allclose(buffer.reward[:rows].reshape(-1), expected, rtol=1e-5,
+                               atol=1e-6)
+    assert float(jnp.std(expected)) > 0

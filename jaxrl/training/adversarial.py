@@ -58,7 +58,7 @@ from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.offline import device_dataset
 from jaxrl.training.optim import apply_gradients, flat_adam
 
-__all__ = ["KINDS", "AIRLDiscriminator", "AdversarialState", "Discriminator",
+__all__ = ["KINDS", "REWARD_FORMS", "AIRLDiscriminator", "AdversarialState", "Discriminator",
            "DiscriminatorConfig", "DiscriminatorInputs", "PPOImitationConfig", "SADiscriminator",
            "absorbing_rewards", "demonstrations", "discriminator_loss", "gradient_penalty",
            "importance_weighted_loss", "make_discriminator", "make_gcl_transform",
@@ -66,6 +66,8 @@ __all__ = ["KINDS", "AIRLDiscriminator", "AdversarialState", "Discriminator",
 
 KINDS = ("gail", "airl", "dac")
 """The discriminator kinds of ``make_discriminator``."""
+REWARD_FORMS = ("softplus", "log_d", "logit")
+"""A GAIL discriminator's policy rewards: ``−log(1 − D)``, ``log D``, ``log D − log(1 − D)``."""
 
 
 class DiscriminatorConfig(BaseConfig):
@@ -328,11 +330,14 @@ def make_discriminator(kind: str, config: DiscriminatorConfig, expert: Transitio
 def make_reward_transform(kind: str, config: DiscriminatorConfig, expert: Transitions,
                           action_space: Space, gamma: float | jax.Array,
                           log_prob_fn: Callable[[Any, jax.Array, jax.Array], jax.Array]
-                          | None = None, initial_policy: Any = None) -> RewardTransform:
+                          | None = None, initial_policy: Any = None,
+                          reward_form: str = "softplus") -> RewardTransform:
     """The discriminator as a ``RewardTransform`` of the on-policy loop (module docstring):
-    trained on each rollout, then scoring it. AIRL reads log π of the rollout's actions from
-    ``traj.extras["log_prob"]`` and of the expert's through ``log_prob_fn`` and the state's
-    ``policy`` (``initial_policy`` at init)."""
+    trained on each rollout, then scoring it; GAIL's rewards in ``reward_form`` (one of
+    ``REWARD_FORMS``: ``softplus(l) = −log(1 − D)``, ``−softplus(−l) = log D``, or ``l``). AIRL
+    reads log π of the rollout's actions from ``traj.extras["log_prob"]`` and of the expert's
+    through ``log_prob_fn`` and the state's ``policy`` (``initial_policy`` at init).
+    """
     discriminator = make_discriminator(kind, config, expert, action_space, gamma, log_prob_fn)
 
     def init(key: jax.Array, observation_space: Space, space: Space) -> AdversarialState:
@@ -346,7 +351,12 @@ def make_reward_transform(kind: str, config: DiscriminatorConfig, expert: Transi
         collected = discriminator.inputs(*flat, log_prob)
         state, metrics = discriminator.train(state, collected, key)
         logits = discriminator.logits(state.params, collected)
-        rewards = logits if kind in ("airl", "dac") else jax.nn.softplus(logits)
+        if kind in ("airl", "dac") or reward_form == "logit":
+            rewards = logits
+        elif reward_form == "log_d":
+            rewards = -jax.nn.softplus(-logits)
+        else:
+            rewards = jax.nn.softplus(logits)
         metrics["learned_reward"] = rewards.mean()
         return rewards.reshape(traj.reward.shape), state, metrics
 
