@@ -11,7 +11,14 @@ compile seconds (trace + lower + XLA compile), run seconds (one call to
 ``block_until_ready``), env steps/s and gradient updates/s (all seeds together), peak host and
 device memory, the final return, the matmul FLOPs of the run and the achieved fraction of this
 machine's dense-matmul FLOP/s, and the machine (CPU, cores, load average at start and end, jax
-version and backend). A case that cannot run (a peer venv that does not build, an algorithm
+version and backend). ``time_to_result_s`` is what a user waits for: compile + the first call's
+run, every case in a fresh process with JAX's persistent compile cache off; its ratio to the
+peer's is a target (≤ ``TIME_TO_RESULT_GOAL``). ``fair_return`` scores every framework's trained
+policies alike, after training and untimed: ``measure.greedy_returns`` (deterministic actions,
+128 episodes per seed, the same gymnax env); ``final_return`` stays each framework's own
+measure (jaxrl: the last training episode; rejax: its own 128-episode evaluation). jaxrl's
+cases compile with ``jaxrl.backend.compiler_options`` (its CPU default), recorded in the row.
+A case that cannot run (a peer venv that does not build, an algorithm
 jaxrl does not have yet) becomes a row with ``status`` ``skipped`` or ``error`` and the reason;
 the run goes on.
 
@@ -65,14 +72,21 @@ sys.path.insert(0, str(HERE / "peers"))
 import measure  # noqa: E402
 import venvs  # noqa: E402
 
-__all__ = ["CASES", "Case", "derive", "main", "markdown", "run_case", "run_jaxrl_case",
-           "selected_cases", "suite_cases", "targets"]
+__all__ = ["CASES", "Case", "derive", "fair_return", "main", "markdown", "run_case",
+           "run_jaxrl_case", "selected_cases", "suite_cases", "targets"]
 
 CASE_TIMEOUT_S = 1800
 RUN_REPEATS = 2
 """Each compiled run is timed up to this many times (jaxrl and peers alike; once if a call takes
 ``measure.REPEAT_BUDGET_S`` or more); rows keep the fastest."""
 OFF_POLICY = ("dqn", "sac", "td3")
+EVAL_SEED = 1
+"""Seed of the evaluation keys every framework's runner scores its trained policies with."""
+COMPILE_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE",
+                           "JAXRL_COMPILE_CACHE")
+"""Dropped from every case's environment, which turns JAX's persistent compile cache off."""
+TIME_TO_RESULT_GOAL = 0.7
+"""Target: jaxrl's time to a result (compile + first run, cold cache) ≤ this × the peer's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,17 +226,6 @@ def jaxrl_config(module: Any, config: dict[str, Any]) -> Any:
     return module.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
 
 
-def gradient_steps_per_seed(config: Any, num_updates: int) -> int | None:
-    """Gradient steps of one seed's run: ``num_updates · update_epochs · num_minibatches`` for
-    epoch-based agents, ``num_updates · iterations_per_update · updates_per_step`` for the
-    off-policy ones (``jaxrl.training.off_policy``); None for agents with neither."""
-    if hasattr(config, "update_epochs"):
-        return num_updates * config.update_epochs * getattr(config, "num_minibatches", 1)
-    if hasattr(config, "updates_per_step"):
-        return num_updates * config.iterations_per_update * config.updates_per_step
-    return None
-
-
 def _env_only(case: Case, repeats: int) -> dict[str, Any]:
     import jax
 
@@ -254,6 +257,31 @@ def _env_only(case: Case, repeats: int) -> dict[str, Any]:
     return {**timings, "env_steps_per_seed": chunks * num_envs * num_steps}
 
 
+def fair_return(agent: Any, state: Any, env: Any, env_params: Any, seeds: int
+                ) -> dict[str, Any]:
+    """``fair_return``: the trained policies (``state``, batched over ``seeds``) acting
+    deterministically in ``measure.greedy_returns``, the evaluation every framework's runner
+    uses (mean over the seeds' ``EVAL_EPISODES`` episodes each), after training, untimed.
+    None (with ``fair_return_note``) for an env that is not gymnax's or a policy with memory."""
+    import jax
+    import numpy as np
+
+    gymnax_env = getattr(env, "gymnax_env", None)
+    if gymnax_env is None or agent.initial_carry is not None:
+        return {"fair_return": None, "fair_return_note": "not a gymnax env, or a recurrent "
+                                                         "policy: no common evaluation"}
+
+    def score(one_state: Any, key: jax.Array) -> jax.Array:
+        return measure.greedy_returns(lambda obs: agent.act(one_state, obs, key, True),
+                                      gymnax_env, env_params, key)
+
+    keys = jax.random.split(jax.random.key(EVAL_SEED), seeds)
+    returns = np.asarray(jax.jit(jax.vmap(score))(state, keys))
+    return {"fair_return": measure.nanmean(returns.mean(axis=-1)),
+            "fair_return_std": float(returns.mean(axis=-1).std()),
+            "fair_return_kind": measure.EVAL_KIND}
+
+
 def run_jaxrl_case(case: Case, repeats: int = RUN_REPEATS) -> dict[str, Any]:
     """Measure one ``jaxrl`` or ``reference`` case in this process (see ``Case``), timing the
     compiled run ``repeats`` times (the row keeps the fastest call)."""
@@ -267,7 +295,13 @@ def run_jaxrl_case(case: Case, repeats: int = RUN_REPEATS) -> dict[str, Any]:
         return {**row, **_env_only(case, repeats)}
     from jaxrl import envs
     from jaxrl.agents import ALGORITHMS
-    from jaxrl.backend import cpu_threefry, env_unroll_limit, scan_unroll
+    from jaxrl.backend import (
+        compiler_options,
+        cpu_threefry,
+        env_unroll_limit,
+        gradient_steps,
+        scan_unroll,
+    )
 
     if case.algo not in ALGORITHMS:
         return {**row, "status": "skipped",
@@ -277,21 +311,25 @@ def run_jaxrl_case(case: Case, repeats: int = RUN_REPEATS) -> dict[str, Any]:
     env, env_params = envs.make(case.env)
     agent = module.make_agent(config, env, env_params)
     keys = jax.numpy.stack([jax.random.key(s) for s in range(case.seeds)])
-    (_, metrics), timings, jaxpr = measure.compile_and_run(
-        jax.vmap(module.make_train(config, env, env_params)), keys, repeats=repeats)
+    # jaxrl's CPU default: XLA options chosen from the program's gradient steps (all seeds).
+    options = compiler_options(jax.default_backend(), case.seeds * (
+        gradient_steps(config, agent.num_updates) or agent.num_updates))
+    (state, metrics), timings, jaxpr = measure.compile_and_run(
+        jax.vmap(module.make_train(config, env, env_params)), keys, repeats=repeats,
+        compiler_options=options)
     flops, while_loops = measure.matmul_flops(jaxpr)
     returns = np.asarray(metrics["episode_return"])[:, -1]
-    return {**row, **timings,
+    return {**row, **timings, **fair_return(agent, state, env, env_params, case.seeds),
             "env_steps_per_seed": (getattr(agent, "initial_steps", 0)
                                    + agent.num_updates * agent.steps_per_update),
             "updates_per_seed": agent.num_updates,
-            "gradient_steps_per_seed": gradient_steps_per_seed(config, agent.num_updates),
+            "gradient_steps_per_seed": gradient_steps(config, agent.num_updates),
             "matmul_flops": flops, "while_loops": while_loops,
             "final_return": measure.nanmean(returns),
             "return_kind": "training: last episode_return metric, mean over seeds",
             "versions": {"jax": jax.__version__},
             "scan_unroll": scan_unroll(2**31, env_unroll_limit(env)),
-            "cpu_threefry": cpu_threefry()}
+            "cpu_threefry": cpu_threefry(), "compiler_options": options}
 
 
 # --- the orchestrator ---------------------------------------------------------------------------
@@ -311,7 +349,10 @@ def run_case(case: Case, python: str, script: Path, timeout: float = CASE_TIMEOU
     payload = json.dumps({**dataclasses.asdict(case), "repeats": repeats})
     start = time.perf_counter()
     try:
-        env = {**os.environ, measure.CASE_ENV: case.name.replace("/", "_")}
+        # Cold compile caches: every case compiles from scratch, as a user's first run does.
+        env = {k: v for k, v in os.environ.items() if k not in COMPILE_CACHE_VARIABLES}
+        env.update({measure.CASE_ENV: case.name.replace("/", "_"),
+                    "JAX_ENABLE_COMPILATION_CACHE": "false", "JAXRL_COMPILE_CACHE": "off"})
         result = subprocess.run([python, str(script), "--case", payload], capture_output=True,
                                 text=True, timeout=timeout, check=False, cwd=HERE.parent,
                                 env=env)
@@ -414,6 +455,10 @@ def _round_targets(rows: list[dict[str, Any]], backend: str) -> list[dict[str, A
                          if ours.get("updates_per_s") and theirs.get("updates_per_s") else None)
                 results.append(_target("off-policy updates/s ≥ 2× peer", ratio, 2.0, True,
                                        where))
+            if ours.get("time_to_result_s") and theirs.get("time_to_result_s"):
+                results.append(_target(f"time to result ≤ {TIME_TO_RESULT_GOAL}× peer",
+                                       ours["time_to_result_s"] / theirs["time_to_result_s"],
+                                       TIME_TO_RESULT_GOAL, False, where))
             for field, label in (("compile_s", "compile s ≤ peer"),
                                  ("compile_cpu_s", "compile CPU s ≤ peer")):
                 if ours.get(field) and theirs.get(field):
@@ -450,9 +495,10 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
     """The rows and targets as Markdown tables."""
     rounds = len({_round(r) for r in rows}) > 1  # --rounds: a leading "round" column
     lines = [("| round " if rounds else "") + "| framework | algo | env | seeds | status "
-             "| compile s (CPU s) | run s | env steps/s | updates/s | peak host MiB | device MiB "
-             "| final return | matmul FLOP/s (% peak) | load avg start→end |",
-             "|---" * (15 if rounds else 14) + "|"]
+             "| compile s (CPU s) | run s | time to result s | env steps/s | updates/s "
+             "| peak host MiB | device MiB | final return | fair return "
+             "| matmul FLOP/s (% peak) | load avg start→end |",
+             "|---" * (17 if rounds else 16) + "|"]
     for r in rows:
         load = (f"{r['machine']['loadavg'][0]:.1f}→{r['loadavg_end'][0]:.1f}"
                 if r.get("machine") and r.get("loadavg_end") else "—")
@@ -470,6 +516,11 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
         settings = []  # jaxrl.backend's settings that differ from the defaults
         if (r.get("scan_unroll") or 1) > 1:
             settings.append(f"unroll {r['scan_unroll']}")  # env-step loops
+        options = r.get("compiler_options") or {}
+        if options:  # jaxrl.backend.compiler_options: XLA:CPU's level and fusion emitters
+            settings.append(f"XLA level {options.get('xla_backend_optimization_level')}"
+                            + ("" if options.get("xla_cpu_use_fusion_emitters", True)
+                               else ", emitters off"))
         if r.get("cpu_threefry") == "unrolled":
             settings.append("threefry unrolled")  # $JAXRL_CPU_THREEFRY
         threads = (r.get("machine") or {}).get("xla_cpu_threads")
@@ -481,10 +532,11 @@ def markdown(rows: list[dict[str, Any]], goals: list[dict[str, Any]]) -> str:
             (f"| {_round(r)} " if rounds else "") +
             f"| {r['framework']} | {r['algo']} | {r['env']} | {r['seeds']} | {status} "
             f"| {_fmt(r.get('compile_s'), '.1f')} ({_fmt(r.get('compile_cpu_s'), '.1f')}) "
-            f"| {_fmt(r.get('run_s'), '.2f')} "
+            f"| {_fmt(r.get('run_s'), '.2f')} | {_fmt(r.get('time_to_result_s'), '.1f')} "
             f"| {_fmt(r.get('env_steps_per_s'))} | {_fmt(r.get('updates_per_s'))} "
             f"| {_fmt(r.get('peak_host_mib'))} | {_fmt(device)} "
-            f"| {_fmt(r.get('final_return'), '.1f')} | {flops} | {load} |")
+            f"| {_fmt(r.get('final_return'), '.1f')} | {_fmt(r.get('fair_return'), '.1f')} "
+            f"| {flops} | {load} |")
     lines += ["", "| target | where | ratio | result |", "|---|---|---|---|"]
     lines += [f"| {g['target']} | {g['where']} | {_ratio_cell(g)} | {g['result']} |"
               for g in goals]
@@ -542,6 +594,9 @@ def _announce(row: dict[str, Any]) -> None:
         details = ", ".join(part for part in (
             f"compile {row['compile_s']:.1f} s" if row.get("compile_s") else "",
             f"run {row['run_s']:.2f} s" if row.get("run_s") else "",
+            f"to result {row['time_to_result_s']:.1f} s" if row.get("time_to_result_s") else "",
+            f"fair return {row['fair_return']:.1f}" if row.get("fair_return") is not None
+            else "",
             f"{row['env_steps_per_s']:,.0f} steps/s" if row.get("env_steps_per_s") else "",
             f"{row['updates_per_s']:,.0f} updates/s" if row.get("updates_per_s") else "",
             f"return {row['final_return']:.1f}" if row.get("final_return") is not None else "",

@@ -1,4 +1,5 @@
-"""Backend-dependent settings: how far to unroll the loops over environment steps, the
+"""Backend-dependent settings: how far to unroll the loops over environment steps, the XLA
+options a training program compiles with on a CPU (``compiler_options``), the
 on-disk cache of compiled programs (``enable_compile_cache``), how XLA:CPU computes the
 threefry hash behind ``jax.random`` (``set_cpu_threefry``) and how many threads XLA:CPU runs a
 program's kernels on (``set_cpu_threads``).
@@ -30,10 +31,11 @@ from typing import Any
 import jax
 
 __all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "CPU_THREADS_ENV", "CPU_THREEFRY_ENV",
-           "DEFAULT_COMPILE_CACHE", "ONE_OFF_UNROLL", "UNROLL_ENV", "XLA_CPU_THREADS_ENV",
-           "cpu_threads", "cpu_threads_from_env", "cpu_threefry", "cpu_threefry_from_env",
-           "enable_compile_cache", "env_unroll_limit", "filtered_stderr", "scan_unroll",
-           "set_cpu_threads", "set_cpu_threefry"]
+           "DEFAULT_COMPILE_CACHE", "EMITTERS_OFF_STEPS", "ONE_OFF_UNROLL", "SHORT_RUN_STEPS",
+           "UNROLL_ENV", "XLA_CPU_THREADS_ENV", "compiler_options", "cpu_threads",
+           "cpu_threads_from_env", "cpu_threefry", "cpu_threefry_from_env",
+           "enable_compile_cache", "env_unroll_limit", "filtered_stderr", "gradient_steps",
+           "scan_unroll", "set_cpu_threads", "set_cpu_threefry"]
 
 ACCELERATOR_UNROLL = 16
 """Env steps per loop trip on GPU / TPU: the fastest of 1 / 8 / 16 on an H200
@@ -76,6 +78,60 @@ def env_unroll_limit(env: Any) -> int | None:
     outlasts a loop trip's launch, so unrolling it would only multiply compile time.
     """
     return getattr(env, "max_unroll", None)
+
+
+SHORT_RUN_STEPS = 4_000
+"""``compiler_options``: programs of at most this many gradient steps (summed over their
+vmapped runs) compile at XLA:CPU's backend optimisation level 0, longer ones at level 1."""
+EMITTERS_OFF_STEPS = 32_000
+"""``compiler_options``: programs of at most this many gradient steps (summed over their
+vmapped runs) compile with XLA:CPU's older fusion emitters, longer ones with the MLIR ones."""
+_XLA_OPTIONS = ("xla_backend_optimization_level", "xla_cpu_use_fusion_emitters")
+
+
+def compiler_options(backend: str | None = None,
+                     expected_steps: int | None = None) -> dict[str, Any] | None:
+    """Per-``jax.jit`` XLA options that shorten compile + run on the CPU backend:
+    ``jax.jit(f, compiler_options=compiler_options("cpu", steps))``.
+
+    XLA:CPU's defaults (backend optimisation level 3, MLIR fusion emitters) spend most of a
+    short RL run's wall time compiling: the agents' programs are many small kernels in nested
+    loops. ``expected_steps`` is the program's gradient steps summed over its vmapped runs
+    (None: unknown), and picks the cheapest setting for that length:
+
+    - at most ``SHORT_RUN_STEPS``: level 0 without the fusion emitters (the shortest compile;
+      its gradient steps run several times slower, which a short program does not notice);
+    - at most ``EMITTERS_OFF_STEPS``: level 1 without the fusion emitters (about half the
+      compile time of the defaults at about the same run time);
+    - longer, or unknown: level 1 with the emitters (a third less compile than the defaults at
+      the same run time: without the emitters many vmapped seeds run ≈ 1.5× slower).
+
+    The in-process A/B behind these thresholds is in ``docs/performance.md``. Returns None
+    (XLA's own defaults) on other backends (``backend`` None: JAX's default backend) and where
+    ``$XLA_FLAGS`` already sets either option: the user's (or the test suite's) flags win.
+    The options are part of the compiled program, so one setting gives bitwise reproducible
+    results; different settings agree up to float rounding.
+    """
+    backend = backend or jax.default_backend()
+    flags = os.environ.get("XLA_FLAGS", "")
+    if backend != "cpu" or any(option in flags for option in _XLA_OPTIONS):
+        return None
+    short = expected_steps is not None and expected_steps <= SHORT_RUN_STEPS
+    emitters = expected_steps is None or expected_steps > EMITTERS_OFF_STEPS
+    return {"xla_backend_optimization_level": 0 if short else 1,
+            "xla_cpu_use_fusion_emitters": emitters}
+
+
+def gradient_steps(config: Any, num_updates: int) -> int | None:
+    """Gradient steps of one run of ``config`` (``num_updates`` calls of its agent's update):
+    ``num_updates · update_epochs · num_minibatches`` for epoch-based agents (the on-policy
+    family), ``num_updates · iterations_per_update · updates_per_step`` for the replay family;
+    None for agents with neither. The run length ``compiler_options`` is chosen from."""
+    if hasattr(config, "update_epochs"):
+        return num_updates * config.update_epochs * getattr(config, "num_minibatches", 1)
+    if hasattr(config, "updates_per_step"):
+        return num_updates * config.iterations_per_update * config.updates_per_step
+    return None
 
 
 COMPILE_CACHE_ENV = "JAXRL_COMPILE_CACHE"

@@ -189,16 +189,18 @@ class Placement(NamedTuple):
         return jax.tree.map(put, tree)
 
     def compile(self, fn: Callable[..., Any], *args: Any,
-                donate_argnums: int | tuple[int, ...] = ()) -> jax.stages.Compiled:
+                donate_argnums: int | tuple[int, ...] = (),
+                compiler_options: dict[str, Any] | None = None) -> jax.stages.Compiled:
         """``jit(fn)`` lowered and compiled for ``args``: array inputs keep their sharding
         (place them with ``shard`` or take them from a previous call), Python scalars are
         replicated; outputs are split over the run axis (runs layout) or left to XLA's sharding
-        propagation from the env-axis constraints (envs layout)."""
+        propagation from the env-axis constraints (envs layout). ``compiler_options`` go to
+        ``jax.jit`` (``jaxrl.backend.compiler_options``)."""
         in_shardings = jax.tree.map(
             lambda x: x.sharding if isinstance(x, jax.Array) else self.replicated, args)
         out_shardings = None if self.shard_envs else self.batch_sharding
         jitted = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings,
-                         donate_argnums=donate_argnums)
+                         donate_argnums=donate_argnums, compiler_options=compiler_options)
         with _sharding_envs(self.mesh if self.shard_envs else None):
             return jitted.lower(*args).compile()
 

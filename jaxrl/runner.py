@@ -41,7 +41,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import checkpoint, envs, parallel, registry
-from jaxrl.backend import cpu_threads, cpu_threefry, filtered_stderr
+from jaxrl.backend import (
+    compiler_options,
+    cpu_threads,
+    cpu_threefry,
+    filtered_stderr,
+    gradient_steps,
+)
 from jaxrl.loggers import Logger, check_loggers, open_loggers
 from jaxrl.plots import default_smoothing, plot_returns
 from jaxrl.run_dir import (
@@ -427,6 +433,10 @@ def _compile_runs(plan: _Plan, resume_from: Path | None, out_path: Path | None):
         return jax.vmap(lambda c, k: agent_for(c).init(k),
                         in_axes=(0 if swept else None, 0))(run_configs, keys)
 
+    # XLA:CPU options for the whole run's length (all runs of the batch): a resume compiles the
+    # same programs, so it stays bitwise; None off the CPU or where $XLA_FLAGS sets them.
+    steps = gradient_steps(plan.configs[0], plan.agent.num_updates)
+    options = compiler_options(None, None if steps is None else steps * plan.runs)
     placement = plan.placement
     keys, batched_configs = placement.shard(
         (jnp.tile(seed_keys(plan.seed, plan.seeds), len(plan.settings)), batched_configs))
@@ -436,8 +446,10 @@ def _compile_runs(plan: _Plan, resume_from: Path | None, out_path: Path | None):
         like = jax.eval_shape(init_runs, batched_configs, keys)
         states = placement.shard(checkpoint.restore(resume_from, like=like))
     else:
-        states = placement.compile(init_runs, batched_configs, keys)(batched_configs, keys)
-    chunk_fn = placement.compile(run_chunk, batched_configs, states, chunk, donate_argnums=1)
+        states = placement.compile(init_runs, batched_configs, keys,
+                                   compiler_options=options)(batched_configs, keys)
+    chunk_fn = placement.compile(run_chunk, batched_configs, states, chunk, donate_argnums=1,
+                                 compiler_options=options)
     return chunk_fn, states, batched_configs, start_updates
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxrl.backend import cpu_threads, cpu_threefry
+from jaxrl.backend import cpu_threads, cpu_threefry, gradient_steps
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -78,12 +78,48 @@ def test_jaxrl_case_row_has_every_field_and_consistent_throughput():
     assert row["final_return"] is None or math.isfinite(row["final_return"])
     assert set(row["machine"]) >= {"cpu", "cores", "loadavg", "jax", "backend"}
     assert row["cpu_threefry"] == cpu_threefry()
+    # Time to result: compile + the first call (cold cache); the harness's own evaluation.
+    first_run = row["run_s_all"][0] if "run_s_all" in row else row["run_s"]
+    assert row["time_to_result_s"] == pytest.approx(row["compile_s"] + first_run)
+    assert row["time_to_result_cpu_s"] > row["compile_cpu_s"]
+    assert 0 < row["fair_return"] <= 500 and row["fair_return_std"] >= 0
+    assert row["fair_return_kind"] == measure.EVAL_KIND
+    assert row["compiler_options"] is None  # the suite's XLA_FLAGS set the level: kept
     assert row["machine"]["xla_cpu_threads"] == cpu_threads()
     derived = harness.derive({**row, "seeds": 2}, matmul_peak=1e9)
     assert derived["env_steps_per_s"] == pytest.approx(256 * 2 / row["run_s"])
     assert derived["updates_per_s"] == pytest.approx(updates * 4 * 2 / row["run_s"])
     assert derived["matmul_peak_fraction"] == pytest.approx(
         row["matmul_flops"] / row["run_s"] / 1e9)
+
+
+def test_greedy_returns_score_first_episodes_to_the_time_limit():
+    from jaxrl import envs
+
+    env, params = envs.make("CartPole-v1")
+    key = jax.random.key(0)
+    left = measure.greedy_returns(lambda obs: jnp.zeros(obs.shape[0], jnp.int32),
+                                  env.gymnax_env, params, key, episodes=4)
+    assert left.shape == (4,) and bool(jnp.all((left > 5) & (left < 20)))  # falls at once
+    balance = measure.greedy_returns(lambda obs: (obs[:, 2] + obs[:, 3] > 0).astype(jnp.int32),
+                                     env.gymnax_env, params, key, episodes=4)
+    assert bool(jnp.all(balance > left))
+
+
+def test_compiler_options_follow_the_run_length_and_defer_to_xla_flags(monkeypatch):
+    from jaxrl.backend import EMITTERS_OFF_STEPS, SHORT_RUN_STEPS, compiler_options
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    level = "xla_backend_optimization_level"
+    assert compiler_options("cpu", SHORT_RUN_STEPS)[level] == 0
+    assert compiler_options("cpu", SHORT_RUN_STEPS + 1) == {
+        level: 1, "xla_cpu_use_fusion_emitters": False}
+    assert compiler_options("cpu", EMITTERS_OFF_STEPS + 1) == {
+        level: 1, "xla_cpu_use_fusion_emitters": True}
+    assert compiler_options("cpu") == compiler_options("cpu", EMITTERS_OFF_STEPS + 1)
+    assert compiler_options("gpu", 10) is None
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
+    assert compiler_options("cpu", 10) is None
 
 
 def test_env_only_reference_counts_whole_rollouts():
@@ -98,7 +134,7 @@ def test_off_policy_gradient_steps_follow_the_config():
 
     config = dqn.Config(train_frequency=4, updates_per_step=2, log_frequency=64)
     # 64 / (4 · 1 env) = 16 training phases per update, 2 gradient steps each.
-    assert harness.gradient_steps_per_seed(config, num_updates=10) == 10 * 16 * 2
+    assert gradient_steps(config, num_updates=10) == 10 * 16 * 2
 
 
 def test_unknown_algorithm_is_a_skipped_row():
@@ -124,6 +160,16 @@ def test_targets_report_ratios_pass_miss_and_missing_rows():
     rows = [row("jaxrl", 1, 300.0, 10.0), row("rejax", 1, 100.0, 5.0),
             row("jaxrl", 64, 240.0, 12.0)]
     goals = {g["target"]: g for g in harness.targets(rows, backend="cpu")}
+    timed = [{**rows[0], "time_to_result_s": 3.0, "fair_return": 500.0, "compiler_options": {
+        "xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}},
+             {**rows[1], "time_to_result_s": 5.0, "fair_return": 250.0}]
+    ttr = [g for g in harness.targets(timed, backend="cpu")
+           if g["target"] == "time to result ≤ 0.7× peer"]
+    assert ttr[0]["ratio"] == pytest.approx(0.6) and ttr[0]["result"] == "PASS"
+    columns = harness.markdown(timed, [])
+    assert "| time to result s |" in columns and "| fair return |" in columns
+    assert "| ok (XLA level 1, emitters off) | 10.0 (—) | 1.00 | 3.0 |" in columns
+    assert "| 250.0 |" in columns
     assert goals["PPO env steps/s ≥ 1.5× peer"]["ratio"] == pytest.approx(3.0)
     assert goals["PPO env steps/s ≥ 1.5× peer"]["result"] == "PASS"
     assert goals["compile s ≤ peer"]["ratio"] == pytest.approx(2.0)

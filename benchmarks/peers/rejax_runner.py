@@ -24,7 +24,9 @@ refuses settings that rejax cannot express, so both sides train the same configu
 
 Training runs with a no-op evaluation callback (rejax evaluates 128 episodes every
 ``eval_freq`` steps inside the training scan, which is not training work); the final return is
-then measured once, untimed, with rejax's own evaluation (128 episodes, mean over seeds).
+then measured once, untimed, with rejax's own evaluation (128 episodes, mean over seeds:
+``final_return``) and with the harness's (``fair_return``: ``measure.greedy_returns``, the
+deterministic policy over 128 episodes per seed, as jaxrl's side is scored).
 """
 
 from __future__ import annotations
@@ -125,6 +127,40 @@ def work(algo: str, agent: Any) -> tuple[int, int]:
     return env_steps, training * agent.num_epochs
 
 
+EVAL_SEED = 1
+"""``run.EVAL_SEED``: the same evaluation keys as jaxrl's side."""
+
+
+def greedy_act(algo: str, agent: Any, train_state: Any) -> Any:
+    """``obs [B, ...] -> actions [B, ...]``, rejax's trained policy without exploration: the
+    mode of PPO's action distribution, the argmax of DQN's Q (rejax's own evaluation samples
+    PPO's actions and keeps ε = 0.005 for DQN), TD3's deterministic actor; None otherwise."""
+    if algo == "ppo":
+        return lambda obs: agent.actor.apply(train_state.actor_ts.params, obs,
+                                             method="_action_dist").mode()
+    if algo == "dqn":
+        return lambda obs: jnp.argmax(agent.agent.apply(train_state.q_ts.params, obs), -1)
+    if algo == "td3":
+        return lambda obs: agent.actor.apply(train_state.actor_ts.params, obs)
+    return None
+
+
+def fair_return(algo: str, agent: Any, train_state: Any, seeds: int) -> dict[str, Any]:
+    """``measure.greedy_returns`` of every seed's trained policy on the env rejax trained on,
+    mean over seeds: the harness's one evaluation for every framework (untimed)."""
+    if getattr(agent, "normalize_observations", False) or greedy_act(algo, agent, None) is None:
+        return {"fair_return": None, "fair_return_note": f"no greedy policy for rejax {algo}"}
+
+    def score(one_state: Any, key: jax.Array) -> jax.Array:
+        return measure.greedy_returns(greedy_act(algo, agent, one_state), agent.env,
+                                      agent.env_params, key)
+
+    keys = jax.random.split(jax.random.key(EVAL_SEED), seeds)
+    returns = jax.jit(jax.vmap(score))(train_state, keys).mean(axis=-1)
+    return {"fair_return": measure.nanmean(returns), "fair_return_std": float(returns.std()),
+            "fair_return_kind": measure.EVAL_KIND}
+
+
 def main(case: dict[str, Any]) -> None:
     """Train ``case`` (vmapped over its seeds), then evaluate; print the row."""
     algo, seeds = case["algo"], case["seeds"]
@@ -147,6 +183,7 @@ def main(case: dict[str, Any]) -> None:
         "gradient_steps_per_seed": gradient_steps, "matmul_flops": flops,
         "while_loops": while_loops, "final_return": measure.nanmean(returns.mean(axis=-1)),
         "return_kind": "evaluation: 128 episodes (rejax evaluate), mean over seeds",
+        **fair_return(algo, agent, train_state, seeds),
         "versions": {"rejax": importlib.metadata.version("rejax"),
                      "gymnax": importlib.metadata.version("gymnax"), "jax": jax.__version__},
     })
