@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl.envs.meta import TrialEnv, is_task_family
+from jaxrl.envs.spaces import Box
+from jaxrl.envs.wrappers import RescaleAction
 from jaxrl.rollout import rollout_with_carry
 from jaxrl.training import on_policy, proximal
 from jaxrl.training.agent import Agent, policy_fn, train_from_agent
@@ -60,14 +62,31 @@ class Config(proximal.ProximalConfig):
     SUPPORTS_MEMORY = True
 
 
+class _UnitBoxActions(RescaleAction):
+    """``RescaleAction`` to ``[-1, 1]`` where the env's actions are a ``Box`` (decided per
+    params, at trace time); discrete actions pass through."""
+
+    def action_space(self, params: Any) -> Any:
+        space = self.env.action_space(params)
+        return super().action_space(params) if isinstance(space, Box) else space
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: Any):
+        if isinstance(self.env.action_space(params), Box):
+            return super().step(key, state, action, params)
+        return self.env.step(key, state, action, params)
+
+
 def wrap_env(config: Config, env: Any) -> TrialEnv:
-    """The env the agent acts in: ``TrialEnv(env, episodes_per_trial)``. Evaluate a trained
-    RL² policy there (its inputs are the trial's)."""
+    """The env the agent acts in: ``TrialEnv(env, episodes_per_trial)``, continuous actions
+    rescaled to ``[-1, 1]`` (``RescaleAction``) so that the Gaussian policy's unit initial std
+    spans the action range and the previous action enters the input at unit scale (PointNav's
+    actions are displacements in ``[-0.1, 0.1]²``: unscaled, nearly every initial action would be
+    clipped to a corner). Evaluate a trained RL² policy there (its inputs are the trial's)."""
     if not is_task_family(env):
         raise TypeError(f"rl2 trains on a task family (an env with sample_task(key, "
                         f"env_params)); {env!r} is not one. Task families: KArmedBandit-v0, "
                         f"PointNav-v0")
-    return TrialEnv(env, config.episodes_per_trial)
+    return TrialEnv(_UnitBoxActions(env), config.episodes_per_trial)
 
 
 def make_agent(config: Config, env: Any, env_params: Any) -> Agent:
