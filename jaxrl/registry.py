@@ -241,7 +241,7 @@ register("apg", "jaxrl.agents.apg", "optimal control",
 register("rl2", "jaxrl.agents.rl2", "meta-RL",
          "RL²: PPO with a recurrent policy across multi-episode trials of a task family",
          "§15 Transfer & Multi-task Learning (RNN-based meta-learning)",
-         headline="2-armed bandits, 10-pull trials: regret 0.83 (Thompson 0.97; 200k steps)")
+         headline="2-armed bandits, 10-pull trials: regret 0.74 (Thompson 0.97; 80k steps)")
 register("maml", "jaxrl.agents.maml", "meta-RL",
          "MAML for policy gradients (DiCE meta-gradient), first-order MAML and Reptile",
          "§22 Transfer Learning and Meta-Learning (gradient-based meta RL)",
@@ -253,15 +253,16 @@ register("multitask", "jaxrl.agents.multitask", "meta-RL",
          headline="PointNav-v0 held-out goals: −0.25 goal in the input, −3.56 hidden (200k "
                   "steps)")
 register("distill", "jaxrl.agents.distill", "meta-RL",
-         "policy distillation: per-task teachers (vmapped) and a task-conditioned student (KL)",
+         "policy distillation: per-task teachers (vmapped, or saved runs) and a task-conditioned "
+         "student (KL)",
          "§15 Transfer & Multi-task Learning (model distillation)",
          headline="PointNav-v0, 4 goals: student −0.25 ± 0.07, its teachers −0.25 ± 0.08 "
                   "(4 seeds, 48k steps)")
 register("dnc", "jaxrl.agents.dnc", "meta-RL",
          "Divide-and-Conquer RL: local policies per context (r + λ log π_θ), distilled global",
          "§11.1.5 Divide and Conquer RL",
-         headline="PointNav-v0 goal regions: global policy −0.24 (4 contexts; one policy on "
-                  "all: −0.21; 4 seeds, 40k steps)")
+         headline="Pendulum-v1 initial-angle regions: global policy −269 (4 contexts; one "
+                  "policy on all: −301; 2 seeds, 400k steps)")
 register("mbrl", "jaxrl.agents.mbrl", "model-based",
          "model-based RL v0.5 / v1.0 / v1.5: fit a dynamics model, plan through it (MPC)",
          "§11 Model-Based RL",
