@@ -1,6 +1,10 @@
 """The released package: the wheel and sdist build from a copy of the sources, pass
 ``twine check``, and the wheel installed into a fresh virtualenv trains a 10k-step quickstart
-with its ``jaxrl`` command.
+over 8 seeds with its ``jaxrl`` command.
+
+That run and ``benchmarks/cpu_hang.py``'s vmapped training scan use a user's settings, not the
+suite's: no ``$XLA_FLAGS``, so XLA:CPU's multi-threaded Eigen pool is on. Both are the shapes
+that deadlocked with jaxlib 0.10 on a CPU (issue 39); each must finish within 90 s.
 
 The fresh venv gets jaxrl's dependencies from the test's own environment through a ``.pth``
 file (its site-packages on the path, without processing that directory's ``.pth`` files, so the
@@ -26,8 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # a build, a venv and a CLI run compiling PPO
 
 
-def _run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600,
+HANG_LIMIT = 90
+"""Seconds a vmapped training run with the user's XLA settings may take here before it counts as
+hung (each compiles in 10–20 s on the 2-core CI machine)."""
+
+
+def _run(*command: str, cwd: Path, env: dict[str, str] | None = None,
+         timeout: float = 600) -> str:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                             env=env)
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-2000:]}\n" \
                                    f"{result.stderr[-3000:]}"
@@ -59,12 +69,17 @@ def test_wheel_builds_passes_twine_and_trains_from_a_fresh_venv(tmp_path):
     _run(sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
          "--no-index", str(wheels[0]), cwd=tmp_path)
 
-    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
     where = _run(str(python), "-c", "import jaxrl; print(jaxrl.__file__, jaxrl.__version__)",
                  cwd=tmp_path, env=environment).split()
     assert Path(where[0]).is_relative_to(fresh_site) and where[1] == jaxrl.__version__
     output = _run(str(fresh / "bin" / "jaxrl"), "train", "ppo", "--env", "CartPole-v1",
-                  "--total-timesteps", "10000", "--out", str(tmp_path / "run"), "--no-progress",
-                  cwd=tmp_path, env=environment)
+                  "--total-timesteps", "10000", "--seeds", "8", "--out", str(tmp_path / "run"),
+                  "--no-progress", cwd=tmp_path, env=environment, timeout=HANG_LIMIT)
     assert "results in" in output
     assert (tmp_path / "run" / "metrics.csv").exists()
+    output = _run(str(python), str(ROOT / "benchmarks" / "cpu_hang.py"), "--shape", "scan",
+                  "--seeds", "16", "--steps", "5000", "--repeats", "2",
+                  "--timeout", str(HANG_LIMIT - 5), cwd=tmp_path, env=environment,
+                  timeout=HANG_LIMIT)
+    assert "XLA_FLAGS=''" in output and output.strip().endswith("finished"), output
