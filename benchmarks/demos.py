@@ -24,9 +24,10 @@ dataset kept as half of every batch), ``--seeds`` online seeds; row
 online evaluation (after ``log_frequency`` steps), the offline run's final score is recorded too.
 
 ``--family hybrid``: PPO from scratch against the hybrid objective alone at each
-``--hybrid λ0,DECAY`` (rows keyed ``"<env> hybrid <steps> steps"``; ``--skip-scratch``: the
-hybrid settings only). Also recorded: the imitation term ``demo_nll`` at the first and last
-update.
+``--hybrid λ0,DECAY`` or ``λ0,DECAY,STEPS,LR`` (with ``demo_gradient_steps`` STEPS at
+``demo_learning_rate`` LR: supervised steps of their own after every update; rows keyed
+``"<env> hybrid <steps> steps"``; ``--skip-scratch``: the hybrid settings only). Also
+recorded: the imitation term ``demo_nll`` at the first and last update.
 
 ``--family replay``: demonstrations in the replay buffer instead (a partition never
 overwritten, ``demo_ratio`` of every batch): DQN against DQfD (the large-margin loss) on
@@ -125,9 +126,13 @@ def hybrid_settings(demos: str, settings: list[str], scratch: bool = True) -> di
     ``settings``."""
     runs = {"scratch": {}} if scratch else {}
     for setting in settings:
-        coef, decay = map(float, setting.split(","))
-        runs[f"hybrid λ0={coef:g} decay={decay:g}"] = {"demo_dataset": demos, "demo_coef": coef,
-                                                       "demo_decay": decay}
+        coef, decay, *extra = map(float, setting.split(","))
+        name, fields = f"hybrid λ0={coef:g} decay={decay:g}", {}
+        if extra:  # demonstration steps of their own: STEPS per update at step size LR
+            steps, learning_rate = int(extra[0]), extra[1]
+            name += f" +{steps} demo steps lr={learning_rate:g}"
+            fields = {"demo_gradient_steps": steps, "demo_learning_rate": learning_rate}
+        runs[name] = {"demo_dataset": demos, "demo_coef": coef, "demo_decay": decay, **fields}
     return runs
 
 
@@ -222,8 +227,9 @@ def main() -> None:
                         help="ppo: pre-train / hybrid; replay: DQfD (MountainCar) or SAC + "
                              "demonstrations (Pendulum); offline_online: IQL offline → "
                              "online (Pendulum)")
-    parser.add_argument("--hybrid", action="append", default=[], metavar="λ0,DECAY",
-                        help="hybrid family: a demo_coef,demo_decay setting (repeatable)")
+    parser.add_argument("--hybrid", action="append", default=[], metavar="λ0,DECAY[,STEPS,LR]",
+                        help="hybrid family: a demo_coef,demo_decay setting, optionally with "
+                             "demo_gradient_steps,demo_learning_rate (repeatable)")
     parser.add_argument("--skip-scratch", action="store_true",
                         help="hybrid family: the hybrid settings only")
     parser.add_argument("--offline-steps", type=int, default=5_000,

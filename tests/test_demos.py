@@ -17,7 +17,7 @@ import pytest
 from helpers import leaves_equal, optimised_jit
 
 from jaxrl import datasets, envs, ope, replay, runner
-from jaxrl.agents import bc, dqn, is_pg, ppo, sac
+from jaxrl.agents import bc, dqn, is_pg, ppo, sac, td3
 from jaxrl.cli import main
 from jaxrl.envs.experts import cartpole_expert, pendulum_expert
 from jaxrl.training.agent import train_from_agent
@@ -90,6 +90,21 @@ def test_zero_demo_coef_is_plain_ppo_bitwise(demo_file, cartpole):
     for name, values in plain_metrics.items():
         np.testing.assert_array_equal(metrics[name], values, err_msg=name)
     assert np.isfinite(metrics["demo_nll"]).all()
+
+
+def test_demo_gradient_steps_clone_the_demonstrations_during_training(demo_file, cartpole):
+    """The hybrid objective's own supervised steps (demo_gradient_steps, a fresh Adam after
+    every update's RL epochs) imitate the demonstrations though λ0 = 0 in the RL loss."""
+    env, env_params = cartpole
+    demos = datasets.load(demo_file)
+    config = ppo.Config(**TINY, demo_dataset=demo_file, demo_coef=0.0, demo_decay=0.9,
+                        demo_gradient_steps=100, demo_learning_rate=1e-2,
+                        pretrain_batch_size=64)
+    agent = ppo.make_agent(config, env, env_params)
+    greedy = jax.jit(lambda key: agent.act(ppo.make_train(config, env, env_params)(key)[0],
+                                           jnp.asarray(demos.observations), key, True))(
+        jax.random.key(1))
+    assert np.mean(np.asarray(greedy) == demos.actions) > 0.9
 
 
 def test_pretraining_clones_the_demonstrations(demo_file, cartpole):
@@ -165,6 +180,23 @@ def test_large_margin_loss_hand_worked():
     q_values = jnp.array([[1.0, 2.0, 0.5], [3.0, 1.0, 2.5], [3.0, 1.0, 2.0]])
     np.testing.assert_allclose(large_margin_loss(q_values, jnp.array([0, 0, 0]), 0.8),
                                [1.8, 0.3, 0.0], rtol=1e-6)
+
+
+def test_dqn_init_from_a_bc_run_acts_as_bc(bc_run, demo_file, cartpole):
+    """DQN ``init_from`` a bc run: Q (and its target) start at BC's logits, so the greedy
+    action equals BC's on the demonstrated states."""
+    from jaxrl.policy import load_policy
+
+    env, env_params = cartpole
+    agent = dqn.make_agent(dqn.Config(**REPLAY_TINY, init_from=bc_run, activation="tanh"),
+                           env, env_params)
+    obs = jnp.asarray(datasets.load(demo_file).observations)
+    state, greedy = jax.jit(lambda key: (s := agent.init(key), agent.act(s, obs, key, True)))(
+        jax.random.key(0))
+    policy = load_policy(bc_run)
+    np.testing.assert_array_equal(greedy, policy.act(policy.params, obs, jax.random.key(0),
+                                                     True))
+    assert leaves_equal(state.params["q"], state.target_params["q"])
 
 
 def test_demo_partition_survives_many_overwrites():
@@ -269,19 +301,28 @@ def test_sac_critic_warmup_fits_the_critics_alone():
     assert not leaves_equal(final.params["critic"], initial.params["critic"])
 
 
-@pytest.mark.slow
-def test_sac_init_from_a_continuous_bc_run_acts_as_bc(pendulum_demo_file, tmp_path):
-    """SAC ``init_from`` a bc run of Pendulum (normalised observations, folded into the first
-    layer): its greedy torque equals BC's on the demonstrated states."""
-    from jaxrl.policy import load_policy
-
-    out = tmp_path / "bc"
+@pytest.fixture(scope="module")
+def pendulum_bc_run(tmp_path_factory, pendulum_demo_file):
+    """A tiny bc run of Pendulum (normalised observations: folded into the first layer)."""
+    out = tmp_path_factory.mktemp("pendulum-bc") / "run"
     config = bc.Config(total_gradient_steps=4, log_frequency=4, batch_size=16, eval_episodes=1,
                        hidden_sizes=(8,), activation="tanh")
     runner.run("bc", "Pendulum-v1", config, dataset=pendulum_demo_file, out=out, progress=False)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_init_from_a_continuous_bc_run_acts_as_bc(algo, pendulum_bc_run, pendulum_demo_file):
+    """SAC / TD3 ``init_from`` a bc run of Pendulum: the greedy torque (SAC's tanh-Gaussian
+    mode, TD3's deterministic ``μ``) equals BC's on the demonstrated states."""
+    from jaxrl.policy import load_policy
+
+    out = pendulum_bc_run
     env, env_params = envs.make("Pendulum-v1")
-    agent = sac.make_agent(sac.Config(**REPLAY_TINY, init_from=str(out), activation="tanh"),
-                           env, env_params)
+    module = {"sac": sac, "td3": td3}[algo]
+    agent = module.make_agent(module.Config(**REPLAY_TINY, init_from=str(out),
+                                            activation="tanh"), env, env_params)
     obs = jnp.asarray(datasets.load(pendulum_demo_file).observations)
     greedy = jax.jit(lambda key: agent.act(agent.init(key), obs, key, True))(jax.random.key(0))
     policy = load_policy(str(out))
@@ -459,16 +500,22 @@ def test_init_from_copies_every_network_and_finetunes_online(algo, pendulum_demo
     assert all(jax.tree.leaves(moved))
 
 
-@pytest.mark.parametrize("case", ["algo", "run"])
+@pytest.mark.parametrize("case", ["algo", "run", "td3 env", "td3 missing", "dqn dueling"])
 def test_online_init_from_bad_run_is_one_error_line(case, bc_run, pendulum_demo_file, capsys,
                                                      tmp_path):
-    target = {"algo": bc_run, "run": str(tmp_path)}[case]
-    assert main(["train", "iql", "--env", "Pendulum-v1", "--init-from", target, "--dataset",
-                 pendulum_demo_file, "--hidden-sizes", "8", "--out", str(tmp_path / "run"),
-                 "--no-progress"]) != 0
+    target = {"algo": bc_run, "run": str(tmp_path), "td3 env": bc_run,
+              "td3 missing": str(tmp_path / "no-run"), "dqn dueling": bc_run}[case]
+    algo = ["td3"] if case.startswith("td3") else ["iql", "--dataset", pendulum_demo_file]
+    env_id = "Pendulum-v1"
+    if case == "dqn dueling":
+        algo, env_id = ["dqn", "--dueling"], "CartPole-v1"
+    assert main(["train", *algo, "--env", env_id, "--init-from", target,
+                 "--hidden-sizes", "8", "--out", str(tmp_path / "run"), "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("jaxrl: error:") and err.strip().count("\n") == 0, err
-    assert {"algo": "a bc run; iql continues online", "run": "--init-from"}[case] in err
+    assert {"algo": "a bc run; iql continues online", "run": "--init-from",
+            "td3 env": "trained on 'CartPole-v1'", "td3 missing": "no run directory",
+            "dqn dueling": "drop --dueling"}[case] in err
 
 
 @pytest.mark.slow

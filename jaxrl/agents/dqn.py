@@ -19,6 +19,10 @@ DQfD (Hester et al. 2018; course notes 004, demonstrations as off-policy data): 
 ``demo_ratio`` of every batch comes from it, and the loss adds
 ``λ_k · (max_a [Q(s, a) + l(a_E, a)] - Q(s, a_E))`` on those rows (``demo_margin``, ``demo_coef``,
 ``demo_decay``; ``training.q_learning.large_margin_term``).
+
+Pre-train & finetune: ``init_from`` a ``bc`` run of discrete actions starts ``Q`` (and its
+target) at BC's logits, so the greedy policy is BC's from the first step
+(``pretrain.q_network_from_run``, which says why logits).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrl.training import pretrain
 from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.extensions import RewardTransform
@@ -55,6 +60,15 @@ class Config(QConfig, DQfDFields):
     """final exploration ε"""
     exploration_fraction: float = hyper(0.16, "[0, 1]")
     """fraction of total_timesteps over which ε decays linearly"""
+    init_from: str = static("")
+    """start Q (and its target) at the logits of this run directory's policy (a bc run,
+    discrete actions): its greedy policy (docs/demonstrations.md)"""
+
+    def validate(self) -> None:
+        """``QConfig``'s rules; ``init_from`` copies a plain (not dueling) head."""
+        super().validate()
+        if self.init_from and self.dueling:
+            raise ValueError("init_from copies bc's logits into a plain Q head; drop --dueling")
 
 
 def make_agent(config: Config, env: Any, env_params: Any,
@@ -73,8 +87,13 @@ def make_agent(config: Config, env: Any, env_params: Any,
         random_actions = jnp.minimum(jnp.floor(uniform[1] * num_actions), num_actions - 1)
         return jnp.where(explore, random_actions, jnp.argmax(q_values, -1)).astype(jnp.int32)
 
-    return make_q_agent(config, env, env_params, "dqn", greedy_next_value(config.double_q),
-                        epsilon_greedy, reward_transform, extensions)
+    agent = make_q_agent(config, env, env_params, "dqn", greedy_next_value(config.double_q),
+                         epsilon_greedy, reward_transform, extensions)
+    if not config.init_from:
+        return agent
+    # Q and its target start at the bc run's logits (pretrain.q_network_from_run).
+    return pretrain.start_from(agent, "q", lambda template: pretrain.q_network_from_run(
+        config.init_from, env, env_params, template, config.activation))
 
 
 def make_train(config: Config, env: Any, env_params: Any,

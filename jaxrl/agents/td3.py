@@ -9,14 +9,19 @@ actor and target updates (every ``policy_frequency`` critic updates). Exploratio
 ``N(0, exploration_noise²)`` to ``μ(s)``. Actions live in ``[-1, 1]`` and are rescaled to the
 env's bounds by ``RescaleAction``. ``jaxrl.agents.ddpg`` is this agent with one critic, no
 smoothing and no delay (both built by ``training.deterministic``).
+
+Pre-train & finetune (course notes 004): ``init_from`` a ``bc`` run of Box actions starts
+``μ`` (and its target) at that run's greedy policy, BC's mean ``tanh(f(s))`` in ``[-1, 1]``
+(``pretrain.deterministic_actor_from_run``); the critics start fresh.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from jaxrl.training import pretrain
 from jaxrl.training.agent import Agent, train_from_agent
-from jaxrl.training.config import check_config, hyper
+from jaxrl.training.config import check_config, hyper, static
 from jaxrl.training.deterministic import DeterministicConfig, make_deterministic_agent
 from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.off_policy import ReplayExtensions, TrainState
@@ -33,6 +38,9 @@ class Config(DeterministicConfig):
     """clip of the target-policy smoothing noise"""
     policy_frequency: int = hyper(2, ">= 1")
     """critic updates per actor (and target) update"""
+    init_from: str = static("")
+    """start the actor from the greedy policy of this run directory (a bc run, Box actions);
+    the critics are fresh (docs/demonstrations.md)"""
 
 
 def make_agent(config: Config, env: Any, env_params: Any,
@@ -40,9 +48,15 @@ def make_agent(config: Config, env: Any, env_params: Any,
                extensions: ReplayExtensions | None = None) -> Agent:
     """Build TD3's ``init`` / ``update`` / ``act`` (see ``jaxrl.training.agent``)."""
     check_config(config)
-    return make_deterministic_agent(config, env, env_params, "td3", 2, config.policy_noise,
-                                    config.noise_clip, config.policy_frequency,
-                                    reward_transform, extensions)
+    agent = make_deterministic_agent(config, env, env_params, "td3", 2, config.policy_noise,
+                                     config.noise_clip, config.policy_frequency,
+                                     reward_transform, extensions)
+    if not config.init_from:
+        return agent
+    # μ and its target start at the bc run's greedy policy (deterministic_actor_from_run).
+    return pretrain.start_from(agent, "actor", lambda template: (
+        pretrain.deterministic_actor_from_run(config.init_from, env, env_params, template,
+                                              config.activation)))
 
 
 def make_train(config: Config, env: Any, env_params: Any,

@@ -182,7 +182,8 @@ class GradientConfig(OnPolicyConfig):
     pretrain_steps: int = static(1000, ">= 1")
     """gradient steps of the behaviour cloning (with pretrain_dataset)"""
     pretrain_batch_size: int = static(256, ">= 1")
-    """demonstrations per behaviour-cloning step (with pretrain_dataset)"""
+    """demonstrations per behaviour-cloning step (with pretrain_dataset or
+    demo_gradient_steps)"""
     pretrain_learning_rate: float = hyper(1e-3, "> 0")
     """Adam step size of the behaviour cloning (with pretrain_dataset)"""
     critic_warmup: int = static(0, ">= 0")
@@ -194,6 +195,12 @@ class GradientConfig(OnPolicyConfig):
     """λ_0 of the hybrid objective (with demo_dataset)"""
     demo_decay: float = hyper(0.95, "[0, 1]")
     """λ_k = demo_coef · demo_decay^k at update k (with demo_dataset)"""
+    demo_gradient_steps: int = static(0, ">= 0")
+    """extra Adam steps on -log π(a|s) of demonstration minibatches (pretrain_batch_size each)
+    after every update's RL epochs, step size demo_learning_rate · demo_decay^k, a fresh Adam
+    of their own (with demo_dataset; 0: none)"""
+    demo_learning_rate: float = hyper(1e-3, "> 0")
+    """Adam step size of the demo_gradient_steps at update 0 (with demo_dataset)"""
 
     SUPPORTS_MEMORY: ClassVar[bool] = True
 
@@ -206,6 +213,9 @@ class GradientConfig(OnPolicyConfig):
         if uses and self.recurrent != "none":
             raise ValueError(f"{', '.join(uses)}: demonstrations train memoryless policies; "
                              f"drop --recurrent {self.recurrent}")
+        if self.demo_gradient_steps and not self.demo_dataset:
+            raise ValueError("demo_gradient_steps imitate the demonstrations of demo_dataset; "
+                             "pass --demo-dataset FILE")
         if self.init_from and self.normalize_obs:
             raise ValueError("init_from copies a policy of raw observations; drop "
                              "--normalize-obs (or start with --pretrain-dataset)")
@@ -772,6 +782,23 @@ def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
 
         return loss
 
+    def imitate(key: jax.Array, params: Any, state: TrainState) -> Any:
+        """``demo_gradient_steps`` supervised steps on the demonstrations, not tied to the RL
+        optimiser: Adam is invariant to the loss's scale, so λ in the RL loss sets only the
+        term's share of each step, never the step's length; here the annealed step size
+        ``demo_learning_rate · demo_decay^k`` does (a fresh Adam each update, so the train
+        state is unchanged)."""
+        def nll(params, obs, action):
+            return pretrain.demo_nll(
+                lambda obs: network.apply(params, obs, method="policy"), obs, action)
+
+        return pretrain.imitation_steps(
+            key, nll, params, demos.demo, config.demo_gradient_steps,
+            config.pretrain_batch_size,
+            pretrain.demo_coefficient(config.demo_learning_rate, config.demo_decay,
+                                      state.update_count),
+            lambda obs: _normalize(config, state.rollout.obs_stats, obs))
+
     def learn(key: jax.Array, params: Any, opt_state: Any, batch: Batch,
               state: TrainState) -> tuple[Any, Any, Metrics]:
         samples, objective = samples_of(batch), loss_fn
@@ -786,6 +813,8 @@ def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
                 config.demo_coef, config.demo_decay, state.update_count))
         params, opt_state, metrics = gradient_epochs(key, params, opt_state, samples, objective,
                                                      optimizer, update_epochs, num_minibatches)
+        if demos.demo is not None and getattr(config, "demo_gradient_steps", 0):
+            params = imitate(jax.random.fold_in(key, 2), params, state)
         if update_metrics is not None:
             metrics = {**metrics, **update_metrics(params, samples)}
         return params, opt_state, metrics

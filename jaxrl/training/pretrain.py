@@ -12,6 +12,8 @@ maximum likelihood on demonstrations, then improves it with RL; the *hybrid obje
   the first layer, so the copied policy is the same function of the raw observation).
 - ``tanh_actor_from_run``: the same for a ``bc`` run of Box actions, onto SAC's tanh-Gaussian
   actor (its mean; the greedy policy is BC's).
+- ``deterministic_actor_from_run``: the same mean as a deterministic actor's ``μ(s)`` (TD3's).
+- ``q_network_from_run``: BC's logits as a Q-network (DQN's), so its greedy policy is BC's.
 - ``imitation_steps``: ``steps`` Adam steps on ``-E_D[log π(a|s)]``, pure (run inside ``init``).
 - ``demo_nll`` / ``demo_coefficient``: the hybrid objective's term and its schedule
   ``λ_k = λ_0 · decay^k`` (DAPG's, Rajeswaran et al. 2018).
@@ -37,8 +39,9 @@ from jaxrl.envs.spaces import Discrete
 from jaxrl.run_dir import PATH_FIELDS, resolve_paths
 
 __all__ = ["PATH_FIELDS", "Demonstrations", "actor_from_run", "demo_coefficient", "demo_mean",
-           "demo_nll", "imitation_steps", "large_margin_loss", "load", "load_demonstrations",
-           "resolve_paths", "tanh_actor_from_run"]
+           "demo_nll", "deterministic_actor_from_run", "imitation_steps", "large_margin_loss",
+           "load", "load_demonstrations", "q_network_from_run", "resolve_paths", "start_from",
+           "tanh_actor_from_run"]
 
 """The config fields that name files: a run records them as absolute paths."""
 
@@ -109,6 +112,61 @@ def tanh_actor_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
     wanted = {"torso": template["params"]["torso"], "mean": template["params"]["head"]["Dense_0"]}
     _check_network(run_dir, policy, actor, wanted, activation)
     return jax.tree.map(jnp.asarray, actor)
+
+
+def deterministic_actor_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
+                                 activation: str) -> Any:
+    """The greedy policy of ``run_dir`` (a ``bc`` run of Box actions) as the parameters
+    ``{"params": {"torso": ..., "Dense_0": ...}}`` of a deterministic actor
+    ``μ(s) = tanh(W · torso(s) + b)`` (TD3's, ``models.off_policy.DeterministicActor``;
+    ``template``: its parameters, shapes suffice).
+
+    BC's mean is ``low + (tanh(f(s)) + 1)(high - low) / 2``, and ``μ`` in ``[-1, 1]`` is
+    rescaled to the same bounds, so ``μ = tanh(f)`` with BC's MLP (normaliser folded in) as
+    the torso and its output layer as ``Dense_0`` acts exactly as BC's greedy policy."""
+    if not Path(run_dir).is_dir():
+        raise ValueError(f"--init-from {run_dir}: no run directory there")
+    wanted = {"params": {"torso": template["params"]["torso"],
+                         "head": {"Dense_0": template["params"]["Dense_0"]}}}
+    actor = tanh_actor_from_run(run_dir, env, env_params, wanted, activation)
+    return {"params": {"torso": actor["torso"], "Dense_0": actor["mean"]}}
+
+
+def q_network_from_run(run_dir: str, env: Any, env_params: Any, template: Any,
+                       activation: str) -> Any:
+    """The policy of ``run_dir`` (a ``bc`` run of discrete actions) as the parameters
+    ``{"params": {"torso": ..., "head": {"Dense_0": ...}}}`` of a Q-network (DQN's, not
+    dueling; ``template``: its parameters, shapes suffice) with ``Q(s, ·) = BC's logits``.
+
+    Logits are Q-values up to a per-state shift and scale under the Boltzmann view
+    ``π(a|s) ∝ exp(Q(s, a) / τ)``, so the greedy policy ``argmax_a Q`` is BC's from the first
+    step, with no dataset needed; TD learning then fits the values' scale (course notes 004,
+    pre-train & finetune). DQfD's large-margin loss (``demo_dataset``) is the alternative that
+    keeps the demonstrations in the loss."""
+    if not Path(run_dir).is_dir():
+        raise ValueError(f"--init-from {run_dir}: no run directory there")
+    if not isinstance(env.action_space(env_params), Discrete):
+        raise ValueError(f"--init-from {run_dir}: a Q-network needs discrete actions")
+    policy = _bc_policy(run_dir, env)
+    torso, output = _raw_observation_layers(run_dir, policy)
+    q = {"params": {"torso": torso, "head": {"Dense_0": output}}}
+    _check_network(run_dir, policy, q, template, activation)
+    return jax.tree.map(jnp.asarray, q)
+
+
+def start_from(agent: Any, network: str, load: Any) -> Any:
+    """``agent`` whose ``init`` puts ``load(template)`` in place of ``params[network]`` and
+    ``target_params[network]`` (a replay agent's network and its target start equal);
+    ``template`` is the fresh parameters' shapes. DQN's and TD3's ``--init-from``."""
+    fresh = agent.init
+    loaded = load(jax.eval_shape(lambda key: fresh(key).params[network], jax.random.key(0)))
+
+    def init(key: jax.Array) -> Any:
+        state = fresh(key)
+        return state.replace(params={**state.params, network: loaded},
+                             target_params={**state.target_params, network: loaded})
+
+    return agent._replace(init=init)
 
 
 def _bc_policy(run_dir: str, env: Any) -> Any:
