@@ -44,5 +44,6 @@ from jaxrl.envs import goal as _goal  # noqa: E402, F401  (registers PointGoal-v
 from jaxrl.envs import linear as _linear  # noqa: E402, F401  (registers LinearSystem-v0)
 from jaxrl.envs import meta as _meta  # noqa: E402, F401  (KArmedBandit-v0, PointNav-v0)
 from jaxrl.envs import pgx_env as _pgx_env  # noqa: E402, F401  (registers pgx/<game>)
+from jaxrl.envs import playground_env as _playground_env  # noqa: E402, F401  (playground/<Name>)
 from jaxrl.envs import tabular as _tabular  # noqa: E402, F401  (registers Gridworld-v0)
 from jaxrl.envs import tokens as _tokens  # noqa: E402, F401  (registers Tokens-<task>-v0)
