@@ -209,15 +209,19 @@ def set_cpu_threefry(mode: str) -> str:
     an opt-in: it suits notebooks and tests, where compile time dominates
     (``docs/performance.md``; the measurements are in ``benchmarks/RESULTS.md``).
 
-    Uses JAX's internal lowering hooks (``jax._src.prng``); where a JAX version lacks them a
+    Uses JAX's internal lowering hooks (``jax._src.prng``, ``jax._src.random.threefry2x32``
+    from jax 0.10); where a JAX version lacks them a
     ``RuntimeError`` says so. No effect on GPU / TPU, which always use the unrolled form.
     """
     global _cpu_threefry
     if mode not in _THREEFRY_MODES:
         raise ValueError(f"cpu threefry must be one of {_THREEFRY_MODES}, got {mode!r}")
     try:
-        from jax._src import prng
         from jax.interpreters import mlir
+        try:  # jax 0.10 moved the threefry primitive and its lowering to jax._src.random
+            from jax._src.random import threefry2x32 as prng
+        except ImportError:
+            from jax._src import prng
 
         rule = mlir.lower_fun(partial(prng._threefry2x32_lowering,
                                       use_rolled_loops=mode == "rolled"),
