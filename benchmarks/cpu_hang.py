@@ -74,12 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds before the watchdog dumps the stacks and exits")
+    parser.add_argument("--compile-cache", default="",
+                        help="JAX's persistent compilation cache in this directory (every "
+                             "program cached): run twice, the second run reads it back")
     args = parser.parse_args(argv)
 
     faulthandler.dump_traceback_later(args.timeout, exit=True)
     import jax
     import jaxlib
 
+    if args.compile_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compile_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     print(f"jax {jax.__version__}, jaxlib {jaxlib.__version__}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, cores {os.cpu_count()}", flush=True)
     started = time.perf_counter()
