@@ -101,10 +101,10 @@ def compiler_options(backend: str | None = None,
 
     - at most ``SHORT_RUN_STEPS``: level 0 without the fusion emitters (the shortest compile;
       its gradient steps run several times slower, which a short program does not notice);
-    - at most ``EMITTERS_OFF_STEPS``: level 1 without the fusion emitters (about half the
-      compile time of the defaults at about the same run time);
-    - longer, or unknown: level 1 with the emitters (a third less compile than the defaults at
-      the same run time: without the emitters many vmapped seeds run ≈ 1.5× slower).
+    - at most ``EMITTERS_OFF_STEPS``: level 1 without the fusion emitters (a shorter compile
+      than the defaults at the same run time);
+    - longer, or unknown: level 1 with the emitters (a shorter compile than the defaults at the
+      same run time; without the emitters many vmapped seeds run slower).
 
     The in-process A/B behind these thresholds is in ``docs/performance.md``. Returns None
     (XLA's own defaults) on other backends (``backend`` None: JAX's default backend) and where
