@@ -14,12 +14,13 @@ Writes ``benchmarks/results/meta_<case>.json`` and prints markdown rows::
 
     python benchmarks/meta.py --bandits --arms 2 --pulls 10 --steps 80000 --seeds 2 \
         --set learning_rate=0.02 gamma=1.0 "hidden_sizes=(32,)" recurrent_size=32 --tag _tuned
-    python benchmarks/meta.py --bandits --arms 5 --pulls 100 --steps 3000000 --seeds 4 \
-        --agents rl2 --chunks 75 --tag _cpu
+    python benchmarks/meta.py --bandits --arms 5 --pulls 100 --steps 640000 --seeds 4 \
+        --chunks 10 --set normalize_reward=True learning_rate=0.01 --tag _normrew
     python benchmarks/meta.py --pointnav --horizon 10 --steps 200000 --seeds 4
 
 ``--set FIELD=VALUE`` overrides ``rl2.Config`` fields; ``--chunks`` evaluates and saves the
-JSON after each part of a bandit run (a run cut short leaves its partial result).
+JSON after each part of a bandit run (a run cut short leaves its partial result; ``curve`` lists
+``[env steps, regret per seed]`` after each part).
 """
 
 from __future__ import annotations
@@ -103,10 +104,11 @@ def bandit_case(arms: int, pulls: int, steps: int, seeds: int, overrides: dict,
         def after_chunk(agent, states, updates, seconds, name=name):
             regret = jax.jit(lambda state: rl2.trial_regret(
                 agent, state, env, params, jax.random.key(1), pulls, TASKS)[-1])
-            result[name] = {"regret": [float(regret(seed_state(states, i)))
-                                       for i in range(seeds)],
-                            "train_seconds": seconds,
-                            "env_steps": updates * agent.steps_per_update}
+            regrets = [float(regret(seed_state(states, i))) for i in range(seeds)]
+            curve = result.get(name, {}).get("curve", [])
+            result[name] = {"regret": regrets, "train_seconds": seconds,
+                            "env_steps": updates * agent.steps_per_update,
+                            "curve": [*curve, [updates * agent.steps_per_update, regrets]]}
             save(result)
             print(f"{name}: {result[name]}", flush=True)
 

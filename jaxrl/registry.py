@@ -241,7 +241,8 @@ register("apg", "jaxrl.agents.apg", "optimal control",
 register("rl2", "jaxrl.agents.rl2", "meta-RL",
          "RL²: PPO with a recurrent policy across multi-episode trials of a task family",
          "§15 Transfer & Multi-task Learning (RNN-based meta-learning)",
-         headline="2-armed bandits, 10-pull trials: regret 0.74 (Thompson 0.97; 80k steps)")
+         headline="5-armed bandits, 100-pull trials: regret 7.52 = 0.89× Thompson "
+                  "(4 seeds, 640k steps)")
 register("maml", "jaxrl.agents.maml", "meta-RL",
          "MAML for policy gradients (DiCE meta-gradient), first-order MAML and Reptile",
          "§22 Transfer Learning and Meta-Learning (gradient-based meta RL)",
