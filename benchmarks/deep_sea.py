@@ -11,11 +11,14 @@ coarse). Each seed draws its own action mapping (env params vmapped with the key
 Agents: ``dqn`` (ε from 1 to 0.05 over the first 10 % of the run), ``count_dqn`` (the same with
 ``bonus=count``, MBIE-EB 1/√N), ``bootstrapped_dqn`` (10 heads, prior scale 3), ``ppo`` and
 ``rnd_ppo`` (PPO with ``bonus=rnd``), ``rnd_ppo_heads`` (the same with ``intrinsic_head``: a
-second value head, γ_I = 0.99, non-episodic intrinsic returns). Each (agent, size) is one
+second value head, γ_I = 0.99, non-episodic intrinsic returns), ``rnd_ppo_paper`` (the same with
+the RND paper's discounts γ_E = 0.999, γ_I = 0.99 and its advantage weights 2 A_E + A_I, i.e.
+β = 0.5; run it longer with ``--episodes``). Each (agent, size) is one
 compiled call with the seeds vmapped; results go to ``benchmarks/results/deep_sea.json``
 (resumable: finished pairs are skipped) and ``deep_sea.png``::
 
     python benchmarks/deep_sea.py --sizes 6 10 14 20 --seeds 3 --episodes 800
+    python benchmarks/deep_sea.py --agents rnd_ppo_paper --sizes 6 10 14 20 --episodes 2000
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from jaxrl.envs.deep_sea import episode_counts
 from jaxrl.training.agent import as_typed_key
 
 RESULTS = Path(__file__).parent / "results"
-AGENTS = ("bootstrapped_dqn", "count_dqn", "dqn", "rnd_ppo", "ppo", "rnd_ppo_heads")
+AGENTS = ("bootstrapped_dqn", "count_dqn", "dqn", "rnd_ppo", "ppo", "rnd_ppo_heads",
+          "rnd_ppo_paper")
 
 
 def configure(agent: str, size: int, episodes: int, log_episodes: int):
@@ -62,6 +66,9 @@ def configure(agent: str, size: int, episodes: int, log_episodes: int):
         return ppo, ppo.Config(**on_policy, bonus="rnd", bonus_scale=0.1)
     if agent == "rnd_ppo_heads":
         return ppo, ppo.Config(**on_policy, bonus="rnd", bonus_scale=0.1, intrinsic_head=True)
+    if agent == "rnd_ppo_paper":
+        return ppo, ppo.Config(**on_policy, bonus="rnd", bonus_scale=0.5, intrinsic_head=True,
+                               gamma=0.999, intrinsic_gamma=0.99)
     raise ValueError(f"unknown agent {agent!r}; choose from {', '.join(AGENTS)}")
 
 

@@ -522,6 +522,20 @@ def test_spaces_with_traced_params():
     np.testing.assert_allclose(obs, expected, rtol=1e-6)
 
 
+def test_spaces_stay_concrete_inside_a_trace():
+    # A sweep builds its agent inside ``vmap`` over traced hyperparameters: gymnax's jnp-built
+    # bounds (MountainCar's observation box) must stay concrete there, as a count bonus hashes
+    # observations against them.
+    env, params = envs.make("MountainCar-v0")
+
+    def spaces(x):
+        observation, action = env.observation_space(params), env.action_space(params)
+        np.asarray(observation.low), np.asarray(observation.high)  # raises on tracers
+        return x * observation.shape[0] * action.n
+
+    assert jax.make_jaxpr(spaces)(1.0) is not None
+
+
 # ----------------------------------------------------------------------------------------------
 # 8. RunningMeanStd and discounted_return_trace
 

@@ -52,8 +52,12 @@ class GymnaxEnv(TimeLimitedEnv):
         terminated = jnp.asarray(self.gymnax_env.is_terminal(next_state, unlimited), bool)
         return obs, next_state, reward, terminated, {}
 
+    # gymnax builds some bounds with jnp ops: evaluate them eagerly, so a space asked for inside
+    # a trace (a vmapped sweep building its agent) stays concrete.
     def observation_space(self, params: Any) -> Space:
-        return from_gymnax(self.gymnax_env.observation_space(params))
+        with jax.ensure_compile_time_eval():
+            return from_gymnax(self.gymnax_env.observation_space(params))
 
     def action_space(self, params: Any) -> Space:
-        return from_gymnax(self.gymnax_env.action_space(params))
+        with jax.ensure_compile_time_eval():
+            return from_gymnax(self.gymnax_env.action_space(params))
