@@ -7,10 +7,13 @@ The normalised score is ``100 · (R_pref − R_random) / (R_sac − R_random)`` 
 ``benchmarks/results/pref_rl_cpu.{json,md}``.
 
     python benchmarks/pref_rl.py [--seeds 4] [--steps 20000] [--max-queries 500]
+        [--query-interval 8] [--ensemble-size 3] [--baseline OLD.json]
 
 Seed ``i`` is ``jax.random.split(jax.random.key(0), n)[i]`` for every ``n > i`` (partitionable
 threefry), so ``--first-seed 2 --seeds 2 --merge OLD.json`` runs seeds 2–3 only and appends
-them to an earlier run of seeds 0–1 with the same settings.
+them to an earlier run of seeds 0–1 with the same settings. ``--baseline OLD.json`` takes the
+SAC rows from an earlier run of this script with the same env, steps, seeds and evaluation
+episodes instead of training SAC again (its runs are the same keys and fields).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--max-queries", type=int, default=500)
+    parser.add_argument("--query-interval", type=int, default=8)
+    parser.add_argument("--ensemble-size", type=int, default=3)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--out", default="pref_rl_cpu")
     parser.add_argument("--first-seed", type=int, default=0,
@@ -43,6 +48,9 @@ def main() -> None:
     parser.add_argument("--merge", default="",
                         help="an earlier JSON of this script (same settings, seeds before "
                              "--first-seed): its per-seed rows are prepended")
+    parser.add_argument("--baseline", default="",
+                        help="an earlier JSON of this script (same env, steps, seeds, eval "
+                             "episodes): its SAC row is reused instead of training SAC again")
     args = parser.parse_args()
     env, env_params = envs.make(args.env)
     keys = jax.random.split(jax.random.key(0), args.first_seed + args.seeds)[args.first_seed:]
@@ -54,10 +62,22 @@ def main() -> None:
     shared = {"total_timesteps": args.steps, "buffer_size": args.steps,
               "log_frequency": max(args.steps // 10, 1), "eval_episodes": args.eval_episodes}
     rows = {}
-    for name, module, config in (
-            ("sac (true reward)", sac, sac.Config(**shared)),
+    runs = [("sac (true reward)", sac, sac.Config(**shared)),
             (f"pref_rl ({args.max_queries} queries)", pref_rl,
-             pref_rl.Config(**shared, max_queries=args.max_queries))):
+             pref_rl.Config(**shared, max_queries=args.max_queries,
+                            query_interval=args.query_interval,
+                            ensemble_size=args.ensemble_size))]
+    if args.baseline:
+        baseline = json.loads(Path(args.baseline).read_text())
+        settings = (baseline["env"], baseline["steps"], baseline["seeds"],
+                    baseline["eval_episodes"])
+        if settings != (args.env, args.steps, args.first_seed + args.seeds, args.eval_episodes):
+            raise ValueError(f"--baseline {args.baseline} is (env, steps, seeds, eval episodes) "
+                             f"= {settings}; this run's differ")
+        rows["sac (true reward)"] = {**baseline["rows"]["sac (true reward)"],
+                                     "from": args.baseline}
+        runs = runs[1:]
+    for name, module, config in runs:
         start = time.time()
         _, metrics = jax.jit(jax.vmap(module.make_train(config, env, env_params)))(keys)
         metrics = jax.device_get(metrics)
@@ -67,6 +87,7 @@ def main() -> None:
         if "queries" in metrics:
             rows[name]["queries"] = np.asarray(metrics["queries"])[:, -1].tolist()
             rows[name]["reward_accuracy"] = np.asarray(metrics["reward_accuracy"])[:, -1].tolist()
+            rows[name]["reward_accuracy_curve"] = np.asarray(metrics["reward_accuracy"]).tolist()
         if earlier is not None:
             old = earlier["rows"][name]
             for field in ("eval_return", "queries", "reward_accuracy"):
@@ -93,7 +114,8 @@ def main() -> None:
         row["normalised_score"] = float(100 * (finals.mean() - random_return)
                                         / (sac_final - random_return))
     payload = {"env": args.env, "seeds": total_seeds, "steps": args.steps,
-               "max_queries": args.max_queries, "eval_episodes": args.eval_episodes,
+               "max_queries": args.max_queries, "query_interval": args.query_interval,
+               "ensemble_size": args.ensemble_size, "eval_episodes": args.eval_episodes,
                "random_return": random_return, "device": jax.devices()[0].device_kind,
                "rows": rows}
     RESULTS.mkdir(exist_ok=True)

@@ -4,16 +4,18 @@ learning tests (DPO beats its reference under the hidden reward; pref_rl swings 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import optimised_jit
-from preference_inputs import TINY_MODEL, tiny_pairs, tiny_policy
+from preference_inputs import TINY_MODEL, demonstrations, tiny_pairs, tiny_policy
 
-from jaxrl import envs
+from jaxrl import cli, envs
 from jaxrl.agents import dpo, pref_rl, reward_model, rlhf
 from jaxrl.envs.spaces import Box
 from jaxrl.envs.tokens import EOS, PAD, demonstrator, sequence_reward
@@ -254,6 +256,56 @@ def test_bad_inputs_give_one_clear_error(task, policy):
         dpo.make_agent(dpo.Config(), cartpole, cartpole_params, reference=policy)
 
 
+def _sft_run_dir(out, env, env_params):
+    """An sft run directory written without training: ``config.json``, its demonstrations and a
+    checkpoint of the initial state (all that ``--reference RUN_DIR`` reads). On the way, a
+    dataset of another vocabulary is refused."""
+    from jaxrl import checkpoint, datasets
+    from jaxrl.agents import sft
+    from jaxrl.training.config import config_to_dict
+
+    demos = demonstrations(env, env_params, episodes=1)
+    config = sft.Config(**TINY_MODEL)
+    other_vocab = dataclasses.replace(demos, actions=demos.actions + 20)
+    with pytest.raises(ValueError, match=r"'actions': values must lie in \[0, 16\)"):
+        sft.make_agent(config, env, env_params, dataset=other_vocab)
+    data = datasets.save(out / "demos.npz", demos)
+    agent = sft.make_agent(config, env, env_params, dataset=datasets.load(data, env, env_params))
+    states = jax.vmap(agent.init)(jax.random.split(jax.random.key(0), 1))
+    checkpoint.save(out / "sft" / "checkpoints" / "update_0000000000", states, {"updates": 0})
+    (out / "sft" / "config.json").write_text(json.dumps({
+        "algo": "sft", "env": env.env_id, "env_kwargs": {}, "seeds": [0],
+        "config": config_to_dict(config), "dataset": str(data)}))
+    return out / "sft"
+
+
+def test_preferences_cli_writes_a_file_the_loaders_read(task, tmp_path, capsys):
+    # `jaxrl preferences` in process on a tiny sft reference (no training): the file it writes
+    # loads and validates against the task, the labels follow the hidden reward (noise 0: the
+    # chosen sequence never scores less), and bad input is one `jaxrl: error:` line.
+    env, env_params = task
+    reference = _sft_run_dir(tmp_path, env, env_params)
+    out = tmp_path / "pairs.npz"
+    assert cli.main(["preferences", "--reference", str(reference), "--pairs", "16", "--noise",
+                     "0", "--out", str(out)]) == 0
+    assert f"wrote {out}: 16 pairs from Tokens-sort-v0" in capsys.readouterr().out
+    pairs = family.load_preferences(out, env_params)
+    assert pairs.chosen.shape == pairs.rejected.shape == (16, env_params.max_length)
+    assert pairs.metadata["env"] == "Tokens-sort-v0" and pairs.metadata["noise"] == 0.0
+    reward = family.hidden_reward_fn(env)
+    assert np.all(np.asarray(reward(pairs.chosen)) >= np.asarray(reward(pairs.rejected)))
+
+    for bad, message in (({"--pairs": "0"}, "--pairs must be >= 1"),
+                         ({"--noise": "-1"}, "--noise >= 0"),
+                         ({"--pairs": "many"}, "--pairs"),
+                         ({"--reference": str(tmp_path / "nowhere")}, "holds no run")):
+        options = {"--reference": str(reference), "--out": str(tmp_path / "bad.npz"), **bad}
+        assert cli.main(["preferences", *itertools.chain(*options.items())]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("jaxrl: error:") and message in err[0], err
+    assert not (tmp_path / "bad.npz").exists()
+
+
 # ------------------------------------------------------------------------------------- learning
 
 @pytest.mark.slow
@@ -286,7 +338,7 @@ def test_pref_rl_learns_pendulum_from_200_queries():
     config = pref_rl.Config(total_timesteps=6000, buffer_size=6000, learning_starts=500,
                             hidden_sizes=(32, 32), batch_size=64, log_frequency=500,
                             eval_episodes=0, reward_hidden_sizes=(32,), reward_batch_size=16,
-                            max_queries=200, query_interval=4)
+                            max_queries=200, query_interval=4, ensemble_size=1)
     _, metrics = jax.jit(pref_rl.make_train(config, env, env_params))(jax.random.key(0))
     assert round(float(metrics["queries"][-1])) == 200  # a mean over the log interval
     final = float(np.nanmean(np.asarray(metrics["episode_return"])[-2:]))

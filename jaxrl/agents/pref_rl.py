@@ -63,8 +63,9 @@ class Config(SACConfig):
     """reward-model gradient steps per iteration"""
     reward_batch_size: int = static(64, ">= 1")
     """labelled pairs per reward-model gradient step"""
-    ensemble_size: int = static(1, ">= 1")
-    """reward-model members (their mean is the reward)"""
+    ensemble_size: int = static(3, ">= 1")
+    """reward-model members (their mean is the reward; one member whose fit stalls, e.g. with
+    dead units, cannot then take the reward down with it)"""
     reward_hidden_sizes: tuple[int, ...] = static((64, 64))
     """hidden layers of each reward-model member"""
     teacher_temperature: float = hyper(1.0, ">= 0")
