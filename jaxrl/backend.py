@@ -31,8 +31,9 @@ from typing import Any
 import jax
 
 __all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "CPU_THREADS_ENV", "CPU_THREEFRY_ENV",
-           "DEFAULT_COMPILE_CACHE", "EMITTERS_OFF_STEPS", "ONE_OFF_UNROLL", "SHORT_RUN_STEPS",
-           "UNROLL_ENV", "XLA_CPU_THREADS_ENV", "compiler_options", "cpu_threads",
+           "CPU_CACHE_HANG_JAXLIB", "DEFAULT_COMPILE_CACHE", "EMITTERS_OFF_STEPS",
+           "ONE_OFF_UNROLL", "SHORT_RUN_STEPS", "UNROLL_ENV", "XLA_CPU_THREADS_ENV",
+           "compile_cache_hangs", "compiler_options", "cpu_threads",
            "cpu_threads_from_env", "cpu_threefry", "cpu_threefry_from_env",
            "enable_compile_cache", "env_unroll_limit", "filtered_stderr", "gradient_steps",
            "scan_unroll", "set_cpu_threads", "set_cpu_threefry"]
@@ -141,6 +142,52 @@ COMPILE_CACHE_MAX_BYTES = 2 * 1024**3
 """Size cap of a cache this module turns on (JAX evicts the least recently used entries; it
 needs the ``filelock`` package for that)."""
 _OFF = ("", "0", "off", "false", "none", "no")
+CPU_CACHE_HANG_JAXLIB = (0, 10)
+"""The first jaxlib (major, minor) whose CPU programs can hang, far more often when read back
+from JAX's persistent compilation cache (issue 39, ``docs/performance.md``, "JAX versions"):
+from it on, ``enable_compile_cache`` leaves the cache off on the CPU unless asked for
+explicitly."""
+_cache_hang_warned = False
+
+
+def _installed_jaxlib() -> str:
+    import jaxlib
+
+    return jaxlib.__version__
+
+
+def _platform() -> str:
+    """The platform JAX compiles for, without starting a backend where ``jax_platforms`` names
+    it (starting one fixes XLA:CPU's thread pool, see ``set_cpu_threads``)."""
+    try:
+        from jax._src import xla_bridge
+
+        if xla_bridge.backends_are_initialized():
+            return jax.default_backend()
+    except (ImportError, AttributeError):
+        pass
+    platforms = (jax.config.jax_platforms or "").split(",")[0].strip().lower()
+    return platforms or jax.default_backend()
+
+
+def compile_cache_hangs(platform: str | None = None, jaxlib_version: str | None = None) -> bool:
+    """Whether JAX's persistent compilation cache is known to hang programs on ``platform``
+    (None: the one JAX compiles for) with ``jaxlib_version`` (None: the installed jaxlib).
+
+    True on the CPU from jaxlib ``CPU_CACHE_HANG_JAXLIB`` (0.10) on. There a batched QR
+    factorisation (orthogonal initialisation under ``vmap``) splits its batch over XLA:CPU's
+    intra-op threads and waits for the parts; when as many QRs run at once as there are
+    threads, every thread waits and the program never finishes. Vmapped PPO read back from the
+    cache hung that way in every try on a 2-core machine, compiled afresh it finished every
+    run tried; a pure-JAX program with more concurrent QRs hangs without the cache too
+    (``benchmarks/cpu_hang.py``; ``docs/performance.md``). Turning the cache off makes the hang
+    rarer, it does not rule it out. GPU / TPU programs are not affected.
+    """
+    platform = (platform or _platform()).lower()
+    version = jaxlib_version if jaxlib_version is not None else _installed_jaxlib()
+    parts = re.match(r"(\d+)\.(\d+)", version)
+    release = (int(parts[1]), int(parts[2])) if parts else (0, 0)
+    return platform == "cpu" and release >= CPU_CACHE_HANG_JAXLIB
 
 
 def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -149,20 +196,32 @@ def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | N
 
     The directory is ``path``, else ``$JAXRL_COMPILE_CACHE``, else ``~/.cache/jaxrl/xla``;
     ``off`` (or ``0``, ``none``) disables it. A cache the user already configured
-    (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. Only compilations that take
-    longer than ``jax_persistent_cache_min_compile_time_secs`` (1 s) are stored; the cache is
-    capped at ``COMPILE_CACHE_MAX_BYTES`` where the ``filelock`` package is installed. Call it
-    before the first compilation: JAX decides once per process whether to use a cache. The
-    ``jaxrl`` CLI calls it on start. Returns the directory in use, or None (off, or the
-    directory cannot be created: a warning says why). A cached program is the same
-    executable, so results are bitwise those of a fresh compile.
+    (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. Where the cache hangs programs
+    (``compile_cache_hangs``: the CPU with jaxlib 0.10 or newer) the default directory is not
+    used: the cache stays off, with one warning, unless ``path`` or ``$JAXRL_COMPILE_CACHE``
+    names a directory (``JAXRL_COMPILE_CACHE=~/.cache/jaxrl/xla`` forces it). Only
+    compilations that take longer than ``jax_persistent_cache_min_compile_time_secs`` (1 s) are
+    stored; the cache is capped at ``COMPILE_CACHE_MAX_BYTES`` where the ``filelock`` package
+    is installed. Call it before the first compilation: JAX decides once per process whether
+    to use a cache. The ``jaxrl`` CLI calls it on start. Returns the directory in use, or None
+    (off, or the directory cannot be created: a warning says why). A cached program is the
+    same executable, so results are bitwise those of a fresh compile.
     """
+    global _cache_hang_warned
     configured = jax.config.jax_compilation_cache_dir
     if configured:
         return Path(configured)
-    choice = os.fspath(path) if path is not None else os.environ.get(COMPILE_CACHE_ENV,
-                                                                    DEFAULT_COMPILE_CACHE)
+    explicit = os.fspath(path) if path is not None else os.environ.get(COMPILE_CACHE_ENV)
+    choice = DEFAULT_COMPILE_CACHE if explicit is None else explicit
     if choice.strip().lower() in _OFF:
+        return None
+    if explicit is None and compile_cache_hangs():
+        if not _cache_hang_warned:
+            _cache_hang_warned = True
+            warnings.warn(f"compile cache off: jaxlib {_installed_jaxlib()} on the CPU can hang "
+                          "running programs read back from JAX's persistent compilation cache "
+                          f"(jaxrl issue 39); set {COMPILE_CACHE_ENV}={DEFAULT_COMPILE_CACHE} "
+                          "to use it anyway", stacklevel=2)
         return None
     directory = Path(choice).expanduser()
     try:

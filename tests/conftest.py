@@ -50,6 +50,9 @@ directory. It starts empty (nothing from ``~/.cache`` or an earlier session leak
 to subprocesses through ``$JAXRL_COMPILE_CACHE`` and is deleted when the session ends. A cached
 program is the same executable, so every bitwise test holds either way; ``test_cli`` checks the
 cache itself with directories of its own. ``JAXRL_TEST_COMPILE_CACHE=off`` runs without it.
+On the CPU with jaxlib 0.10 or newer (``jaxrl.backend.compile_cache_hangs``) the session runs
+without it by default: there a program read back from the cache can hang (issue 39);
+``JAXRL_TEST_COMPILE_CACHE=on`` uses it anyway.
 
 The suite lowers JAX's threefry hash unrolled on CPU (``$JAXRL_CPU_THREEFRY=unrolled``, see
 ``jaxrl.backend.set_cpu_threefry``; subprocesses inherit it): the random bits are identical and
@@ -75,9 +78,10 @@ _SESSION_CACHE = "JAXRL_TEST_SESSION_CACHE"
 
 def pytest_configure(config):
     _check_test_groups(config)
-    from jaxrl.backend import COMPILE_CACHE_ENV, enable_compile_cache
+    from jaxrl.backend import COMPILE_CACHE_ENV, compile_cache_hangs, enable_compile_cache
 
-    if os.environ.get("JAXRL_TEST_COMPILE_CACHE", "").strip().lower() == "off":
+    mode = os.environ.get("JAXRL_TEST_COMPILE_CACHE", "").strip().lower()
+    if mode == "off" or (mode != "on" and compile_cache_hangs()):
         os.environ[COMPILE_CACHE_ENV] = "off"
         return
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -298,3 +299,49 @@ def test_cpu_threads_env_variable_sizes_xla_pool_and_leaves_the_run_bitwise_equa
         outputs.append(result.stdout.split())
     assert [o[:2] for o in outputs] == [["1", "1"], ["2", "2"]]
     assert outputs[0][2] == outputs[1][2]
+
+
+def test_compile_cache_hangs_on_the_cpu_from_jaxlib_0_10():
+    from jaxrl.backend import compile_cache_hangs
+
+    for version in ("0.10.0", "0.10.2", "0.10.3.dev20261201", "0.11.0", "1.0"):
+        assert compile_cache_hangs("cpu", version), version
+        assert not compile_cache_hangs("gpu", version) and not compile_cache_hangs("tpu", version)
+    for version in ("0.8.1", "0.9.2", "0.9.10"):
+        assert not compile_cache_hangs("cpu", version), version
+    assert compile_cache_hangs("CPU", "0.10.2")
+
+
+def test_compile_cache_default_is_off_with_one_warning_where_it_hangs(tmp_path, monkeypatch):
+    # jaxlib's version monkeypatched: the decision, without compiling anything.
+    from jaxrl import backend
+
+    session_cache = jax.config.jax_compilation_cache_dir  # conftest's (None on jaxlib >= 0.10)
+    max_size = jax.config.jax_compilation_cache_max_size
+    jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default directory under this test's home
+    monkeypatch.delenv(backend.COMPILE_CACHE_ENV, raising=False)
+    monkeypatch.setattr(backend, "_cache_hang_warned", False)
+    monkeypatch.setattr(backend, "_platform", lambda: "cpu")
+    try:
+        monkeypatch.setattr(backend, "_installed_jaxlib", lambda: "0.10.2")
+        with pytest.warns(UserWarning, match=r"compile cache off: jaxlib 0\.10\.2 on the CPU can "
+                          r"hang .* set JAXRL_COMPILE_CACHE=~/\.cache/jaxrl/xla to use it"):
+            assert backend.enable_compile_cache() is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per process
+            assert backend.enable_compile_cache() is None
+        assert not (tmp_path / ".cache").exists() and jax.config.jax_compilation_cache_dir is None
+        forced = tmp_path / "forced"  # a directory named explicitly: the user's choice
+        monkeypatch.setenv(backend.COMPILE_CACHE_ENV, str(forced))
+        assert backend.enable_compile_cache() == forced and forced.is_dir()
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert backend.enable_compile_cache(tmp_path / "argument") == tmp_path / "argument"
+        jax.config.update("jax_compilation_cache_dir", None)
+
+        monkeypatch.delenv(backend.COMPILE_CACHE_ENV)
+        monkeypatch.setattr(backend, "_installed_jaxlib", lambda: "0.9.2")  # as before
+        assert backend.enable_compile_cache() == tmp_path / ".cache" / "jaxrl" / "xla"
+    finally:
+        jax.config.update("jax_compilation_cache_dir", session_cache)
+        jax.config.update("jax_compilation_cache_max_size", max_size)

@@ -3,8 +3,11 @@
 over 8 seeds with its ``jaxrl`` command.
 
 That run and ``benchmarks/cpu_hang.py``'s vmapped training scan use a user's settings, not the
-suite's: no ``$XLA_FLAGS``, so XLA:CPU's multi-threaded Eigen pool is on. Both are the shapes
-that deadlocked with jaxlib 0.10 on a CPU (issue 39); each must finish within 90 s.
+suite's: no ``$XLA_FLAGS``, so XLA:CPU's multi-threaded Eigen pool is on, and no
+``$JAXRL_COMPILE_CACHE``, so the CLI picks its compile cache itself (under a temporary home):
+off, with one warning line, on the CPU with jaxlib 0.10 or newer, where programs read back from
+it hung (issue 39; ``jaxrl.backend.compile_cache_hangs``), on otherwise. Both are the shapes
+that deadlocked with jaxlib 0.10 on a CPU; each must finish within 90 s.
 
 The fresh venv gets jaxrl's dependencies from the test's own environment through a ``.pth``
 file (its site-packages on the path, without processing that directory's ``.pth`` files, so the
@@ -24,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import jaxrl
+from jaxrl.backend import COMPILE_CACHE_ENV, compile_cache_hangs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,12 +40,13 @@ hung (each compiles in 10–20 s on the 2-core CI machine)."""
 
 
 def _run(*command: str, cwd: Path, env: dict[str, str] | None = None,
-         timeout: float = 600) -> str:
+         timeout: float = 600, stderr: bool = False) -> str:
+    """The command's stdout (then its stderr where ``stderr``); fails the test unless it exits 0."""
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                             env=env)
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-2000:]}\n" \
                                    f"{result.stderr[-3000:]}"
-    return result.stdout
+    return result.stdout + result.stderr if stderr else result.stdout
 
 
 def test_wheel_builds_passes_twine_and_trains_from_a_fresh_venv(tmp_path):
@@ -69,14 +74,23 @@ def test_wheel_builds_passes_twine_and_trains_from_a_fresh_venv(tmp_path):
     _run(sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
          "--no-index", str(wheels[0]), cwd=tmp_path)
 
-    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("PYTHONPATH", "XLA_FLAGS", COMPILE_CACHE_ENV)}
+    environment["HOME"] = str(tmp_path / "home")  # where the CLI's default compile cache goes
     where = _run(str(python), "-c", "import jaxrl; print(jaxrl.__file__, jaxrl.__version__)",
                  cwd=tmp_path, env=environment).split()
     assert Path(where[0]).is_relative_to(fresh_site) and where[1] == jaxrl.__version__
     output = _run(str(fresh / "bin" / "jaxrl"), "train", "ppo", "--env", "CartPole-v1",
                   "--total-timesteps", "10000", "--seeds", "8", "--out", str(tmp_path / "run"),
-                  "--no-progress", cwd=tmp_path, env=environment, timeout=HANG_LIMIT)
+                  "--no-progress", cwd=tmp_path, env=environment, timeout=HANG_LIMIT,
+                  stderr=True)
     assert "results in" in output
+    default_cache = tmp_path / "home" / ".cache" / "jaxrl" / "xla"
+    if compile_cache_hangs("cpu"):
+        assert output.count("compile cache off: jaxlib") == 1, output
+        assert not default_cache.exists()
+    else:
+        assert "compile cache off" not in output and default_cache.is_dir(), output
     assert (tmp_path / "run" / "metrics.csv").exists()
     output = _run(str(python), str(ROOT / "benchmarks" / "cpu_hang.py"), "--shape", "scan",
                   "--seeds", "16", "--steps", "5000", "--repeats", "2",
