@@ -38,7 +38,7 @@ __all__ = ["KEEP_CHECKPOINTS", "LEGACY_METRICS", "PATH_FIELDS", "PATH_LIST_FIELD
 VERSIONED_PACKAGES = ("jaxrl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax",
                       "brax", "numpy")
 
-PATH_FIELDS = ("init_from", "pretrain_dataset", "demo_dataset")
+PATH_FIELDS = ("init_from", "pretrain_dataset", "demo_dataset", "reward_from_run")
 PATH_LIST_FIELDS = ("teachers",)
 """Config fields that hold several paths (``distill --teachers``), made absolute the same way."""
 """Config fields that name files (``jaxrl.training.pretrain``); ``config.json`` records them as

@@ -311,16 +311,58 @@ def pendulum_bc_run(tmp_path_factory, pendulum_demo_file):
     return out
 
 
+@pytest.mark.parametrize("algo", ["dqn", "ddpg", pytest.param("td3", marks=pytest.mark.slow)])
+def test_pretrain_dataset_then_critic_warmup(algo, demo_file, pendulum_demo_file):
+    """``pretrain_dataset``: the greedy policy right after ``init`` imitates the demonstrations
+    (DQN's argmax Q agrees with the expert on > 90 % of CartPole states; TD3's / DDPG's torque
+    is within 0.9 of the expert's on average (0.76 with 8 hidden units), where a fresh actor's
+    torque near 0 is 1.9 away). ``critic_warmup`` longer than the run (17 > 16
+    gradient steps): TD3's / DDPG's actor stays bitwise the pretrained one while the critic
+    moves; DQN's target network stays bitwise the pretrained Q while Q moves. TD3 (DDPG's code
+    with two critics and a delay) is slow-marked: ~10 s of CPU."""
+    from jaxrl.agents import ddpg
+
+    module = {"dqn": dqn, "td3": td3, "ddpg": ddpg}[algo]
+    env_id, demos = ("CartPole-v1", demo_file) if algo == "dqn" else ("Pendulum-v1",
+                                                                       pendulum_demo_file)
+    env, env_params = envs.make(env_id)
+    config = module.Config(**REPLAY_TINY, pretrain_dataset=demos, pretrain_steps=200,
+                           pretrain_batch_size=64, pretrain_learning_rate=1e-2, critic_warmup=17)
+    agent = module.make_agent(config, env, env_params)
+    data = datasets.load(demos)
+    obs = jnp.asarray(data.observations)
+
+    @jax.jit
+    def pretrained_then_warmed_up(key):
+        state = agent.init(key)
+        final, _ = jax.lax.scan(lambda s, _: agent.update(s), state, None,
+                                length=agent.num_updates)
+        return state, final, agent.act(state, obs, key, True)
+
+    initial, final, greedy = pretrained_then_warmed_up(jax.random.key(0))
+    assert int(final.update_count) == 16
+    if algo == "dqn":
+        assert np.mean(np.asarray(greedy) == data.actions) > 0.9
+        assert leaves_equal(final.target_params["q"], initial.params["q"])
+        assert not leaves_equal(final.params["q"], initial.params["q"])
+        return
+    assert np.abs(np.asarray(greedy) - data.actions).mean() < 0.9
+    assert leaves_equal(final.params["actor"], initial.params["actor"])
+    assert not leaves_equal(final.params["critic"], initial.params["critic"])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
 def test_init_from_a_continuous_bc_run_acts_as_bc(algo, pendulum_bc_run, pendulum_demo_file):
-    """SAC / TD3 ``init_from`` a bc run of Pendulum: the greedy torque (SAC's tanh-Gaussian
-    mode, TD3's deterministic ``μ``) equals BC's on the demonstrated states."""
+    """SAC / TD3 / DDPG ``init_from`` a bc run of Pendulum: the greedy torque (SAC's
+    tanh-Gaussian mode, TD3's and DDPG's deterministic ``μ``) equals BC's on the demonstrated
+    states."""
+    from jaxrl.agents import ddpg
     from jaxrl.policy import load_policy
 
     out = pendulum_bc_run
     env, env_params = envs.make("Pendulum-v1")
-    module = {"sac": sac, "td3": td3}[algo]
+    module = {"sac": sac, "td3": td3, "ddpg": ddpg}[algo]
     agent = module.make_agent(module.Config(**REPLAY_TINY, init_from=str(out),
                                             activation="tanh"), env, env_params)
     obs = jnp.asarray(datasets.load(pendulum_demo_file).observations)
@@ -500,22 +542,28 @@ def test_init_from_copies_every_network_and_finetunes_online(algo, pendulum_demo
     assert all(jax.tree.leaves(moved))
 
 
-@pytest.mark.parametrize("case", ["algo", "run", "td3 env", "td3 missing", "dqn dueling"])
+@pytest.mark.parametrize("case", ["algo", "run", "td3 env", "td3 missing", "dqn dueling",
+                                  "ddpg env", "dqn pretrain spaces"])
 def test_online_init_from_bad_run_is_one_error_line(case, bc_run, pendulum_demo_file, capsys,
                                                      tmp_path):
-    target = {"algo": bc_run, "run": str(tmp_path), "td3 env": bc_run,
-              "td3 missing": str(tmp_path / "no-run"), "dqn dueling": bc_run}[case]
-    algo = ["td3"] if case.startswith("td3") else ["iql", "--dataset", pendulum_demo_file]
+    target = {"algo": bc_run, "run": str(tmp_path), "td3 env": bc_run, "ddpg env": bc_run,
+              "td3 missing": str(tmp_path / "no-run"), "dqn dueling": bc_run}.get(case)
+    algo = ["iql", "--dataset", pendulum_demo_file]
+    if case.startswith(("td3", "ddpg")):
+        algo = [case.split()[0]]
     env_id = "Pendulum-v1"
-    if case == "dqn dueling":
-        algo, env_id = ["dqn", "--dueling"], "CartPole-v1"
-    assert main(["train", *algo, "--env", env_id, "--init-from", target,
+    if case.startswith("dqn"):
+        algo, env_id = ["dqn", *(["--dueling"] if case == "dqn dueling" else [])], "CartPole-v1"
+    start = (["--init-from", target] if target else
+             ["--pretrain-dataset", pendulum_demo_file])  # a Pendulum dataset for CartPole
+    assert main(["train", *algo, "--env", env_id, *start,
                  "--hidden-sizes", "8", "--out", str(tmp_path / "run"), "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("jaxrl: error:") and err.strip().count("\n") == 0, err
     assert {"algo": "a bc run; iql continues online", "run": "--init-from",
             "td3 env": "trained on 'CartPole-v1'", "td3 missing": "no run directory",
-            "dqn dueling": "drop --dueling"}[case] in err
+            "dqn dueling": "drop --dueling", "ddpg env": "trained on 'CartPole-v1'",
+            "dqn pretrain spaces": "--pretrain-dataset"}[case] in err
 
 
 @pytest.mark.slow

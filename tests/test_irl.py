@@ -224,22 +224,41 @@ def test_dac_builds_on_td3_with_the_shared_absorbing_target():
         dac.make_agent(dac.Config(learner="ppo"), env, params, tiny_dataset("Pendulum-v1"))
 
 
-def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics():
-    # AIRL's transfer: SAC on a heavier pendulum with `airl.reward_transform`. Its replay buffer
-    # after the warm-up (the only program compiled: SAC's init) holds g(s) of the stored
-    # observations (airl.learned_reward), not the env's rewards.
+def saved_airl_run(out, data_path, config, state) -> str:
+    """A run directory holding ``state`` (one seed, the airl run's checkpoint) and what
+    ``run_dir.read_run`` reads of ``config.json``, written without compiling a training run."""
+    import json
+
+    from jaxrl import checkpoint
+    from jaxrl.training.config import config_to_dict
+
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({
+        "algo": "airl", "env": "Pendulum-v1", "seeds": [0], "config": config_to_dict(config),
+        "dataset": str(data_path)}))
+    checkpoint.save(out / "checkpoints" / "update_0000000000",
+                    jax.tree.map(lambda x: x[None], state), {"updates": 0})
+    return str(out)
+
+
+def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics(tmp_path, capsys):
+    # AIRL's transfer: `sac --reward-from-run` an airl run directory, on a heavier pendulum. Its
+    # replay buffer after the warm-up (the only program compiled: SAC's init) holds g(s) of the
+    # stored observations (airl.learned_reward), not the env's rewards.
     from agent_configs import TINY
     from test_determinism import tiny_dataset
 
+    from jaxrl import datasets
     from jaxrl.agents import airl, sac
 
     env, params = envs.make("Pendulum-v1")
     data = tiny_dataset("Pendulum-v1")
+    data_path = datasets.save(tmp_path / "demos.npz", data)
     config = airl.Config(**TINY["airl"][1])
     airl_state = airl.make_agent(config, env, params, data).init(jax.random.key(0))
-    transform = airl.reward_transform(config, env, params, data, airl_state)
-    learner = sac.make_agent(sac.Config(**TINY["sac"][1]), env, params.replace(m=1.3),
-                             reward_transform=transform)
+    run = saved_airl_run(tmp_path / "airl", data_path, config, airl_state)
+    learner = sac.make_agent(sac.Config(**TINY["sac"][1], reward_from_run=run), env,
+                             params.replace(m=1.3))
     buffer = jax.jit(learner.init)(jax.random.key(1)).buffer
     rows = int(buffer.size)
     assert rows > 0
@@ -248,3 +267,21 @@ def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics():
     np.testing.assert_allclose(buffer.reward[:rows].reshape(-1), expected, rtol=1e-5,
                                atol=1e-6)
     assert float(jnp.std(expected)) > 0
+
+    # Bad input through the CLI, in process: one error line each, before anything compiles.
+    import json
+
+    from jaxrl.cli import main
+
+    sac_run = tmp_path / "sac"
+    sac_run.mkdir()
+    (sac_run / "config.json").write_text(json.dumps({
+        "algo": "sac", "env": "Pendulum-v1", "seeds": [0], "config": {}}))
+    cases = {"MountainCarContinuous-v0": (run, "observations of shape (3,) (Pendulum-v1), "
+                                               "this env's are (2,); pass --env Pendulum-v1"),
+             "Pendulum-v1": (str(sac_run), "a sac run; the reward comes from an airl run")}
+    for env_id, (directory, message) in cases.items():
+        assert main(["train", "sac", "--env", env_id, "--reward-from-run", directory,
+                     "--out", str(tmp_path / "unused")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err

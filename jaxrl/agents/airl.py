@@ -68,46 +68,22 @@ def learned_reward(config: Config, env: Any, env_params: Any, dataset: Dataset,
     """``g(s)`` of a trained run's discriminator: the recovered state reward ``[B]``."""
     expert = adversarial.demonstrations(dataset, env, env_params, "airl",
                                         config.demo_subsample)
-    return _g(config, expert)(state.rollout.reward_state.params, obs)
-
-
-def _g(config: Config, expert: Any):
-    """``g(params, obs [B, ...]) -> [B]`` on observations standardised by the expert's."""
-    module = adversarial.AIRLDiscriminator(tuple(config.disc_hidden_sizes),
-                                           config.disc_activation)
-    mean, std = expert.obs.mean(0), jax.numpy.maximum(expert.obs.std(0), 1e-3)
-
-    def g(params: Any, obs: jax.Array) -> jax.Array:
-        return module.apply(params, (obs - mean) / std,
-                            method=adversarial.AIRLDiscriminator.reward)
-
-    return g
+    return adversarial.state_reward(config, expert)(state.rollout.reward_state.params, obs)
 
 
 def reward_transform(config: Config, env: Any, env_params: Any, dataset: Dataset,
                      state: on_policy.TrainState) -> RewardTransform:
-    """A trained run's ``g`` frozen as a ``RewardTransform``: ``r_t = g(s_t)``.
+    """A trained run's ``g`` frozen as a ``RewardTransform``: ``r_t = g(s_t)``
+    (``adversarial.state_reward_transform``; from a saved run: ``sac --reward-from-run``).
 
-    The AIRL paper's reward transfer (course notes §20: a disentangled reward is meant to stay
-    the expert's under changed dynamics): hand it to a loop that takes one, e.g.
+    The AIRL paper's reward transfer (course notes §20): hand it to a loop that takes one, e.g.
     ``sac.make_agent(config, env, changed_params, reward_transform=...)``, to re-optimise the
-    learned reward from scratch. The discriminator's parameters are the transform's state, so
-    they are checkpointed (and vmapped over seeds) with the new run; its ``learned_reward``
-    metric is the mean of ``g`` over each batch (``episode_return`` stays the env's).
+    learned reward from scratch on changed dynamics.
     """
-    g = _g(config, adversarial.demonstrations(dataset, env, env_params, "airl",
-                                              config.demo_subsample))
-    params = state.rollout.reward_state.params
-
-    def init(key: jax.Array, observation_space: Any, action_space: Any) -> Any:
-        return params
-
-    def apply(params: Any, traj: Any, key: jax.Array):
-        obs = traj.obs.reshape((-1, *traj.obs.shape[traj.reward.ndim:]))
-        reward = g(params, obs).reshape(traj.reward.shape)
-        return reward, params, {"learned_reward": reward.mean()}
-
-    return RewardTransform(init, apply)
+    expert = adversarial.demonstrations(dataset, env, env_params, "airl",
+                                        config.demo_subsample)
+    return adversarial.state_reward_transform(config, expert,
+                                              state.rollout.reward_state.params)
 
 
 def make_train(config: Config, env: Any, env_params: Any, dataset: Dataset | None = None):

@@ -20,9 +20,16 @@ DQfD (Hester et al. 2018; course notes 004, demonstrations as off-policy data): 
 ``λ_k · (max_a [Q(s, a) + l(a_E, a)] - Q(s, a_E))`` on those rows (``demo_margin``, ``demo_coef``,
 ``demo_decay``; ``training.q_learning.large_margin_term``).
 
-Pre-train & finetune: ``init_from`` a ``bc`` run of discrete actions starts ``Q`` (and its
-target) at BC's logits, so the greedy policy is BC's from the first step
-(``pretrain.q_network_from_run``, which says why logits).
+Pre-train & finetune (course notes 004): ``init_from`` a ``bc`` run of discrete actions starts
+``Q`` (and its target) at BC's logits, so the greedy policy is BC's from the first step
+(``pretrain.q_network_from_run``, which says why logits); ``pretrain_dataset`` fits those logits
+inside ``init`` instead, by maximum likelihood of the Boltzmann policy
+``π(a|s) = softmax_a Q(s, a)`` on the demonstrations (``pretrain.clone_into``).
+``critic_warmup`` then evaluates that initial greedy policy ``π_0`` before Q-learning's max
+takes over: for the first that many gradient steps the target network stays at the initial
+``Q_0`` and only picks the next action, ``y = r + γ_m Q(s', argmax_a Q_0(s', a))`` with the
+online ``Q`` (no gradient) as the value, so ``Q`` fits ``Q^{π_0}`` (its greedy policy improves
+on ``π_0``); then the target copies ``Q`` (``training.q_learning``).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrl.models import make_q_network
 from jaxrl.training import pretrain
 from jaxrl.training.agent import Agent, train_from_agent
 from jaxrl.training.config import check_config, hyper, static
@@ -48,7 +56,7 @@ from jaxrl.training.q_learning import (
 __all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
-class Config(QConfig, DQfDFields):
+class Config(QConfig, DQfDFields, pretrain.ReplayPretrainFields):
     """DQN hyperparameters (CleanRL names; defaults solve CartPole-v1 in 100k steps); the
     demo_ fields turn it into DQfD."""
 
@@ -89,11 +97,20 @@ def make_agent(config: Config, env: Any, env_params: Any,
 
     agent = make_q_agent(config, env, env_params, "dqn", greedy_next_value(config.double_q),
                          epsilon_greedy, reward_transform, extensions)
-    if not config.init_from:
+    if config.init_from:
+        # Q and its target start at the bc run's logits (pretrain.q_network_from_run).
+        agent = pretrain.start_from(agent, "q", lambda template: pretrain.q_network_from_run(
+            config.init_from, env, env_params, template, config.activation))
+    if not config.pretrain_dataset:
         return agent
-    # Q and its target start at the bc run's logits (pretrain.q_network_from_run).
-    return pretrain.start_from(agent, "q", lambda template: pretrain.q_network_from_run(
-        config.init_from, env, env_params, template, config.activation))
+    network = make_q_network(env.observation_space(env_params), env.action_space(env_params),
+                             config.hidden_sizes, config.activation, config.dueling)
+
+    def log_likelihood(params, obs, action):  # of the Boltzmann policy softmax_a Q(s, a)
+        log_probs = jax.nn.log_softmax(network.apply(params, obs))
+        return jnp.take_along_axis(log_probs, action[:, None], -1).squeeze(-1)
+
+    return pretrain.clone_into(agent, "q", log_likelihood, config, env, env_params)
 
 
 def make_train(config: Config, env: Any, env_params: Any,

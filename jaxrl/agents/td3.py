@@ -12,7 +12,11 @@ smoothing and no delay (both built by ``training.deterministic``).
 
 Pre-train & finetune (course notes 004): ``init_from`` a ``bc`` run of Box actions starts
 ``μ`` (and its target) at that run's greedy policy, BC's mean ``tanh(f(s))`` in ``[-1, 1]``
-(``pretrain.deterministic_actor_from_run``); the critics start fresh.
+(``pretrain.deterministic_actor_from_run``); the critics start fresh. ``pretrain_dataset``
+fits ``μ`` inside ``init`` instead: maximum likelihood under a fixed-σ Gaussian around ``μ(s)``,
+i.e. least squares to the demonstrated actions in ``[-1, 1]`` (``pretrain.clone_into``).
+``critic_warmup`` gradient steps then fit the critics alone, to ``μ``'s own returns, before its
+first update (``training.deterministic``).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from jaxrl.training.off_policy import ReplayExtensions, TrainState
 __all__ = ["Config", "TrainState", "make_agent", "make_train"]
 
 
-class Config(DeterministicConfig):
-    """TD3 hyperparameters (CleanRL names)."""
+class Config(DeterministicConfig, pretrain.ReplayPretrainFields):
+    """TD3 hyperparameters (CleanRL names); pretrain_ fields and critic_warmup: pre-train &
+    finetune."""
 
     policy_noise: float = hyper(0.2, ">= 0")
     """std of the target-policy smoothing noise"""
@@ -51,12 +56,7 @@ def make_agent(config: Config, env: Any, env_params: Any,
     agent = make_deterministic_agent(config, env, env_params, "td3", 2, config.policy_noise,
                                      config.noise_clip, config.policy_frequency,
                                      reward_transform, extensions)
-    if not config.init_from:
-        return agent
-    # μ and its target start at the bc run's greedy policy (deterministic_actor_from_run).
-    return pretrain.start_from(agent, "actor", lambda template: (
-        pretrain.deterministic_actor_from_run(config.init_from, env, env_params, template,
-                                              config.activation)))
+    return pretrain.deterministic_start(agent, config, env, env_params)
 
 
 def make_train(config: Config, env: Any, env_params: Any,

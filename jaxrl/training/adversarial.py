@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -62,7 +63,8 @@ __all__ = ["KINDS", "REWARD_FORMS", "AIRLDiscriminator", "AdversarialState", "Di
            "DiscriminatorConfig", "DiscriminatorInputs", "PPOImitationConfig", "SADiscriminator",
            "absorbing_rewards", "demonstrations", "discriminator_loss", "gradient_penalty",
            "importance_weighted_loss", "make_discriminator", "make_gcl_transform",
-           "make_reward_transform", "minibatch_steps", "subsample"]
+           "make_reward_transform", "minibatch_steps", "reward_from_run", "state_reward",
+           "state_reward_transform", "subsample"]
 
 KINDS = ("gail", "airl", "dac")
 """The discriminator kinds of ``make_discriminator``."""
@@ -361,6 +363,72 @@ def make_reward_transform(kind: str, config: DiscriminatorConfig, expert: Transi
         return rewards.reshape(traj.reward.shape), state, metrics
 
     return RewardTransform(init, apply)
+
+
+def state_reward(config: DiscriminatorConfig,
+                 expert: Transitions) -> Callable[[Any, jax.Array], jax.Array]:
+    """AIRL's disentangled state reward ``g(params, obs [B, ...]) -> [B]``, on observations
+    standardised by the expert's statistics (as the discriminator's inputs are)."""
+    module = AIRLDiscriminator(tuple(config.disc_hidden_sizes), config.disc_activation)
+    mean, std = expert.obs.mean(0), jnp.maximum(expert.obs.std(0), 1e-3)
+
+    def g(params: Any, obs: jax.Array) -> jax.Array:
+        return module.apply(params, (obs - mean) / std, method=AIRLDiscriminator.reward)
+
+    return g
+
+
+def state_reward_transform(config: DiscriminatorConfig, expert: Transitions,
+                           params: Any) -> RewardTransform:
+    """A trained AIRL discriminator's ``g`` frozen as a ``RewardTransform``: ``r_t = g(s_t)``.
+
+    AIRL's reward transfer (course notes §20: the disentangled reward is meant to stay the
+    expert's under changed dynamics), for a loop that re-optimises it from scratch. The
+    discriminator's parameters are the transform's state, so they are checkpointed (and
+    vmapped over seeds) with the new run; its ``learned_reward`` metric is the mean of ``g``
+    over each batch (``episode_return`` stays the env's)."""
+    g = state_reward(config, expert)
+
+    def init(key: jax.Array, observation_space: Space, action_space: Space) -> Any:
+        return params
+
+    def apply(params: Any, traj: Transition, key: jax.Array):
+        obs = traj.obs.reshape((-1, *traj.obs.shape[traj.reward.ndim:]))
+        reward = g(params, obs).reshape(traj.reward.shape)
+        return reward, params, {"learned_reward": reward.mean()}
+
+    return RewardTransform(init, apply)
+
+
+def reward_from_run(run_dir: str, env: Any, env_params: Any) -> RewardTransform:
+    """``state_reward_transform`` of the saved ``airl`` run ``run_dir`` (its first seed, newest
+    checkpoint; ``sac --reward-from-run``), for ``env`` of the run's observation shape (its
+    dynamics may differ: ``--env-arg``); one ``ValueError`` naming the flag otherwise."""
+    from jaxrl import datasets, envs
+    from jaxrl.policy import load_policy
+    from jaxrl.run_dir import read_run
+
+    flag = f"--reward-from-run {run_dir}"
+    if not Path(run_dir).is_dir():
+        raise ValueError(f"{flag}: no run directory there; pass the out directory of a "
+                         "`jaxrl train airl` run")
+    spec = read_run(run_dir)
+    if spec.algo != "airl":
+        raise ValueError(f"{flag}: a {spec.algo} run; the reward comes from an airl run's "
+                         "g(s) (`jaxrl train airl --dataset FILE`)")
+    run_env, run_params = envs.make(spec.env_id, **spec.env_kwargs)
+    theirs = tuple(run_env.observation_space(run_params).shape)
+    ours = tuple(env.observation_space(env_params).shape)
+    if theirs != ours:
+        raise ValueError(f"{flag}: its g(s) reads observations of shape {theirs} "
+                         f"({spec.env_id}), this env's are {ours}; pass --env {spec.env_id} "
+                         f"(--env-arg to change its dynamics)")
+    policy = load_policy(run_dir)
+    dataset = datasets.load(spec.dataset, policy.env, policy.env_params, policy.env_id)
+    expert = demonstrations(dataset, policy.env, policy.env_params, "airl",
+                            policy.config.demo_subsample)
+    return state_reward_transform(policy.config, expert,
+                                  policy.params.rollout.reward_state.params)
 
 
 def importance_weighted_loss(expert_rewards: jax.Array, segment_rewards: jax.Array,

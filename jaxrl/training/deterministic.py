@@ -6,6 +6,9 @@ with ``ã' = clip(μ_target(s') + clip(ε, -c, c), -1, 1)``, ``ε ~ N(0, σ²)``
 smoothing, σ = ``policy_noise``, c = ``noise_clip``). The actor and the targets update every
 ``policy_frequency`` critic updates. Exploration adds ``N(0, exploration_noise²)`` to ``μ(s)``.
 Actions live in ``[-1, 1]`` and are rescaled to the env's bounds by ``RescaleAction``.
+With ``critic_warmup`` (a config field, default 0) the first that many gradient steps update
+the critics alone, so they evaluate the initial (e.g. pretrained) ``μ`` — their targets take
+``μ_target(s')`` — before its first update (course notes 004, pre-train & finetune).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def make_deterministic_agent(config: DeterministicConfig, env: Any, env_params: 
                                      config.hidden_sizes, config.activation)
     critic = CriticEnsemble(num_critics, config.hidden_sizes, config.activation)
     optimizer = optim.adam(config.learning_rate)
+    warmup = getattr(config, "critic_warmup", 0)
 
     def init(key, obs):
         actor_key, critic_key = jax.random.split(key)
@@ -87,6 +91,8 @@ def make_deterministic_agent(config: DeterministicConfig, env: Any, env_params: 
             optimizer, critic_grads, opt_state["critic"], params["critic"])
 
         delayed = optim.every(state.update_count, policy_frequency)
+        if warmup:  # critic_warmup: the first gradient steps fit the critics alone
+            delayed = jnp.logical_and(delayed, state.update_count > warmup)
         loss, actor_grads = jax.value_and_grad(actor_loss)(params["actor"], params["critic"],
                                                            sample.obs)
         new_actor = optim.apply_gradients(optimizer, actor_grads, opt_state["actor"],

@@ -171,12 +171,7 @@ def demo_partition(config: Any, env: Any, env_params: Any) -> ReplayBuffer | Non
     if not path:
         return None
     data = pretrain.load_demonstrations(path, env, env_params, "demo-dataset")
-    space = env.action_space(env_params)
-    if isinstance(space, Box):
-        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
-        action = jnp.clip(2.0 * (data.action - low) / (high - low) - 1.0, -1.0, 1.0)
-    else:
-        action = data.action.astype(jnp.int32)
+    action = pretrain.agent_actions(data.action, env.action_space(env_params))
     return demo_buffer(data.obs, action, data.reward, data.terminated, data.truncated,
                        data.next_obs)
 

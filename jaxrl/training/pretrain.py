@@ -14,6 +14,9 @@ maximum likelihood on demonstrations, then improves it with RL; the *hybrid obje
   actor (its mean; the greedy policy is BC's).
 - ``deterministic_actor_from_run``: the same mean as a deterministic actor's ``μ(s)`` (TD3's).
 - ``q_network_from_run``: BC's logits as a Q-network (DQN's), so its greedy policy is BC's.
+- ``ReplayPretrainFields`` / ``clone_into``: ``pretrain_dataset`` for the replay agents (DQN,
+  SAC, TD3, DDPG): maximum likelihood of the agent's own policy network inside ``init``, and
+  their ``critic_warmup`` field.
 - ``imitation_steps``: ``steps`` Adam steps on ``-E_D[log π(a|s)]``, pure (run inside ``init``).
 - ``demo_nll`` / ``demo_coefficient``: the hybrid objective's term and its schedule
   ``λ_k = λ_0 · decay^k`` (DAPG's, Rajeswaran et al. 2018).
@@ -35,13 +38,37 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl.datasets import Transitions
-from jaxrl.envs.spaces import Discrete
+from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.run_dir import PATH_FIELDS, resolve_paths
+from jaxrl.training.config import BaseConfig, hyper, static
 
-__all__ = ["PATH_FIELDS", "Demonstrations", "actor_from_run", "demo_coefficient", "demo_mean",
-           "demo_nll", "deterministic_actor_from_run", "imitation_steps", "large_margin_loss",
-           "load", "load_demonstrations", "q_network_from_run", "resolve_paths", "start_from",
-           "tanh_actor_from_run"]
+__all__ = ["PATH_FIELDS", "Demonstrations", "ReplayPretrainFields", "actor_from_run",
+           "agent_actions", "clone_into", "demo_coefficient", "demo_mean", "demo_nll",
+           "deterministic_actor_from_run", "deterministic_start", "imitation_steps",
+           "large_margin_loss", "load", "load_demonstrations", "q_network_from_run",
+           "resolve_paths", "start_from", "tanh_actor_from_run"]
+
+LogLikelihood = Callable[[Any, jax.Array, jax.Array], jax.Array]
+"""``log_likelihood(params, obs [B, ...], action [B, ...]) -> [B]`` of a policy network."""
+
+
+class ReplayPretrainFields(BaseConfig):
+    """Pre-train & finetune for the replay agents (DQN, SAC, TD3, DDPG; course notes 004):
+    behaviour cloning inside ``init`` and a critic warm-up before the first policy update."""
+
+    pretrain_dataset: str = static("")
+    """behaviour-clone the policy network on this dataset (.npz) inside init, before the
+    first env step: pretrain_steps Adam steps on -E_D[log π(a|s)] (docs/demonstrations.md)"""
+    pretrain_steps: int = static(1000, ">= 1")
+    """gradient steps of the behaviour cloning (with pretrain_dataset)"""
+    pretrain_batch_size: int = static(256, ">= 1")
+    """demonstrations per behaviour-cloning step (with pretrain_dataset)"""
+    pretrain_learning_rate: float = hyper(1e-3, "> 0")
+    """Adam step size of the behaviour cloning (with pretrain_dataset)"""
+    critic_warmup: int = static(0, ">= 0")
+    """first gradient steps that fit the critic to the initial policy's own returns before
+    its first update (SAC, TD3, DDPG: the actor held; DQN: targets bootstrap with the initial
+    greedy action, the target network frozen until then)"""
 
 """The config fields that name files: a run records them as absolute paths."""
 
@@ -167,6 +194,68 @@ def start_from(agent: Any, network: str, load: Any) -> Any:
                              target_params={**state.target_params, network: loaded})
 
     return agent._replace(init=init)
+
+
+def agent_actions(action: jax.Array, space: Any) -> jax.Array:
+    """Dataset actions as a replay agent acts: Box actions mapped affinely from the env's
+    bounds to ``[-1, 1]`` (``RescaleAction``'s inverse, clipped), discrete ones as int32."""
+    if isinstance(space, Box):
+        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+        return jnp.clip(2.0 * (action - low) / (high - low) - 1.0, -1.0, 1.0)
+    return action.astype(jnp.int32)
+
+
+def clone_into(agent: Any, network: str, log_likelihood: LogLikelihood, config: Any, env: Any,
+               env_params: Any) -> Any:
+    """``agent`` whose ``init`` then behaviour-clones ``params[network]`` on
+    ``config.pretrain_dataset``: ``pretrain_steps`` Adam steps on ``-E_D[log_likelihood]``
+    (``imitation_steps``, keys folded from ``init``'s), copied into ``target_params[network]``
+    where the agent has that target (a replay agent's network and its target start equal).
+    The agent's ``agent_actions`` of the demonstrations are the labels. Unchanged without a
+    dataset. The optimiser state stays ``init``'s fresh one (Adam's zero moments)."""
+    if not config.pretrain_dataset:
+        return agent
+    data = load_demonstrations(config.pretrain_dataset, env, env_params, "pretrain-dataset")
+    data = data.replace(action=agent_actions(data.action, env.action_space(env_params)))
+    fresh = agent.init
+
+    def nll(params, obs, action):
+        return -log_likelihood(params, obs, action).mean()
+
+    def init(key: jax.Array) -> Any:
+        state = fresh(key)
+        params = imitation_steps(jax.random.fold_in(key, 33), nll, state.params[network], data,
+                                 config.pretrain_steps, config.pretrain_batch_size,
+                                 config.pretrain_learning_rate)
+        targets = state.target_params
+        if network in targets:
+            targets = {**targets, network: params}
+        return state.replace(params={**state.params, network: params}, target_params=targets)
+
+    return agent._replace(init=init)
+
+
+def deterministic_start(agent: Any, config: Any, env: Any, env_params: Any) -> Any:
+    """A deterministic-actor agent (TD3's, DDPG's) started from ``config.init_from``'s greedy
+    policy (``deterministic_actor_from_run``) and then cloned on ``config.pretrain_dataset``
+    (``clone_into``): maximum likelihood under a fixed-σ Gaussian around ``μ(s)``, i.e. least
+    squares ``-½ ||μ(s) - a||²`` to the demonstrated actions in ``[-1, 1]``."""
+    from jaxrl.models import make_deterministic_actor
+
+    if config.init_from:
+        agent = start_from(agent, "actor", lambda template: deterministic_actor_from_run(
+            config.init_from, env, env_params, template, config.activation))
+    if not config.pretrain_dataset:
+        return agent
+    space = env.action_space(env_params)
+    actor = make_deterministic_actor(env.observation_space(env_params),
+                                     Box(-1.0, 1.0, space.shape), config.hidden_sizes,
+                                     config.activation)
+
+    def log_likelihood(params, obs, action):
+        return -0.5 * ((actor.apply(params, obs) - action) ** 2).sum(-1)
+
+    return clone_into(agent, "actor", log_likelihood, config, env, env_params)
 
 
 def _bc_policy(run_dir: str, env: Any) -> Any:

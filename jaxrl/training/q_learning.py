@@ -129,14 +129,20 @@ def make_q_agent(config: QConfig, env: Any, env_params: Any, algo: str, next_val
     def explore(key, params, obs, env_steps):
         return behaviour(key, network.apply(params["q"], obs), env_steps)
 
+    warmup = getattr(config, "critic_warmup", 0)  # DQN's pre-train & finetune (dqn.py)
+
     def loss_fn(params, target_params, sample: Sample,
                 update_count: jax.Array) -> tuple[jax.Array, Metrics]:
         q_values = network.apply(params, sample.obs)
         q_taken = jnp.take_along_axis(q_values, sample.action[:, None], -1).squeeze(-1)
         next_q_online = jax.lax.stop_gradient(network.apply(params, sample.next_obs))
         next_q_target = network.apply(target_params, sample.next_obs)
-        targets = losses.bellman_target(sample.reward, sample.discount,
-                                        next_value(next_q_online, next_q_target))
+        value = next_value(next_q_online, next_q_target)
+        if warmup:  # evaluate the initial greedy policy: the frozen target picks a'
+            initial_action = jnp.argmax(next_q_target, -1)[:, None]
+            value = jnp.where(update_count <= warmup, jnp.take_along_axis(
+                next_q_online, initial_action, -1).squeeze(-1), value)
+        targets = losses.bellman_target(sample.reward, sample.discount, value)
         loss = optax.huber_loss(q_taken, targets, delta=1.0).mean()
         metrics = {"q_values": q_taken.mean()}
         if loss_term is not None:
@@ -152,6 +158,11 @@ def make_q_agent(config: QConfig, env: Any, env_params: Any, algo: str, next_val
                                                   state.params["q"])
         target = optim.polyak_update(params, state.target_params["q"], config.tau,
                                      state.update_count, config.target_network_frequency)
+        if warmup:  # frozen at the initial Q during the warm-up, then a copy of Q
+            count = state.update_count
+            target = jax.tree.map(lambda new, old, online: jnp.where(
+                count < warmup, old, jnp.where(count == warmup, online, new)),
+                target, state.target_params["q"], params)
         metrics["grad_norm"] = optim.grad_norm(grads)
         return state.replace(params={"q": params}, target_params={"q": target},
                              opt_state={"q": opt_state}), metrics
