@@ -43,10 +43,11 @@ class Config(proximal.ProximalConfig):
     Defaults are sized for 2-armed Bernoulli bandits with 10-pull trials: 64 envs × one trial
     per rollout, a GRU of 64 units, 4 epochs of 4 minibatches of whole env sequences.
 
-    Long trials (e.g. 100 pulls) need ``normalize_reward=True``: the value targets grow with the
-    trial's return, and without scaling their squared error dominates the gradient that the
-    policy and value heads share through the cell (the global-norm clip then shrinks the policy
-    gradient's part of each step), so the policy stays at chance (``benchmarks/RESULTS.md``).
+    Long trials (e.g. 100 pulls) need the rewards scaled (--normalize-reward): the value targets
+    grow with the trial's return, and without scaling their squared error dominates the
+    gradient that the policy and value heads share through the cell (the global-norm clip then
+    shrinks the policy gradient's part of each step), so the policy stays at chance
+    (benchmarks/RESULTS.md).
     """
 
     episodes_per_trial: int = static(10, ">= 1")
