@@ -98,14 +98,13 @@ def _cartpole_rollout(num_steps: int):
         jax.random.key(1))
 
 
-@pytest.mark.parametrize("unroll", ["4", "7"])
-def test_unrolled_rollout_is_bitwise_equal(monkeypatch, threefry, unroll):
+def test_unrolled_rollout_is_bitwise_equal(monkeypatch, threefry):
     # With JAX's rolled threefry loop between consecutive steps, XLA cannot fuse one step's
     # physics into the next, so the unrolled loop computes exactly the same floats.
     threefry("rolled")
     monkeypatch.setenv(UNROLL_ENV, "1")
     rolled = _cartpole_rollout(30)
-    monkeypatch.setenv(UNROLL_ENV, unroll)  # 7 does not divide 30: a remainder trip too
+    monkeypatch.setenv(UNROLL_ENV, "4")  # 4 does not divide 30: a remainder trip too
     unrolled = _cartpole_rollout(30)
     for a, b in zip(jax.tree.leaves(rolled), jax.tree.leaves(unrolled), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
