@@ -189,7 +189,8 @@ def test_pendulum_tasks_randomise_mass_and_length():
 
 
 def test_pendulum_starts_are_tasks_of_initial_angles():
-    env, params = meta.PendulumStarts.make(max_steps_in_episode=10)
+    env, params = envs.make("PendulumStarts-v0", max_steps_in_episode=10)  # `--env` takes it
+    assert isinstance(env, meta.PendulumStarts)
 
     @jax.jit
     def draw(key):

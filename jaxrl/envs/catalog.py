@@ -51,4 +51,5 @@ BUILTIN_SPACES: dict[str, tuple[str, tuple[int, ...]]] = {
     "Gridworld-v0": ("discrete 4", (16,)),
     "KArmedBandit-v0": ("discrete 2", (1,)),
     "PointNav-v0": ("continuous 2", (2,)),
+    "PendulumStarts-v0": ("continuous 1", (3,)),
 }

@@ -15,6 +15,9 @@ inside ``reset``, so a multi-episode trial on one task cannot be written with th
   params, drawn uniformly from ``[-0.5, 0.5]²``; the episode terminates within 0.01 of the goal
   and is truncated after ``max_steps_in_episode`` (100) steps. The observation is the position:
   the goal is only known from the rewards.
+- ``PendulumStarts-v0``: Pendulum-v1 whose task is the initial angle ``θ_0 ~ U[-π, π]``
+  (``jaxrl.training.meta.PendulumStarts``: Divide-and-Conquer RL's contexts); dynamics, reward
+  and observation are Pendulum-v1's, its env args too.
 
 ``TrialEnv`` turns a task family into RL²'s problem (Duan et al., 2016): a trial is
 ``episodes_per_trial`` episodes on one task drawn at the trial's start, and the input is the
@@ -247,5 +250,13 @@ def _point_nav_factory(**kwargs: Any) -> tuple[PointNav, PointNavParams]:
     return PointNav(), PointNavParams(goal=jnp.asarray(goal, jnp.float32), **kwargs)
 
 
+def _pendulum_starts_factory(**kwargs: Any) -> tuple[Any, Any]:
+    # jaxrl.training.meta defines it beside the other task-family tools; imported on use.
+    from jaxrl.training.meta import PendulumStarts
+
+    return PendulumStarts.make(**kwargs)
+
+
 register("KArmedBandit-v0", _bandit_factory)
 register("PointNav-v0", _point_nav_factory)
+register("PendulumStarts-v0", _pendulum_starts_factory)
