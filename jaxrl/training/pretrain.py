@@ -70,8 +70,6 @@ class ReplayPretrainFields(BaseConfig):
     its first update (SAC, TD3, DDPG: the actor held; DQN: targets bootstrap with the initial
     greedy action, the target network frozen until then)"""
 
-"""The config fields that name files: a run records them as absolute paths."""
-
 
 class Demonstrations(NamedTuple):
     """What an on-policy agent starts from: each ``None`` when unused."""
