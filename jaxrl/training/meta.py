@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxrl.envs.core import TimeLimitedEnv, select_tree
-from jaxrl.envs.meta import is_task_family
+from jaxrl.envs.core import select_tree
+from jaxrl.envs.meta import PendulumStarts, StartParams, is_task_family
 from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.envs.wrappers import ClipAction
 from jaxrl.losses.meta import dice_objective, distillation_kl, leave_one_out_mean
@@ -71,59 +71,6 @@ def _pendulum_task(key: jax.Array, params: Any) -> Any:
 TASK_SAMPLERS: dict[str, Callable[[jax.Array, Any], Any]] = {"Pendulum-v1": _pendulum_task}
 """``env id -> sample(key, env_params) -> env_params``: task families made from gymnax envs
 by randomising their params."""
-
-
-class StartParams(struct.PyTreeNode):
-    """``PendulumStarts``' params: Pendulum-v1's and the task, the initial angle."""
-
-    physics: Any
-    """gymnax Pendulum-v1's params"""
-    start_angle: jax.Array
-    """``θ_0``: the angle every episode of this task starts at (0: upright)"""
-
-    @property
-    def max_steps_in_episode(self) -> Any:
-        return self.physics.max_steps_in_episode
-
-
-class PendulumStarts(TimeLimitedEnv):
-    """Pendulum-v1 as a family of initial states (Divide-and-Conquer RL's contexts, course notes
-    §11.1.5): the task is the initial angle ``θ_0 ~ U[-π, π]`` (Pendulum-v1's own draw), the
-    initial velocity stays Pendulum's ``U[-1, 1]``; dynamics and reward are Pendulum's. Made
-    with ``PendulumStarts.make(**pendulum_kwargs) -> (env, params)``."""
-
-    env_id = "Pendulum-v1"
-
-    def __init__(self, pendulum: Any):
-        self.pendulum = pendulum
-
-    def __repr__(self) -> str:
-        return "PendulumStarts()"
-
-    @classmethod
-    def make(cls, **kwargs: Any) -> tuple[PendulumStarts, StartParams]:
-        from jaxrl import envs
-
-        pendulum, params = envs.make("Pendulum-v1", **kwargs)
-        return cls(pendulum), StartParams(params, jnp.zeros((), jnp.float32))
-
-    def sample_task(self, key: jax.Array, params: StartParams) -> StartParams:
-        return params.replace(start_angle=jax.random.uniform(key, (), minval=-jnp.pi,
-                                                             maxval=jnp.pi))
-
-    def reset_env(self, key: jax.Array, params: StartParams) -> tuple[jax.Array, Any]:
-        _, state = self.pendulum.reset_env(key, params.physics)
-        state = state.replace(theta=params.start_angle)
-        return self.pendulum.gymnax_env.get_obs(state), state
-
-    def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: StartParams):
-        return self.pendulum.step_env(key, state, action, params.physics)
-
-    def observation_space(self, params: StartParams) -> Box:
-        return self.pendulum.observation_space(params.physics)
-
-    def action_space(self, params: StartParams) -> Box:
-        return self.pendulum.action_space(params.physics)
 
 
 def _env_id(env: Any) -> str:
