@@ -16,7 +16,7 @@ inside ``reset``, so a multi-episode trial on one task cannot be written with th
   and is truncated after ``max_steps_in_episode`` (100) steps. The observation is the position:
   the goal is only known from the rewards.
 - ``PendulumStarts-v0``: Pendulum-v1 whose task is the initial angle ``θ_0 ~ U[-π, π]``
-  (``jaxrl.training.meta.PendulumStarts``: Divide-and-Conquer RL's contexts); dynamics, reward
+  (``PendulumStarts`` below: Divide-and-Conquer RL's contexts); dynamics, reward
   and observation are Pendulum-v1's, its env args too.
 
 ``TrialEnv`` turns a task family into RL²'s problem (Duan et al., 2016): a trial is
