@@ -39,8 +39,8 @@ __all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "CPU_THREADS_ENV", "CPU_TH
            "scan_unroll", "set_cpu_threads", "set_cpu_threefry"]
 
 ACCELERATOR_UNROLL = 16
-"""Env steps per loop trip on GPU / TPU: the fastest of 1 / 8 / 16 on an H200
-(``benchmarks/unroll.py``)."""
+"""Env steps per loop trip on GPU / TPU: the fastest of the unrolls ``benchmarks/unroll.py``
+compares (its results are in ``benchmarks/RESULTS.md``)."""
 ONE_OFF_UNROLL = 1
 """Unroll of the env loops that run once per logged row or once per run: agents' evaluations
 between updates and an off-policy agent's warm-up. They stay rolled: unrolling them saved no

@@ -36,12 +36,15 @@ the slow learning tests no run time (measured in benchmarks/RESULTS.md). For the
 XLA's backend optimisation level is 0 (``--xla_backend_optimization_level=0``: about a fifth
 less CPU for the compile-bound tests) and XLA:CPU emits its fused kernels the older way
 (``--xla_cpu_use_fusion_emitters=false``: the MLIR fusion emitters cost these small programs
-about half their compile time). A learning test whose run, not its compile, dominates compiles
-its training with ``helpers.optimised_jit`` (XLA's defaults: level 3, the fusion emitters on):
-unoptimised code would run it 2-4 times slower, and its threshold was measured with optimised
-code. XLA's runtime keeps its default pool (``jaxrl.backend.set_cpu_threads``
-explains the choice). Setting ``XLA_FLAGS`` yourself replaces these flags; subprocesses inherit
-them. ``JAXRL_TEST_PROFILE=DIR`` records each test's CPU and compile time (see below).
+about half their compile time), and in one piece (``--xla_cpu_parallel_codegen_split_count=1``:
+XLA:CPU otherwise splits a program's LLVM module into parts compiled on a thread pool, which
+only adds work when every core already runs a worker). A learning test whose run, not its
+compile, dominates compiles its training with ``helpers.optimised_jit`` (XLA's defaults:
+level 3, the fusion emitters on): unoptimised code would run it 2-4 times slower, and its
+threshold was measured with optimised code. XLA's runtime keeps its default pool
+(``jaxrl.backend.set_cpu_threads`` explains the choice). Setting ``XLA_FLAGS`` yourself
+replaces these flags; subprocesses inherit them. ``JAXRL_TEST_PROFILE=DIR`` records each test's
+CPU and compile time (see below).
 
 One compile cache per test session: many tests compile the same small programs in different
 processes (the xdist workers, and the ``jaxrl`` CLI subprocesses that ``test_cli`` and others
@@ -68,7 +71,8 @@ import pytest
 
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false --xla_llvm_disable_expensive_passes=true"
-    " --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
+    " --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+    " --xla_cpu_parallel_codegen_split_count=1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAXRL_CPU_THREEFRY", "unrolled")
 

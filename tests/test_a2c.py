@@ -19,6 +19,10 @@ pytestmark = pytest.mark.xdist_group("a2c")
 # n-step targets and two minibatches, so the compiled API tests cover those paths too.
 TINY = a2c.Config(total_timesteps=2 * 4 * 8, num_envs=4, num_steps=8, num_minibatches=2,
                   n_steps_return=3, hidden_sizes=(16,))
+# The compiled API tests run on Pendulum with both normalisations and Adam: continuous actions
+# and the statistics on the same program (the probes below cover discrete actions, the online
+# test the default optimiser).
+NORMALISED = TINY.replace(normalize_obs=True, normalize_reward=True, optimizer="adam")
 
 
 def _stack(*trees):
@@ -36,10 +40,15 @@ def cartpole():
 
 
 @pytest.fixture(scope="module")
-def run(cartpole):
-    """One compiled ``(config, key) -> (state, metrics)`` for every config with TINY's shapes,
-    traced with the key-reuse checker on."""
-    env, params = cartpole
+def pendulum():
+    return envs.make("Pendulum-v1")
+
+
+@pytest.fixture(scope="module")
+def run(pendulum):
+    """One compiled ``(config, key) -> (state, metrics)`` on Pendulum for every config with
+    NORMALISED's shapes, traced with the key-reuse checker on."""
+    env, params = pendulum
     train = jax.jit(lambda config, key: a2c.make_train(config, env, params)(key))
 
     def checked(*args):
@@ -50,10 +59,10 @@ def run(cartpole):
 
 
 @pytest.fixture(scope="module")
-def run_batched(cartpole):
+def run_batched(pendulum):
     """``vmap`` over (config, key) pairs: seeds and hyperparameter sweeps in one compile.
     Not key-checked: jax 0.9's checker flags any key split inside a vmapped scan."""
-    env, params = cartpole
+    env, params = pendulum
     return jax.jit(jax.vmap(lambda config, key: a2c.make_train(config, env, params)(key)))
 
 
@@ -129,8 +138,9 @@ def test_one_online_update_moves_actor_and_critic_the_right_way():
         policy, value = network.apply(network_params, jnp.zeros((1,)))
         return policy.probs[1], value
 
-    prob_before, value_before = jax.vmap(evaluate)(before.params)
-    prob_after, value_after = jax.vmap(evaluate)(after.params)
+    evaluate_seeds = jax.jit(jax.vmap(evaluate))
+    prob_before, value_before = evaluate_seeds(before.params)
+    prob_after, value_after = evaluate_seeds(after.params)
     reward = metrics["episode_return"][:, 0]  # each seed's one transition: +1 or -1
     assert set(np.asarray(reward).tolist()) == {-1.0, 1.0}  # both actions were tried
     assert (jnp.abs(value_before) < 1.0).all()
@@ -165,7 +175,7 @@ def test_check_config_rejects_out_of_range_values():
 
 
 def test_metrics_have_one_entry_per_update(run):
-    state, metrics = run(TINY, jax.random.key(0))
+    state, metrics = run(NORMALISED, jax.random.key(0))
     for name in ("episode_return", "loss", "policy_loss", "value_loss", "entropy", "grad_norm",
                  "step"):
         assert metrics[name].shape == (TINY.num_updates,), name
@@ -175,7 +185,7 @@ def test_metrics_have_one_entry_per_update(run):
 
 
 def test_learning_rate_sweep_in_one_call_matches_separate_runs(run, run_batched):
-    configs = [TINY.replace(learning_rate=1e-2), TINY.replace(learning_rate=1e-3)]
+    configs = [NORMALISED.replace(learning_rate=1e-2), NORMALISED.replace(learning_rate=1e-3)]
     keys = jnp.stack([jax.random.key(0), jax.random.key(0)])
     _, swept = run_batched(_stack(*configs), keys)
     for i, config in enumerate(configs):
@@ -184,10 +194,10 @@ def test_learning_rate_sweep_in_one_call_matches_separate_runs(run, run_batched)
     assert not np.allclose(swept["loss"][0], swept["loss"][1])
 
 
-def test_continuous_actions_run_with_normalisation():
-    env, params = envs.make("Pendulum-v1")
-    config = TINY.replace(normalize_obs=True, normalize_reward=True, optimizer="adam")
-    state, metrics = jax.jit(a2c.make_train(config, env, params))(jax.random.key(0))
+def test_continuous_actions_run_with_normalisation(pendulum, run):
+    env, params = pendulum
+    config = NORMALISED
+    state, metrics = run(config, jax.random.key(0))
     assert np.isfinite(metrics["loss"]).all()
     assert float(state.rollout.obs_stats.count) > 50
     action = a2c.make_agent(config, env, params).act(state, jnp.zeros((3,)), jax.random.key(1),

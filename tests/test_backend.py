@@ -5,6 +5,7 @@ unrolled rollout equals the rolled one bitwise, and PPO trained with it up to fl
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -103,29 +104,54 @@ def test_unrolled_rollout_is_bitwise_equal(monkeypatch, threefry):
     # physics into the next, so the unrolled loop computes exactly the same floats.
     threefry("rolled")
     monkeypatch.setenv(UNROLL_ENV, "1")
-    rolled = _cartpole_rollout(30)
-    monkeypatch.setenv(UNROLL_ENV, "4")  # 4 does not divide 30: a remainder trip too
-    unrolled = _cartpole_rollout(30)
+    rolled = _cartpole_rollout(31)
+    monkeypatch.setenv(UNROLL_ENV, "2")  # 2 does not divide 31: a remainder trip too
+    unrolled = _cartpole_rollout(31)
     for a, b in zip(jax.tree.leaves(rolled), jax.tree.leaves(unrolled), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_unrolled_ppo_training_matches_up_to_rounding(monkeypatch):
-    # XLA fuses the unrolled body differently: rounding differs in the last bits (~1e-6).
-    config = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
-                        num_minibatches=2, hidden_sizes=(16,))
+PPO_FIELDS = {"total_timesteps": 2 * 4 * 16, "num_envs": 4, "num_steps": 16, "update_epochs": 2,
+              "num_minibatches": 2, "hidden_sizes": (16,)}
+"""Two updates of PPO on CartPole-v1: the run the unroll, threefry and thread-pool tests train."""
+PPO_CONFIG = ppo.Config(**PPO_FIELDS)
+
+
+def _train_ppo(**jit_options):
     env, params = envs.make("CartPole-v1")
+    return jax.jit(ppo.make_train(PPO_CONFIG, env, params), **jit_options)(jax.random.key(3))
 
-    def train():
-        state, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.key(3))
-        return jax.tree.leaves((state.params, metrics))
 
-    monkeypatch.setenv(UNROLL_ENV, "1")
-    rolled = train()
-    # 4 trips of 4 steps: on a CPU the fully unrolled 16-step rollout alone took 45 s to compile
+def _digest(run) -> str:
+    """SHA-256 of a run's every leaf (keys as their data): equal digests are bitwise-equal runs.
+    ``_THREADS_SCRIPT`` computes the same."""
+    leaves = [jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+              for x in jax.tree.leaves(run)]
+    return hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in leaves)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def rolled_ppo_run():
+    """PPO trained in this process with the CPU's default rolled env loop and the suite's
+    settings: the unrolled run's reference, and the run that ``_THREADS_SCRIPT`` repeats in a
+    process with another thread pool (one compilation for both tests). With the threefry
+    lowering it was trained with, which that process must use too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(UNROLL_ENV, "1")
+        return cpu_threefry(), _train_ppo()
+
+
+# One xdist group for the two tests that share ``rolled_ppo_run``: one worker trains it.
+@pytest.mark.xdist_group("backend_ppo")
+def test_unrolled_ppo_training_matches_up_to_rounding(monkeypatch, rolled_ppo_run):
+    # XLA fuses the unrolled body differently: rounding differs in the last bits (~1e-6).
+    # 8 trips of 2 steps: on a CPU the fully unrolled 16-step rollout alone took 45 s to compile
     # (4.5 s rolled, 8.8 s at unroll 4); the property is the same for any unroll.
-    monkeypatch.setenv(UNROLL_ENV, "4")
-    for a, b in zip(rolled, train(), strict=True):
+    monkeypatch.setenv(UNROLL_ENV, "2")
+    state, metrics = _train_ppo()
+    _, (rolled_state, rolled_metrics) = rolled_ppo_run
+    rolled = jax.tree.leaves((rolled_state.params, rolled_metrics))
+    for a, b in zip(rolled, jax.tree.leaves((state.params, metrics)), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
@@ -207,17 +233,13 @@ def test_cpu_threefry_lowerings_draw_the_same_bits(threefry):
 def test_cpu_threefry_lowerings_train_the_same_run_bitwise(threefry):
     from helpers import key_data, leaves_equal
 
-    config = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
-                        num_minibatches=2, hidden_sizes=(16,))
-    env, params = envs.make("CartPole-v1")
     runs = []
     for mode in ("rolled", "unrolled"):
         threefry(mode)
         # XLA:CPU's default fusion emitters, which the suite's flags turn off (conftest.py):
         # the older ones fuse the two lowerings' programs differently, so runs round apart.
-        train = jax.jit(ppo.make_train(config, env, params),
-                        compiler_options={"xla_cpu_use_fusion_emitters": True})
-        runs.append(key_data(train(jax.random.key(3))))
+        runs.append(key_data(_train_ppo(
+            compiler_options={"xla_cpu_use_fusion_emitters": True})))
     assert leaves_equal(*runs)
 
 
@@ -266,38 +288,48 @@ def test_cpu_threads_rejects_bad_sizes_and_a_change_after_the_backend_started(mo
     assert cpu_threads() is None
 
 
-_THREADS_SCRIPT = """
+_THREADS_SCRIPT = f"""
 import hashlib, os
 import jax, jax.numpy as jnp, numpy as np
 import jaxrl
 from jaxrl import envs
 from jaxrl.agents import ppo
 
-config = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
-                    num_minibatches=2, hidden_sizes=(16,))
+config = ppo.Config(**{PPO_FIELDS!r})
 env, params = envs.make("CartPole-v1")
 run = jax.jit(ppo.make_train(config, env, params))(jax.random.key(3))
 leaves = [jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
           for x in jax.tree.leaves(run)]
 digest = hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in leaves)).hexdigest()
-names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+names = [open(f"/proc/self/task/{{t}}/comm").read().strip() for t in os.listdir("/proc/self/task")]
 print(os.environ["PJRT_NPROC"], names.count("tf_XLAEigen"), digest)
 """
 
 
+def _xla_pool_threads() -> int:
+    tasks = os.listdir("/proc/self/task")
+    return [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks].count("tf_XLAEigen")
+
+
+@pytest.mark.xdist_group("backend_ppo")
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
-def test_cpu_threads_env_variable_sizes_xla_pool_and_leaves_the_run_bitwise_equal():
+def test_cpu_threads_env_variable_sizes_xla_pool_and_leaves_the_run_bitwise_equal(
+        rolled_ppo_run):
     # XLA names its pool's threads tf_XLAEigen; a jaxlib that stopped reading $PJRT_NPROC
-    # would start one per core and fail here.
-    outputs = []
-    for threads in ("1", "2"):
-        environment = {**os.environ, CPU_THREADS_ENV: threads}
-        environment.pop(XLA_CPU_THREADS_ENV, None)
-        result = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=environment,
-                                capture_output=True, text=True, check=True, timeout=300)
-        outputs.append(result.stdout.split())
-    assert [o[:2] for o in outputs] == [["1", "1"], ["2", "2"]]
-    assert outputs[0][2] == outputs[1][2]
+    # would start one per core and fail here. The same run trained in this process, whose pool
+    # has XLA's default size (a thread per core), is the bitwise reference.
+    threefry, reference = rolled_ppo_run
+    environment = {**os.environ, CPU_THREADS_ENV: "1", UNROLL_ENV: "1",
+                   CPU_THREEFRY_ENV: threefry}
+    environment.pop(XLA_CPU_THREADS_ENV, None)
+    result = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=environment,
+                            capture_output=True, text=True, check=True, timeout=300)
+    threads, pool, digest = result.stdout.split()
+    assert (threads, pool) == ("1", "1")
+    if XLA_CPU_THREADS_ENV not in os.environ and (os.cpu_count() or 1) > 1:
+        # XLA's default pool: the reference ran on another pool size than the subprocess
+        assert _xla_pool_threads() > 1
+    assert digest == _digest(reference)
 
 
 def test_compile_cache_hangs_on_the_cpu_from_jaxlib_0_10():

@@ -70,9 +70,16 @@ def ring():
     return env, params, data
 
 
-def test_bc_recovers_a_scripted_discrete_policy_exactly(ring):
+@pytest.fixture(scope="module")
+def ring_train(ring):
+    """TINY's bc run on the ring, compiled once for the tests below."""
     env, params, data = ring
-    state, metrics = jax.jit(bc.make_train(TINY, env, params, data))(jax.random.key(0))
+    return jax.jit(bc.make_train(TINY, env, params, data))
+
+
+def test_bc_recovers_a_scripted_discrete_policy_exactly(ring, ring_train):
+    env, params, data = ring
+    state, metrics = ring_train(jax.random.key(0))
     agent = bc.make_agent(TINY, env, params, data)
     actions = agent.act(state, jnp.eye(6), jax.random.key(1), True)
     np.testing.assert_array_equal(actions, TABLE)  # every state, exactly
@@ -93,10 +100,8 @@ def test_bc_recovers_a_scripted_continuous_policy():
     assert metrics["eval_return"][-1] > -1e-3
 
 
-def test_same_key_same_run_bitwise(ring):
-    env, params, data = ring
-    train = jax.jit(bc.make_train(TINY, env, params, data))
-    assert leaves_equal(train(jax.random.key(3)), train(jax.random.key(3)))
+def test_same_key_same_run_bitwise(ring_train):
+    assert leaves_equal(ring_train(jax.random.key(3)), ring_train(jax.random.key(3)))
 
 
 def test_hindsight_goals_are_achieved_later_in_the_same_episode():
@@ -136,8 +141,16 @@ def test_bc_errors_say_what_to_change(ring):
 
 
 def test_cli_train_bc_from_a_dataset_file(tmp_path, capsys):
+    # 64 CartPole-shaped transitions written by hand (no rollout to compile): states near
+    # upright, random actions.
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-0.05, 0.05, (65, 4)).astype(np.float32)
     path = tmp_path / "random.npz"
-    datasets.save(path, generation.generate("CartPole-v1", "random", 64, num_envs=4))
+    datasets.save(path, datasets.Dataset(
+        observations=obs[:-1], actions=rng.integers(0, 2, 64).astype(np.int32),
+        rewards=np.ones(64, np.float32), next_observations=obs[1:],
+        terminated=np.zeros(64, bool), truncated=np.arange(64) % 16 == 15,
+        log_probs=np.full(64, np.log(0.5), np.float32), metadata={"env": "CartPole-v1"}))
     out = tmp_path / "run"
     code = main(["train", "bc", "--env", "CartPole-v1", "--dataset", str(path),
                  "--total-gradient-steps", "40", "--log-frequency", "20", "--batch-size", "16",

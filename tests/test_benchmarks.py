@@ -230,7 +230,31 @@ def test_targets_over_rounds_take_the_median_ratio_and_show_the_range():
     assert harness.markdown(rows[:2], single).startswith("| framework |")
 
 
-def test_rounds_repeat_the_cases_in_alternating_order(tmp_path, monkeypatch):
+_CASE_ROWS: dict[str, dict] = {}
+"""Rows of the cases already run in a subprocess by this module's tests, by case and arguments."""
+
+
+@pytest.fixture
+def run_case_once(monkeypatch) -> list[str]:
+    """``harness.run_case`` through a real subprocess the first time a case runs in this module
+    and from the stored row after that (each process imports jax and compiles its case: the
+    dense-matmul reference that every ``harness.main`` measures first would otherwise run once
+    a test, and a case of a second round once more); the names of the cases asked for, in
+    order."""
+    run_case, asked = harness.run_case, []
+
+    def once(case, *args, **kwargs):
+        asked.append(case.name)
+        key = json.dumps([case.name, case.config, args, kwargs], sort_keys=True, default=str)
+        if key not in _CASE_ROWS:
+            _CASE_ROWS[key] = run_case(case, *args, **kwargs)
+        return dict(_CASE_ROWS[key])
+
+    monkeypatch.setattr(harness, "run_case", once)
+    return asked
+
+
+def test_rounds_repeat_the_cases_in_alternating_order(tmp_path, monkeypatch, run_case_once):
     out = tmp_path / "r.json"
     config = {"total_timesteps": 64, "num_envs": 2, "num_steps": 8}
     cases = [harness.Case("reference", "env_only", "CartPole-v1", n, config) for n in (1, 2)]
@@ -242,6 +266,7 @@ def test_rounds_repeat_the_cases_in_alternating_order(tmp_path, monkeypatch):
     assert [(r["round"], r["algo"], r["seeds"]) for r in result["rows"]] == [
         (1, "matmul", 1), (1, "env_only", 1), (1, "env_only", 2),
         (2, "env_only", 2), (2, "env_only", 1)]  # the reference once; round 2 reversed
+    assert run_case_once == [case.name for case in (harness.MATMUL, *cases, *cases[::-1])]
     assert all(r["status"] == "ok" for r in result["rows"])
     assert out.with_suffix(".md").read_text().startswith("| round |")
     with pytest.raises(SystemExit):
@@ -256,7 +281,8 @@ def test_full_suite_on_a_gpu_puts_the_1024_seed_pair_after_the_other_ppo_pairs()
     assert not any("/1024" in n for n in (c.name for c in harness.suite_cases("full")))
 
 
-def test_deadline_skips_the_remaining_cases_and_still_writes_the_results(tmp_path):
+def test_deadline_skips_the_remaining_cases_and_still_writes_the_results(tmp_path,
+                                                                         run_case_once):
     out = tmp_path / "r.json"
     assert harness.main(["--suite", "smoke", "--only", "env_only", "--deadline", "1e-9",
                          "--out", str(out)]) == 0
@@ -267,7 +293,7 @@ def test_deadline_skips_the_remaining_cases_and_still_writes_the_results(tmp_pat
     assert out.with_suffix(".md").exists()
 
 
-def test_peer_python_needs_a_known_peer_and_a_path(tmp_path):
+def test_peer_python_needs_a_known_peer_and_a_path(tmp_path, run_case_once):
     with pytest.raises(SystemExit):
         harness.main(["--peer-python", "cleanrl=/usr/bin/python3", "--only", "nothing",
                       "--out", str(tmp_path / "r.json")])
@@ -303,7 +329,7 @@ def test_unroll_sweep_writes_rows_and_a_recommendation(tmp_path, monkeypatch):
         unroll.main(["--cases", "nope"])
 
 
-def test_set_overrides_a_field_only_where_the_config_has_it(tmp_path):
+def test_set_overrides_a_field_only_where_the_config_has_it(tmp_path, run_case_once):
     out = tmp_path / "r.json"
     assert harness.main(["--suite", "full", "--only", "jaxrl/sac", "--only",
                          "jaxrl/ppo/CartPole-v1/1", "--set", "log_frequency=250", "--set",

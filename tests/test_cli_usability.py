@@ -32,8 +32,10 @@ def test_env_listing_describes_every_env_without_building_it(capsys):
     assert "usage: jaxrl envs" in capsys.readouterr().out
 
 
+# One Brax env: building one computes its observation size from a reset (the cheapest to build,
+# 2.7 s of CPU against 6.2 s for swimmer).
 @pytest.mark.parametrize("env_id", [e for e in BUILTIN_SPACES
-                                    if not e.startswith("brax/")] + ["brax/swimmer"])
+                                    if not e.startswith("brax/")] + ["brax/inverted_pendulum"])
 def test_env_catalog_matches_the_envs(env_id):
     env, env_params = envs.make(env_id)
     space = env.action_space(env_params)

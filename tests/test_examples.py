@@ -15,11 +15,13 @@ import nbformat
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# Two updates of PPO (8 envs × 32 steps) and one of the custom agent (8 × 64): each notebook's
+# compilation is the test, and every live-plot redraw, checkpoint and update more adds time.
 SMALL = {
-    "quickstart": {"TOTAL_TIMESTEPS": 2048, "SEEDS": 2},
-    "sweep": {"TOTAL_TIMESTEPS": 2048, "SEEDS": 2},
-    "offline": {"DATASET_STEPS": 600, "GRADIENT_STEPS": 200},
-    "custom_agent": {"TOTAL_TIMESTEPS": 2048, "SEEDS": 2},
+    "quickstart": {"TOTAL_TIMESTEPS": 512, "SEEDS": 2},
+    "sweep": {"TOTAL_TIMESTEPS": 512, "SEEDS": 2},
+    "offline": {"DATASET_STEPS": 600, "GRADIENT_STEPS": 40},
+    "custom_agent": {"TOTAL_TIMESTEPS": 512, "SEEDS": 2},
 }
 
 

@@ -324,10 +324,14 @@ def test_bootstrapped_dqn_with_priors_solves_deep_sea_10_where_dqn_does_not():
                   log_frequency=2000, eval_episodes=0, hidden_sizes=(32,), n_step=1,
                   batch_size=32, train_frequency=10, updates_per_step=10, learning_rate=1e-3,
                   anneal_lr=False, tau=1.0, target_network_frequency=4)
-    for module, config, solves in (
-            (bootstrapped_dqn, bootstrapped_dqn.Config(**replay, num_heads=5), True),
-            (dqn, dqn.Config(**replay, exploration_fraction=0.1, end_e=0.05), False)):
-        states, _ = optimised_jit(jax.vmap(lambda k, p, m=module, c=config: m.make_train(c, env, p)(
+    # DQN compiles with plain jax.jit: its compile outweighs its run, and every one of its
+    # episodes is bad either way. Bootstrapped DQN's fractions (0.88, 0.89) were measured with
+    # optimised code, which rounds differently.
+    for module, config, solves, jit in (
+            (bootstrapped_dqn, bootstrapped_dqn.Config(**replay, num_heads=5), True,
+             optimised_jit),
+            (dqn, dqn.Config(**replay, exploration_fraction=0.1, end_e=0.05), False, jax.jit)):
+        states, _ = jit(jax.vmap(lambda k, p, m=module, c=config: m.make_train(c, env, p)(
             k)))(keys, tasks)
         finished, bad = jax.vmap(episode_counts)(states)
         assert ((bad / finished) < 0.9).all() == solves, (module.__name__, finished, bad)

@@ -1,6 +1,7 @@
 """Gradient-based meta-RL: DiCE oracles, MAML's meta-gradient against finite differences and the
 exact bandit meta-gradient, bad input, distillation and Divide-and-Conquer pieces worked by hand,
-and slow learning tests (MAML, distillation and DnC on PointNav-v0)."""
+and the family's learning test (MAML on PointNav-v0; distillation's and DnC's learning runs are
+benchmarks: ``benchmarks/meta_learning.py --experiment distill`` / ``dnc``)."""
 
 import distrax
 import jax
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
-from helpers import leaves_equal, optimised_jit
+from helpers import leaves_equal
 
 from jaxrl import envs
 from jaxrl.agents import distill, dnc, maml
@@ -362,42 +363,11 @@ def test_maml_adapts_on_point_nav(point_nav):
     # training one inner step beats the meta-policy before adaptation, on both seeds.
     config = maml.Config(total_timesteps=10 * 10 * 10 * 20 * 2, meta_batch_size=10, num_envs=10,
                          horizon=20, learning_rate=3e-3, hidden_sizes=(32, 32))
-    train = optimised_jit(jax.vmap(maml.make_train(config, env, params)))
+    # Plain jax.jit: the compile outweighs the run (optimised_jit doubled this test's CPU for
+    # the same returns to 6 digits).
+    train = jax.jit(jax.vmap(maml.make_train(config, env, params)))
     _, metrics = train(jax.random.split(jax.random.key(0), 2))
     pre = np.asarray(metrics["pre_adaptation_return"])
     post = np.asarray(metrics["post_adaptation_return"])
     assert np.all(post[:, -2:].mean(1) > pre[:, -2:].mean(1) + 1.0), (pre, post)
     assert np.all(post[:, -2:].mean(1) > post[:, :2].mean(1) + 0.3), post
-
-
-@pytest.mark.slow
-def test_distilled_student_mimics_its_teachers(point_nav):
-    env, params = point_nav
-    # Two goals; the teachers learn for 15 updates while a slow student (one step a batch) lags
-    # behind, then stay fixed while it distils them for 15 more: its KL to them falls from its
-    # peak, and the gap between their returns and its return closes by half.
-    config = distill.Config(total_timesteps=2 * 10 * 20 * 30, num_tasks=2, num_envs=10,
-                            teacher_updates=15, distill_steps=1, student_learning_rate=1e-3,
-                            student_hidden_sizes=(32, 32))
-    _, metrics = optimised_jit(distill.make_train(config, env, params))(jax.random.key(0))
-    kl = np.asarray(metrics["distill_kl"])
-    teacher, student = (np.asarray(metrics[name]) for name in ("teacher_return",
-                                                                "student_return"))
-    assert kl[-3:].mean() < 0.6 * kl[:16].max(), kl
-    assert teacher[-5:].mean() > teacher[:3].mean() + 2.0, teacher
-    gap = teacher - student
-    assert gap[-3:].mean() < 0.5 * gap[13:16].mean(), (teacher, student)
-
-
-@pytest.mark.slow
-def test_dnc_global_policy_learns_with_its_local_policies(point_nav):
-    env, params = point_nav
-    # Two goal regions, 20 updates: the local policies learn, the global policy distilled from
-    # them follows within 0.3, and λ moves by the adaptive rule.
-    config = dnc.Config(total_timesteps=2 * 10 * 20 * 20, num_contexts=2, num_envs=10,
-                        candidates=16, kmeans_samples=64, global_hidden_sizes=(32, 32))
-    _, metrics = optimised_jit(dnc.make_train(config, env, params))(jax.random.key(0))
-    local, global_ = (np.asarray(metrics[name]) for name in ("local_return", "global_return"))
-    assert local[-3:].mean() > local[:3].mean() + 2.0, local
-    assert global_[-3:].mean() > local[-3:].mean() - 0.3, (global_, local)
-    assert np.ptp(np.asarray(metrics["lambda"])) > 0.0

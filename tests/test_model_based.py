@@ -1,8 +1,8 @@
 """Learned dynamics models, the known reward table, and the model-based agents' bad input.
 
 One ensemble is fitted once per module (``fitted``) to a hand-made linear system and serves the
-fit, uncertainty and dynamics tests. The learning tests (PETS on Pendulum-v1, Dyna-Q against
-Q-learning on the gridworld) are slow-marked; bigger runs are ``benchmarks/model_based.py``.
+fit, uncertainty and dynamics tests. The family's learning test (PETS on Pendulum-v1) is
+slow-marked; bigger runs, and Dyna-Q against Q-learning, are ``benchmarks/model_based.py``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def fitted():
             return state.replace(params=optax.apply_updates(state.params, updates),
                                  opt_state=opt_state), metrics["model_mse"]
 
-        return jax.lax.scan(step, state, jax.random.split(key, 1500))
+        return jax.lax.scan(step, state, jax.random.split(key, 750))
 
     state, mse = fit(state, jax.random.key(1))
     return model, state, np.asarray(mse)
@@ -211,36 +211,20 @@ def test_bad_input_is_one_clear_error():
         dyna.make_agent(dyna.Config(), pendulum, pendulum_params)
 
 
-
-PETS_SLOW = {"random_steps": 200, "num_steps": 200, "total_timesteps": 1000, "population": 60,
-             "elites": 6, "iterations": 3, "horizon": 15, "num_particles": 5, "model_steps": 100}
-"""CPU-sized PETS: 200 random steps, then 5 episodes of MPC, the model refitted (100 steps)
-before each; 5 × 64-wide members, known reward. Seeds split(key(0), 2) reached −3 and −122 in
-the last episode (benchmarks/RESULTS.md, "Model-based RL on the 2-core CPU")."""
+PETS_SLOW = {"random_steps": 200, "num_steps": 200, "total_timesteps": 800, "population": 40,
+             "elites": 4, "iterations": 3, "horizon": 15, "num_particles": 5, "model_steps": 100}
+"""CPU-sized PETS: 200 random steps, then 3 episodes of MPC, the model refitted (100 steps)
+before each; 5 × 64-wide members, known reward, CEM over 40 candidates. Seeds
+split(key(0), 2) scored −249 and −264 in the last episode, from −931 and −898 for the random
+one (longer runs: benchmarks/model_based.py and benchmarks/RESULTS.md, "Model-based RL on the
+2-core CPU", where Dyna-Q against Q-learning is measured too)."""
 
 
 @pytest.mark.slow
-def test_pets_swings_up_pendulum_within_1200_env_steps():
+def test_pets_swings_up_pendulum_within_800_env_steps():
     env, env_params = envs.make("Pendulum-v1")
     config = pets.Config(**PETS_SLOW)
     train = optimised_jit(jax.vmap(pets.make_train(config, env, env_params)))
     _, metrics = train(jax.random.split(jax.random.key(0), 2))
     returns = np.asarray(metrics["episode_return"])
     assert (returns[:, -1] >= -400).all(), returns
-
-
-
-@pytest.mark.slow
-def test_dyna_q_needs_fewer_real_steps_than_q_learning():
-    env, env_params = envs.make("Gridworld-v0")
-
-    def first_solved(planning_steps):
-        config = dyna.Config(total_timesteps=1500, num_steps=100, planning_steps=planning_steps,
-                             eval_episodes=16)
-        _, metrics = jax.jit(jax.vmap(dyna.make_train(config, env, env_params)))(
-            jax.random.split(jax.random.key(0), 2))
-        solved = np.asarray(metrics["eval_return"]) >= 0.5
-        return np.where(solved.any(1), solved.argmax(1), solved.shape[1])
-
-    dyna_q, q_learning = first_solved(10), first_solved(0)
-    assert (dyna_q < q_learning).all(), (dyna_q, q_learning)

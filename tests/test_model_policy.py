@@ -1,6 +1,6 @@
 """Policies learned with a learned model (``mbpo``, ``mve``, ``mbrl2``): bad input, the value
 expansion against a hand-composed one (``H = 0``: the learner's own target), MBPO with
-``real_ratio = 1`` against SAC bitwise, and (slow) MBPO against SAC on Pendulum-v1.
+``real_ratio = 1`` against SAC bitwise, and (slow) MBPO swinging Pendulum-v1 up.
 
 Determinism, vmap and resume of each agent are ``test_determinism.py``'s (``TINY`` entries)."""
 
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_configs import TINY
-from helpers import leaves_equal, optimised_jit
+from helpers import leaves_equal
 from probe_envs import ConstantRewardEnv, ProbeParams
 
 from jaxrl import envs, losses
@@ -138,24 +138,23 @@ def test_mbpo_with_only_real_samples_is_sac_bitwise():
 
 
 @pytest.mark.slow
-def test_mbpo_beats_sac_early_on_pendulum():
-    """Same seeds, same warm-up (500 random steps), same 64 × 64 networks: after 1,500 env
-    steps MBPO's last training episode is at least 300 better than SAC's on average over 2
-    seeds (benchmarks/model_policy.py has the whole curves to 4k steps)."""
+def test_mbpo_swings_up_pendulum_within_1250_env_steps():
+    """500 random warm-up steps, then 750 of MBPO (10 SAC updates per env step, 64 × 64
+    networks, 5 × 64-wide members refitted every 250 steps): the deterministic policy's return
+    (2 evaluation episodes) ends at −400 or better on both seeds (measured: −190, −198). A
+    random policy scores about −1,200; SAC with the same networks and seeds is still near
+    −1,550 at 1,500 steps and needs 3,750 to reach −200 (benchmarks/RESULTS.md, "Policies
+    learned with a model"; benchmarks/model_policy.py has the whole curves)."""
     env, params = envs.make("Pendulum-v1")
-    common = {"total_timesteps": 1_500, "learning_starts": 500, "log_frequency": 500,
-              "eval_episodes": 0, "hidden_sizes": (64, 64), "batch_size": 128,
-              "buffer_size": 2_000}
-    configs = {
-        "mbpo": (mbpo, mbpo.Config(**common, ensemble_size=5, model_hidden_sizes=(64, 64),
-                                   model_steps=100, model_frequency=250, model_batch_size=128,
-                                   updates_per_step=10, rollout_batch_size=50,
-                                   model_buffer_size=10_000)),
-        "sac": (sac, sac.Config(**common)),
-    }
-    keys = jax.random.split(jax.random.key(0), 2)
-    final = {}
-    for name, (module, config) in configs.items():
-        _, metrics = optimised_jit(jax.vmap(module.make_train(config, env, params)))(keys)
-        final[name] = np.asarray(metrics["episode_return"])[:, -1]
-    assert final["mbpo"].mean() - final["sac"].mean() >= 300, final
+    config = mbpo.Config(total_timesteps=1_250, learning_starts=500, log_frequency=250,
+                         eval_episodes=2, hidden_sizes=(64, 64), batch_size=128,
+                         buffer_size=2_000, ensemble_size=5, model_hidden_sizes=(64, 64),
+                         model_steps=100, model_frequency=250, model_batch_size=128,
+                         updates_per_step=10, rollout_batch_size=50, model_buffer_size=10_000)
+    # Its compile outweighs its run: XLA's optimisation level 1 compiles it markedly faster
+    # than helpers.optimised_jit (level 3, fusion emitters) and runs it nearly as fast.
+    train = jax.jit(jax.vmap(mbpo.make_train(config, env, params)),
+                    compiler_options={"xla_backend_optimization_level": 1})
+    _, metrics = train(jax.random.split(jax.random.key(0), 2))
+    final = np.asarray(metrics["eval_return"])[:, -1]
+    assert (final >= -400).all(), final

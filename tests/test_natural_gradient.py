@@ -43,10 +43,15 @@ def _tiny_policy(action_space):
     """A real actor (hidden width 4) on 3-d observations: (flat params, π(flat), obs)."""
     network = make_actor_critic(Box(-1.0, 1.0, (3,)), action_space, (4,), "tanh")
     obs = jax.random.normal(jax.random.key(0), (5, 3))
-    actor, _ = on_policy.split_actor_critic(network.init(jax.random.key(1), obs))
-    # Move away from the near-uniform initial head so the Fisher is far from degenerate.
-    actor = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(2), p.shape), actor)
-    params, unravel = ravel_pytree(actor)
+
+    @jax.jit  # one compile, not one per operation
+    def init_actor():
+        actor, _ = on_policy.split_actor_critic(network.init(jax.random.key(1), obs))
+        # Move away from the near-uniform initial head so the Fisher is far from degenerate.
+        return jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(2), p.shape),
+                            actor)
+
+    params, unravel = ravel_pytree(init_actor())
     return params, lambda flat: network.apply(unravel(flat), obs, method="policy")
 
 
@@ -54,28 +59,39 @@ def _tiny_policy(action_space):
                          ids=["categorical", "gaussian"])
 def test_fisher_vector_product_equals_dense_kl_hessian(action_space):
     params, policy = _tiny_policy(action_space)
-    old = policy(params)
-
-    def mean_kl(flat):
-        return jnp.mean(old.kl_divergence(policy(flat)))
-
-    hessian = jax.jit(jax.hessian(mean_kl))(params)
     vector = jax.random.normal(jax.random.key(3), params.shape)
-    product = jax.jit(lambda v: ng.fisher_vector_product(mean_kl, params, damping=0.1)(v))(vector)
-    np.testing.assert_allclose(product, hessian @ vector + 0.1 * vector, rtol=1e-4, atol=1e-5)
+
+    @jax.jit
+    def products(params, vector):  # (dense (H + 0.1 I) v, the Fisher-vector product)
+        old = policy(params)
+
+        def mean_kl(flat):
+            return jnp.mean(old.kl_divergence(policy(flat)))
+
+        dense = jax.hessian(mean_kl)(params) @ vector + 0.1 * vector
+        return dense, ng.fisher_vector_product(mean_kl, params, damping=0.1)(vector)
+
+    expected, product = products(params, vector)
+    np.testing.assert_allclose(product, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_kl_hessian_is_the_fisher_information_matrix():
     # F = E_s Σ_a π(a|s) ∇log π(a|s) ∇log π(a|s)ᵀ, computed exactly over the 3 actions.
     params, policy = _tiny_policy(Discrete(3))
-    old = policy(params)
-    scores = jnp.stack([jax.jacobian(lambda f, a=a: policy(f).log_prob(jnp.full((5,), a)))(params)
-                        for a in range(3)], axis=1)  # [states, actions, params]
-    fisher = jnp.einsum("sa,sap,saq->pq", old.probs, scores, scores) / 5
     vector = jax.random.normal(jax.random.key(3), params.shape)
-    product = ng.fisher_vector_product(
-        lambda flat: jnp.mean(old.kl_divergence(policy(flat))), params)(vector)
-    np.testing.assert_allclose(product, fisher @ vector, rtol=1e-4, atol=1e-5)
+
+    @jax.jit
+    def products(params, vector):  # (F v by the definition, the Fisher-vector product)
+        old = policy(params)
+        scores = jnp.stack([jax.jacobian(lambda f, a=a: policy(f).log_prob(jnp.full((5,), a)))(
+            params) for a in range(3)], axis=1)  # [states, actions, params]
+        fisher = jnp.einsum("sa,sap,saq->pq", old.probs, scores, scores) / 5
+        product = ng.fisher_vector_product(
+            lambda flat: jnp.mean(old.kl_divergence(policy(flat))), params)(vector)
+        return fisher @ vector, product
+
+    expected, product = products(params, vector)
+    np.testing.assert_allclose(product, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_max_kl_step_has_quadratic_kl_equal_to_the_bound():

@@ -4,6 +4,8 @@ termination vs truncation, wrap-around, compact image storage)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,9 +149,11 @@ def test_linear_epsilon_decays_then_stays_at_the_end_value():
 # Replay buffer
 
 
+@partial(jax.jit, static_argnames=("rows", "steps", "num_envs", "terminated_at", "truncated_at"))
 def filled_buffer(rows: int, steps: int, num_envs: int = 1, terminated_at=(),
                   truncated_at=()) -> ReplayBuffer:
-    """Step t of env e: obs = 100 e + t, next_obs = obs + 0.5, reward = t."""
+    """Step t of env e: obs = 100 e + t, next_obs = obs + 0.5, reward = t. Compiled: one program
+    per buffer, where the eager writes compiled each of their operations."""
     t = jnp.arange(steps, dtype=jnp.float32)[:, None] + 100.0 * jnp.arange(num_envs)[None]
     terminated = jnp.zeros((steps, num_envs), bool).at[jnp.array(terminated_at, int)].set(True)
     truncated = jnp.zeros((steps, num_envs), bool).at[jnp.array(truncated_at, int)].set(True)
@@ -162,6 +166,10 @@ def filled_buffer(rows: int, steps: int, num_envs: int = 1, terminated_at=(),
     return buffer
 
 
+sample_buffer = jax.jit(ReplayBuffer.sample, static_argnums=(2, 3))
+"""``sample_buffer(buffer, key, batch_size, n_step, gamma)``, compiled once per shape."""
+
+
 def test_buffer_counts_rows_and_wraps_over_the_oldest():
     buffer = filled_buffer(rows=4, steps=6)
     assert int(buffer.size) == 4 and int(buffer.pointer) == 2
@@ -171,7 +179,7 @@ def test_buffer_counts_rows_and_wraps_over_the_oldest():
 
 def test_one_step_samples_are_stored_transitions():
     buffer = filled_buffer(rows=8, steps=5, num_envs=2)
-    sample = buffer.sample(jax.random.key(0), 256, n_step=1, gamma=0.9)
+    sample = sample_buffer(buffer, jax.random.key(0), 256, 1, 0.9)
     assert_allclose(sample.next_obs, sample.obs + 0.5)
     assert_allclose(sample.reward, np.mod(sample.obs[:, 0], 100.0))
     assert_allclose(sample.discount, 0.9)
@@ -180,7 +188,7 @@ def test_one_step_samples_are_stored_transitions():
 
 def test_n_step_windows_never_cross_the_newest_row_even_after_wrapping():
     buffer = filled_buffer(rows=6, steps=9)           # holds steps 3..8; newest 8
-    sample = buffer.sample(jax.random.key(1), 512, n_step=3, gamma=0.5)
+    sample = sample_buffer(buffer, jax.random.key(1), 512, 3, 0.5)
     starts = np.asarray(sample.obs[:, 0])
     assert set(starts.tolist()) == {3.0, 4.0, 5.0, 6.0}  # 3-step windows end by step 8
     # Window t, t+1, t+2: G = t + 0.5 (t+1) + 0.25 (t+2), bootstrap from step t+2.
@@ -191,7 +199,7 @@ def test_n_step_windows_never_cross_the_newest_row_even_after_wrapping():
 
 def test_n_step_sample_stops_at_termination_and_bootstraps_at_truncation():
     buffer = filled_buffer(rows=8, steps=6, terminated_at=(1,), truncated_at=(3,))
-    sample = buffer.sample(jax.random.key(2), 512, n_step=3, gamma=0.5)
+    sample = sample_buffer(buffer, jax.random.key(2), 512, 3, 0.5)
     by_start = {float(s): (float(r), float(d), float(n)) for s, r, d, n in zip(
         sample.obs[:, 0], sample.reward, sample.discount, sample.next_obs[:, 0], strict=True)}
     # Start 0: steps 0, 1; terminated at 1 → G = 0 + 0.5·1, no bootstrap.

@@ -143,8 +143,25 @@ def tiny(module, **overrides):
 
 @pytest.fixture(scope="module")
 def pendulum_file(tmp_path_factory):
+    """400 Pendulum transitions of uniform random torques, written by hand (no rollout to
+    compile): random states, Pendulum's reward, the next state one Euler step on."""
+    rng = np.random.default_rng(0)
+    theta, velocity = rng.uniform(-np.pi, np.pi, 400), rng.uniform(-8, 8, 400)
+    torque = rng.uniform(-2, 2, 400)
+    next_velocity = np.clip(velocity + (15 * np.sin(theta) + 3 * torque) * 0.05, -8, 8)
+    next_theta = theta + next_velocity * 0.05
+
+    def observe(theta, velocity):
+        return np.stack([np.cos(theta), np.sin(theta), velocity], -1).astype(np.float32)
+
+    angle = (theta + np.pi) % (2 * np.pi) - np.pi
     path = tmp_path_factory.mktemp("data") / "pendulum-random.npz"
-    datasets.save(path, generation.generate("Pendulum-v1", "random", 400, num_envs=2))
+    datasets.save(path, datasets.Dataset(
+        observations=observe(theta, velocity), actions=torque[:, None].astype(np.float32),
+        rewards=-(angle**2 + 0.1 * velocity**2 + 0.001 * torque**2).astype(np.float32),
+        next_observations=observe(next_theta, next_velocity), terminated=np.zeros(400, bool),
+        truncated=np.arange(400) % 200 == 199, log_probs=np.full(400, -np.log(4), np.float32),
+        metadata={"env": "Pendulum-v1"}))
     return path
 
 
@@ -195,7 +212,12 @@ def test_discrete_cql_learns_cartpole_from_noisy_expert_data():
 
 def test_errors_say_what_to_change(pendulum_file):
     cartpole, cartpole_params = envs.make("CartPole-v1")
-    cartpole_data = generation.generate("CartPole-v1", "random", 32, num_envs=2)
+    # 8 CartPole-shaped transitions written by hand: the check needs no rollout.
+    cartpole_data = datasets.Dataset(
+        observations=np.zeros((8, 4), np.float32), actions=np.zeros(8, np.int32),
+        rewards=np.ones(8, np.float32), next_observations=np.zeros((8, 4), np.float32),
+        terminated=np.zeros(8, bool), truncated=np.arange(8) == 7,
+        log_probs=np.full(8, np.log(0.5), np.float32))
     for module in (iql, awac, td3_bc):
         with pytest.raises(TypeError, match="use cql or bc for discrete actions"):
             module.make_agent(tiny(module), cartpole, cartpole_params, cartpole_data)

@@ -19,6 +19,10 @@ from jaxrl.training import on_policy
 from jaxrl.training.agent import policy_fn, train_from_agent
 from jaxrl.training.extensions import RewardTransform
 
+# One xdist group (README's command runs ``--dist loadgroup``): the module's compiled fixture is
+# built once, on one worker.
+pytestmark = pytest.mark.xdist_group("on_policy_extensions")
+
 SIZES = {"total_timesteps": 4 * 4 * 8, "num_envs": 4, "num_steps": 8, "hidden_sizes": (16,)}
 PPO = ppo.Config(**SIZES, update_epochs=2, num_minibatches=2)
 NPG = npg.Config(**SIZES, value_epochs=2, num_minibatches=2, cg_iters=3)
@@ -98,9 +102,14 @@ MEMORY = ppo.Config(total_timesteps=2 * 4 * 5, num_envs=4, num_steps=5, update_e
 
 def _collect_once(config, env, params, transform):
     parts = on_policy.setup(config, env, params, reward_transform=transform)
-    state = on_policy.init_rollout(jax.random.key(0), config, parts, params)
-    variables = on_policy.init_network(jax.random.key(1), parts.network, state)
-    return on_policy.collect(jax.random.key(2), state, config, parts, params, variables)
+
+    @jax.jit
+    def collect(reset_key, init_key, collect_key):
+        state = on_policy.init_rollout(reset_key, config, parts, params)
+        variables = on_policy.init_network(init_key, parts.network, state)
+        return on_policy.collect(collect_key, state, config, parts, params, variables)
+
+    return collect(jax.random.key(0), jax.random.key(1), jax.random.key(2))
 
 
 def test_transform_shifts_rewards_before_reward_normalisation():
@@ -130,11 +139,19 @@ def test_transform_state_advances_once_per_update_and_evaluation_runs(module, co
     np.testing.assert_array_equal(metrics["step"], updates * config.batch_size)
 
 
-def test_transform_state_is_checkpointed_and_a_resumed_run_is_bitwise_equal(tmp_path):
+@pytest.fixture(scope="module")
+def cartpole_half_run():
+    """PPO with the counting transform on normalised CartPole observations, and its half-run
+    (``helpers.half_run``), compiled once for the resume and behaviour tests."""
     env, params = envs.make("CartPole-v1")
-    agent = ppo.make_agent(PPO, env, params, reward_transform=counting_bonus(0.5))
-    half = half_run(agent)
+    agent = ppo.make_agent(PPO.replace(normalize_obs=True), env, params,
+                           reward_transform=counting_bonus(0.5))
+    return agent, half_run(agent)
 
+
+def test_transform_state_is_checkpointed_and_a_resumed_run_is_bitwise_equal(cartpole_half_run,
+                                                                            tmp_path):
+    agent, half = cartpole_half_run
     middle, first = half(strongly_typed(jax.jit(agent.init)(jax.random.key(3))))
     final, second = half(middle)
     checkpoint.save(tmp_path / "half", middle)
@@ -161,8 +178,13 @@ def test_carry_resets_at_episode_ends_and_travels_with_the_batch():
     # ends with carry 0.5. Rollout 2 starts from 0.5 and sees 2 | 0, 1, 2 | 0: it ends at 0.
     env, params = COUNTING
     parts = on_policy.setup(MEMORY, env, params, network=AverageMemory())
-    state = on_policy.init_rollout(jax.random.key(0), MEMORY, parts, params)
-    variables = on_policy.init_network(jax.random.key(1), parts.network, state)
+
+    @jax.jit
+    def init(reset_key, init_key):
+        state = on_policy.init_rollout(reset_key, MEMORY, parts, params)
+        return state, on_policy.init_network(init_key, parts.network, state)
+
+    state, variables = init(jax.random.key(0), jax.random.key(1))
     collect = jax.jit(lambda key, state: on_policy.collect(key, state, MEMORY, parts, params,
                                                            variables))
     state, first, _ = collect(jax.random.key(2), state)
@@ -180,11 +202,16 @@ def test_carry_resets_at_episode_ends_and_travels_with_the_batch():
     samples = {"obs": second.obs, "action": second.action, "log_prob": second.log_prob,
                "done": second.done, "carry": second.policy_carry[None]}
     minibatches = env_minibatches(jax.random.key(4), samples, 2)
+
+    @jax.jit
+    def replay(minibatch):
+        dist = on_policy.forward(parts.network, variables, minibatch, method="policy")
+        return dist.log_prob(minibatch["action"])
+
     for i in range(2):
         minibatch = jax.tree.map(lambda x, i=i: x[i], minibatches)
-        dist = on_policy.forward(parts.network, variables, minibatch, method="policy")
-        np.testing.assert_allclose(dist.log_prob(minibatch["action"]), minibatch["log_prob"],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(replay(minibatch), minibatch["log_prob"], rtol=1e-5,
+                                   atol=1e-6)
 
 
 def test_a_run_with_memory_is_deterministic_and_evaluates_with_its_carry():
@@ -217,10 +244,9 @@ def test_memory_needs_num_minibatches_to_divide_num_envs():
 
 # --- behaviour -------------------------------------------------------------------------------
 
-def test_behaviour_is_the_stochastic_policy_on_normalised_observations():
-    env, params = envs.make("CartPole-v1")
-    agent = ppo.make_agent(PPO.replace(normalize_obs=True), env, params)
-    state, _ = jax.jit(train_from_agent(agent))(jax.random.key(0))
+def test_behaviour_is_the_stochastic_policy_on_normalised_observations(cartpole_half_run):
+    agent, half = cartpole_half_run
+    state, _ = half(strongly_typed(jax.jit(agent.init)(jax.random.key(0))))
     obs = jax.random.normal(jax.random.key(1), (5, 4))
     dist = agent.behaviour(state, obs)
     np.testing.assert_array_equal(dist.mode(), agent.act(state, obs, jax.random.key(2), True))

@@ -93,10 +93,15 @@ def _bandit_estimates(key, episodes):
                       ope.weighted_is(*inputs)])
 
 
+# One compiled program per number of episodes (not one per operation, as eager vmap would).
+_many_bandit_estimates = jax.jit(jax.vmap(_bandit_estimates, in_axes=(0, None)),
+                                 static_argnums=1)
+
+
 def test_ordinary_and_per_decision_is_are_unbiased_on_a_bandit():
     # 4000 datasets of 5 episodes: the mean of an unbiased estimator is within ~4 standard
     # errors of the truth (OIS std per dataset ≈ 1.6, so the standard error ≈ 0.025).
-    estimates = jax.vmap(_bandit_estimates, in_axes=(0, None))(
+    estimates = _many_bandit_estimates(
         jax.random.split(jax.random.key(0), 4000), 5)
     ois, pdis, wis = np.asarray(estimates).T
     np.testing.assert_allclose(ois.mean(), TRUE_VALUE, atol=0.1)
@@ -109,7 +114,7 @@ def test_ordinary_and_per_decision_is_are_unbiased_on_a_bandit():
 def test_weighted_is_converges_as_the_dataset_grows():
     errors = []
     for episodes in (10, 100, 1000, 10000):
-        estimates = jax.vmap(_bandit_estimates, in_axes=(0, None))(
+        estimates = _many_bandit_estimates(
             jax.random.split(jax.random.key(1), 200), episodes)
         errors.append(float(np.sqrt(np.mean((np.asarray(estimates)[:, 2] - TRUE_VALUE) ** 2))))
     # root-mean-square error over 200 datasets shrinks like 1/√n toward 0 (consistency)
@@ -151,8 +156,17 @@ def test_rollout_value_is_the_discounted_first_episode_return():
 
 def test_cli_ope_on_random_data_with_the_random_target(tmp_path, capsys):
     # Target = behaviour: every ratio is 1, so OIS = PDIS = WIS = the dataset's own value.
+    # 64 CartPole-shaped transitions of the uniform policy (log π_b = log ½), written by hand:
+    # four 16-step episodes, each ending in a termination.
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-0.05, 0.05, (65, 4)).astype(np.float32)
     path = tmp_path / "random.npz"
-    datasets.save(path, generation.generate("CartPole-v1", "random", 64, num_envs=4))
+    datasets.save(path, datasets.Dataset(
+        observations=obs[:-1], actions=rng.integers(0, 2, 64).astype(np.int32),
+        rewards=np.ones(64, np.float32), next_observations=obs[1:],
+        terminated=np.arange(64) % 16 == 15, truncated=np.zeros(64, bool),
+        log_probs=np.full(64, np.log(0.5), np.float32),
+        metadata={"env": "CartPole-v1", "policy": "random"}))
     code = main(["ope", "--dataset", str(path), "--target", "random", "--fqe-iterations", "2",
                  "--fqe-steps", "5", "--rollout-envs", "8"])
     assert code == 0

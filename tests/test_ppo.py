@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import key_data, leaves_equal, optimised_jit
+from helpers import leaves_equal, optimised_jit
 from probe_envs import (
     ConstantRewardEnv,
     ObservedSignEnv,
@@ -24,6 +24,9 @@ pytestmark = pytest.mark.xdist_group("ppo")
 
 TINY = ppo.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
                   num_minibatches=2, hidden_sizes=(16,))
+# The compiled API tests run on Pendulum with both normalisations: continuous actions and the
+# statistics on the same program (the probes below cover discrete actions).
+NORMALISED = TINY.replace(normalize_obs=True, normalize_reward=True)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +35,16 @@ def cartpole():
 
 
 @pytest.fixture(scope="module")
-def run(cartpole):
-    """One compiled ``(config, key) -> (state, metrics)`` for every config with TINY's shapes
-    (numeric hyperparameters are leaves: another learning rate compiles nothing new)."""
-    env, params = cartpole
+def pendulum():
+    return envs.make("Pendulum-v1")
+
+
+@pytest.fixture(scope="module")
+def run(pendulum):
+    """One compiled ``(config, key) -> (state, metrics)`` on Pendulum for every config with
+    NORMALISED's shapes (numeric hyperparameters are leaves: another learning rate compiles
+    nothing new)."""
+    env, params = pendulum
     return jax.jit(lambda config, key: ppo.make_train(config, env, params)(key))
 
 
@@ -52,7 +61,7 @@ def test_invalid_sizes_raise_clear_errors(cartpole):
 
 
 def test_metrics_have_one_entry_per_update(run):
-    state, metrics = run(TINY, jax.random.key(0))
+    state, metrics = run(NORMALISED, jax.random.key(0))
     for name in ("episode_return", "loss", "policy_loss", "value_loss", "entropy", "approx_kl",
                  "clip_fraction", "step"):
         assert metrics[name].shape == (TINY.num_updates,), name
@@ -67,17 +76,22 @@ def test_policy_change_is_measured_on_the_whole_rollout(cartpole):
     # samples whose ratio left [1-ε, 1+ε], both by hand from the log-probs.
     env, params = cartpole
     network = make_actor_critic(env.observation_space(params), env.action_space(params), (16,))
-    obs = jax.random.normal(jax.random.key(0), (8, 4, 4))
-    before = network.init(jax.random.key(1), obs[0])
-    # Another init, scaled up: the 0.01-gain policy head starts near-uniform.
-    after = jax.tree.map(lambda x: 30 * x, network.init(jax.random.key(2), obs[0]))
-    actions = network.apply(before, obs, method="policy").sample(seed=jax.random.key(3))
-    old = network.apply(before, obs, method="policy").log_prob(actions)
-    samples = {"obs": obs, "action": actions, "log_prob": old}
-    same = ppo.policy_change(network, TINY, before, samples)
+
+    @jax.jit  # one compile for the whole setup
+    def changes():
+        obs = jax.random.normal(jax.random.key(0), (8, 4, 4))
+        before = network.init(jax.random.key(1), obs[0])
+        # Another init, scaled up: the 0.01-gain policy head starts near-uniform.
+        after = jax.tree.map(lambda x: 30 * x, network.init(jax.random.key(2), obs[0]))
+        actions = network.apply(before, obs, method="policy").sample(seed=jax.random.key(3))
+        old = network.apply(before, obs, method="policy").log_prob(actions)
+        samples = {"obs": obs, "action": actions, "log_prob": old}
+        log_ratio = network.apply(after, obs, method="policy").log_prob(actions) - old
+        return (ppo.policy_change(network, TINY, before, samples),
+                ppo.policy_change(network, TINY, after, samples), log_ratio)
+
+    same, moved, log_ratio = changes()
     assert float(same["approx_kl"]) == 0.0 and float(same["clip_fraction"]) == 0.0
-    moved = ppo.policy_change(network, TINY, after, samples)
-    log_ratio = network.apply(after, obs, method="policy").log_prob(actions) - old
     np.testing.assert_allclose(moved["approx_kl"], np.mean(np.exp(log_ratio) - 1 - log_ratio),
                                rtol=1e-4)
     np.testing.assert_allclose(moved["clip_fraction"],
@@ -95,20 +109,22 @@ def test_episode_return_is_nan_until_an_episode_finishes_then_carried():
     np.testing.assert_allclose(returns[2:], [24.0, 24.0])
 
 
-def test_legacy_uint32_keys_are_accepted(run):
-    typed = run(TINY, jax.random.key(3))
-    legacy = run(TINY, jax.random.PRNGKey(3))
-    assert leaves_equal(key_data(typed), key_data(legacy))
-
-
-def test_learning_rate_sweep_in_one_call_matches_separate_runs(cartpole, run):
+def test_legacy_uint32_keys_are_accepted(cartpole):
+    # train(key) = scan(update, init(key)): the key enters the run through init alone, so equal
+    # initial states (their keys included) make equal runs.
     env, params = cartpole
-    configs = jax.tree.map(lambda *x: jnp.stack(x), TINY.replace(learning_rate=1e-3),
-                           TINY.replace(learning_rate=3e-4))
+    init = jax.jit(ppo.make_agent(TINY, env, params).init)
+    assert leaves_equal(init(jax.random.key(3)), init(jax.random.PRNGKey(3)))
+
+
+def test_learning_rate_sweep_in_one_call_matches_separate_runs(pendulum, run):
+    env, params = pendulum
+    configs = jax.tree.map(lambda *x: jnp.stack(x), NORMALISED.replace(learning_rate=1e-3),
+                           NORMALISED.replace(learning_rate=3e-4))
     sweep = jax.jit(jax.vmap(lambda c, k: ppo.make_train(c, env, params)(k), in_axes=(0, None)))
     _, swept = sweep(configs, jax.random.key(0))
     for i, lr in enumerate((1e-3, 3e-4)):
-        _, single = run(TINY.replace(learning_rate=lr), jax.random.key(0))
+        _, single = run(NORMALISED.replace(learning_rate=lr), jax.random.key(0))
         np.testing.assert_allclose(swept["loss"][i], single["loss"], rtol=1e-4, atol=1e-5)
     assert not np.allclose(swept["loss"][0], swept["loss"][1])
 
@@ -160,10 +176,10 @@ def test_gaussian_policy_mean_moves_to_the_observed_target():
         assert float(action[0]) == pytest.approx(0.5 * sign, abs=0.1)
 
 
-def test_continuous_actions_run_with_normalisation():
-    env, params = envs.make("Pendulum-v1")
-    config = TINY.replace(normalize_obs=True, normalize_reward=True)
-    state, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0))
+def test_continuous_actions_run_with_normalisation(pendulum, run):
+    env, params = pendulum
+    config = NORMALISED
+    state, metrics = run(config, jax.random.key(0))
     assert np.isfinite(metrics["loss"]).all()
     assert float(state.rollout.obs_stats.count) > 100  # statistics were updated from the rollouts
     assert float(state.rollout.return_stats.count) > 100
@@ -173,10 +189,21 @@ def test_continuous_actions_run_with_normalisation():
 
 
 @pytest.mark.slow  # the on-policy family's learning test
-def test_default_config_solves_cartpole(cartpole):
+def test_default_config_solves_cartpole_within_its_first_200_updates(cartpole):
+    # The defaults (1,953 updates of 256 steps, the learning rate annealed over all of them)
+    # solve CartPole long before their end: within their first 200 updates (51,200 steps) the
+    # 5-update average return reaches 475 on seeds 0-7 (by update 56-136). Reaching, not
+    # holding: at the still high learning rate a solved policy can fall back for a while (seed
+    # 3 is near 100 at update 200).
     env, params = cartpole
-    config = ppo.Config()
-    keys = jnp.stack([jax.random.key(s) for s in range(2)])  # 4 seeds pass too, at twice the time
-    _, metrics = optimised_jit(jax.vmap(ppo.make_train(config, env, params)))(keys)
-    final = float(np.mean(metrics["episode_return"][:, -5:]))
-    assert final >= 475, final
+    agent = ppo.make_agent(ppo.Config(), env, params)
+
+    def first_updates(key):
+        return jax.lax.scan(lambda state, _: agent.update(state), agent.init(key), None,
+                            length=200)
+
+    keys = jnp.stack([jax.random.key(s) for s in range(2)])
+    _, metrics = optimised_jit(jax.vmap(first_updates))(keys)
+    windows = np.lib.stride_tricks.sliding_window_view(metrics["episode_return"], 5, axis=1)
+    best = np.nanmax(windows.mean(-1), axis=1)  # NaN before a seed's first finished episode
+    assert np.all(best >= 475), best

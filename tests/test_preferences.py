@@ -1,6 +1,7 @@
 """The preferences family: token tasks, the sequence model, the BT / DPO / IPO / KL losses
-against hand-worked values, preference files and the family's bad-input errors; two slow
-learning tests (DPO beats its reference under the hidden reward; pref_rl swings Pendulum up)."""
+against hand-worked values, preference files and the family's bad-input errors; the family's
+learning test (DPO beats its reference under the hidden reward). pref_rl's learning run (SAC on
+a reward model swings Pendulum up) is a benchmark: ``benchmarks/pref_rl.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import optimised_jit
 from preference_inputs import TINY_MODEL, demonstrations, tiny_pairs, tiny_policy
 
 from jaxrl import cli, envs
@@ -314,35 +314,16 @@ def test_dpo_beats_its_reference_under_the_hidden_reward(task):
     # the hidden sortedness reward; DPO must win most head-to-head comparisons against it.
     env, env_params = task
     reference = tiny_policy(env_params)
-    chosen, rejected, _ = family.make_preferences(jax.random.key(0), reference, env, 512, 0.02)
+    # Win rates logged on this seed: 0.787 after 100 steps, 0.785 after 200. Plain jax.jit:
+    # the compile outweighs the run (optimised_jit doubled this test's CPU for the same numbers).
+    chosen, rejected, _ = jax.jit(lambda key: family.make_preferences(
+        key, reference, env, 512, 0.02))(jax.random.key(0))
     pairs = family.Preferences(np.asarray(chosen), np.asarray(rejected), {})
     config = dpo.Config(total_gradient_steps=200, log_frequency=100, batch_size=64,
                         eval_samples=256, learning_rate=3e-3, beta=0.1)
     agent = dpo.make_agent(config, env, env_params, reference=reference, preferences=pairs)
-    _, metrics = optimised_jit(train_from_agent(agent))(jax.random.key(1))
+    _, metrics = jax.jit(train_from_agent(agent))(jax.random.key(1))
     assert float(metrics["win_rate"][-1]) > 0.65, metrics
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("pref_rl")  # no shared fixture: may run beside the DPO test at -n 2
-def test_pref_rl_learns_pendulum_from_200_queries():
-    # SAC on a reward model fitted to 200 teacher answers (it never sees the env's reward) starts
-    # to swing the pendulum up within 6000 steps. Logged training returns (true reward) on this
-    # seed: -1290 to -1520 over the first 3500 steps (the untrained policy's level), then -983,
-    # -880, -379; the mean of the last two is -630 against the threshold -1000, a margin of 370.
-    # This checks that the preference loop learns at all; the issue's target (normalised score
-    # >= 90 with 500 queries) is measured in benchmarks/pref_rl.py. 32-32 networks, batch 64, no
-    # eval episodes; plain jax.jit, as the compile (about 14 s CPU) outweighs the run (about
-    # 13 s at the suite's level 0; optimised_jit doubled the compile to save about 11 s).
-    env, env_params = envs.make("Pendulum-v1")
-    config = pref_rl.Config(total_timesteps=6000, buffer_size=6000, learning_starts=500,
-                            hidden_sizes=(32, 32), batch_size=64, log_frequency=500,
-                            eval_episodes=0, reward_hidden_sizes=(32,), reward_batch_size=16,
-                            max_queries=200, query_interval=4, ensemble_size=1)
-    _, metrics = jax.jit(pref_rl.make_train(config, env, env_params))(jax.random.key(0))
-    assert round(float(metrics["queries"][-1])) == 200  # a mean over the log interval
-    final = float(np.nanmean(np.asarray(metrics["episode_return"])[-2:]))
-    assert final >= -1000, final
 
 
 # ------------------------------------------------------------------------------- rlhf's reward

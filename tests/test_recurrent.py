@@ -74,8 +74,13 @@ def test_rollout_replayed_in_minibatches_gives_the_collected_log_probs():
     env, params = envs.make("MemoryChain-bsuite", memory_length=3)
     config = GRU.replace(num_steps=6)
     parts = on_policy.setup(config, env, params)
-    state = on_policy.init_rollout(jax.random.key(0), config, parts, params)
-    variables = on_policy.init_network(jax.random.key(1), parts.network, state)
+
+    @jax.jit
+    def init(reset_key, init_key):
+        state = on_policy.init_rollout(reset_key, config, parts, params)
+        return state, on_policy.init_network(init_key, parts.network, state)
+
+    state, variables = init(jax.random.key(0), jax.random.key(1))
 
     @jax.jit
     def collect_and_replay(key, state):

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.xdist_group("reinforce")
 
 TINY = reinforce.Config(total_timesteps=2 * 4 * 16, num_envs=4, num_steps=16, update_epochs=2,
                         hidden_sizes=(16,))
+# The compiled API tests run on Pendulum with both normalisations: continuous actions and the
+# statistics on the same program (the probes below cover discrete actions).
+NORMALISED = TINY.replace(normalize_obs=True, normalize_reward=True)
 
 
 def _stack(*trees):
@@ -40,9 +43,15 @@ def _checked(train):
 
 
 @pytest.fixture(scope="module")
-def run(cartpole):
-    """One compiled ``(config, key) -> (state, metrics)`` for every config with TINY's shapes."""
-    env, params = cartpole
+def pendulum():
+    return envs.make("Pendulum-v1")
+
+
+@pytest.fixture(scope="module")
+def run(pendulum):
+    """One compiled ``(config, key) -> (state, metrics)`` on Pendulum for every config with
+    NORMALISED's shapes."""
+    env, params = pendulum
     return _checked(jax.jit(lambda config, key: reinforce.make_train(config, env, params)(key)))
 
 
@@ -107,17 +116,22 @@ def test_baseline_loss_matches_hand_worked_numbers():
     # entropy mean binary H(p) = (0.693147 + 0.562335 + 0.500402) / 3 = 0.585295
     # total   0.682040 + 0.5·0.500483 - 0.01·0.585295 = 0.926429
     # ∂L/∂V_t = 0.5 (V_t - G_t) / 3 = -0.205, -0.116667, -0.166667 (A itself carries no gradient).
-    batch = _three_step_batch(True)
-    advantages, targets = reinforce.advantages_and_targets(batch, HAND)
-    samples = {"obs": batch.obs, "action": batch.action, "advantages": advantages,
-               "targets": targets}
     params = {"probs": jnp.array([0.5, 0.25, 0.8]), "values": jnp.array([4.0, 4.0, 2.0])}
     network = _TableNetwork()
 
-    def loss(params):
-        return on_policy.actor_critic_loss(network, params, samples, 0.5, 0.01)
+    @jax.jit  # one compile for the targets, the loss and its gradient
+    def loss_and_grad(params):
+        batch = _three_step_batch(True)
+        advantages, targets = reinforce.advantages_and_targets(batch, HAND)
+        samples = {"obs": batch.obs, "action": batch.action, "advantages": advantages,
+                   "targets": targets}
 
-    (total, stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        def loss(params):
+            return on_policy.actor_critic_loss(network, params, samples, 0.5, 0.01)
+
+        return jax.value_and_grad(loss, has_aux=True)(params)
+
+    (total, stats), grads = loss_and_grad(params)
     np.testing.assert_allclose(stats["policy_loss"], 0.682040, rtol=1e-5)
     np.testing.assert_allclose(stats["value_loss"], 0.500483, rtol=1e-5)
     np.testing.assert_allclose(stats["entropy"], 0.585295, rtol=1e-5)
@@ -149,7 +163,7 @@ def test_check_config_rejects_out_of_range_values():
 
 
 def test_metrics_have_one_entry_per_update(run):
-    state, metrics = run(TINY, jax.random.key(0))
+    state, metrics = run(NORMALISED, jax.random.key(0))
     for name in ("episode_return", "loss", "policy_loss", "value_loss", "entropy", "grad_norm",
                  "step"):
         assert metrics[name].shape == (TINY.num_updates,), name
@@ -159,15 +173,15 @@ def test_metrics_have_one_entry_per_update(run):
 
 
 @pytest.fixture(scope="module")
-def run_batched(cartpole):
+def run_batched(pendulum):
     """``vmap`` over (config, key) pairs: seeds and hyperparameter sweeps in one compile."""
-    env, params = cartpole
+    env, params = pendulum
     # Not key-checked: jax 0.9's checker flags any key split inside a vmapped scan.
     return jax.jit(jax.vmap(lambda config, key: reinforce.make_train(config, env, params)(key)))
 
 
 def test_learning_rate_sweep_in_one_call_matches_separate_runs(run, run_batched):
-    configs = [TINY.replace(learning_rate=1e-2), TINY.replace(learning_rate=1e-3)]
+    configs = [NORMALISED.replace(learning_rate=1e-2), NORMALISED.replace(learning_rate=1e-3)]
     keys = jnp.stack([jax.random.key(0), jax.random.key(0)])
     _, swept = run_batched(_stack(*configs), keys)
     for i, config in enumerate(configs):
@@ -176,10 +190,10 @@ def test_learning_rate_sweep_in_one_call_matches_separate_runs(run, run_batched)
     assert not np.allclose(swept["loss"][0], swept["loss"][1])
 
 
-def test_continuous_actions_run_with_normalisation():
-    env, params = envs.make("Pendulum-v1")
-    config = TINY.replace(normalize_obs=True, normalize_reward=True)
-    state, metrics = jax.jit(reinforce.make_train(config, env, params))(jax.random.key(0))
+def test_continuous_actions_run_with_normalisation(pendulum, run):
+    env, params = pendulum
+    config = NORMALISED
+    state, metrics = run(config, jax.random.key(0))
     assert np.isfinite(metrics["loss"]).all()
     assert float(state.rollout.obs_stats.count) > 100
     action = reinforce.make_agent(config, env, params).act(state, jnp.zeros((3,)),

@@ -79,7 +79,9 @@ def test_bad_input_is_one_error_line(run_dir, tmp_path, capsys):
 @pytest.mark.slow  # compiles PPO and an episode on Brax's inverted pendulum
 def test_render_writes_a_brax_html_replay(tmp_path, capsys):
     out = tmp_path / "brax"
-    runner.run("ppo", "brax/inverted_pendulum", TINY, seeds=1, out=out, progress=False)
+    # A 20-step time limit: the replay plays at most 30 Brax steps instead of 1,010.
+    runner.run("ppo", "brax/inverted_pendulum", TINY, seeds=1, out=out, progress=False,
+               env_kwargs={"max_steps_in_episode": 20})
     assert main(["render", str(out)]) == 0
     html = out / "episode.html"
     message = re.fullmatch(rf"wrote {re.escape(str(html))} \((\d+) frames\)",

@@ -24,6 +24,8 @@ from jaxrl.training.agent import train_from_agent
 from jaxrl.training.extensions import RewardTransform
 from jaxrl.training.off_policy import ReplayExtensions
 
+pytestmark = pytest.mark.xdist_group("replay_extensions")  # one worker compiles mbpo_like
+
 # 8 warm-up steps (4 per env), then 4 updates of 2 iterations × 2 envs.
 TOY = off_policy.OffPolicyConfig(total_timesteps=8 + 4 * 4, num_envs=2, buffer_size=32,
                                  batch_size=8, learning_starts=8, log_frequency=4,
@@ -94,8 +96,16 @@ MBPO_LIKE = ReplayExtensions(init=lambda key, obs, parts: jnp.zeros((), jnp.int3
                              real_ratio=REAL_BATCH / TOY.batch_size)
 
 
-def test_reward_transform_rewrites_every_stored_reward_and_reports_its_metrics():
-    state, metrics = jax.jit(train_from_agent(toy_agent(halved_rewards())))(jax.random.key(0))
+@pytest.fixture(scope="module")
+def mbpo_like():
+    """The toy agent with both the reward transform and the MBPO-like phase, and its whole run
+    compiled once (the tests below and the resume check read it)."""
+    agent = toy_agent(halved_rewards(), MBPO_LIKE)
+    return agent, jax.jit(train_from_agent(agent))
+
+
+def test_reward_transform_rewrites_every_stored_reward_and_reports_its_metrics(mbpo_like):
+    state, metrics = mbpo_like[1](jax.random.key(0))
     written = int(state.buffer.size)
     assert written == 4 + 4 * 2                 # warm-up rows included
     np.testing.assert_array_equal(state.buffer.reward[:written], 0.5)
@@ -105,15 +115,15 @@ def test_reward_transform_rewrites_every_stored_reward_and_reports_its_metrics()
     np.testing.assert_array_equal(metrics["episode_return"], 3.0)
 
 
-def test_phase_writes_the_model_buffer_and_batches_mix_real_and_model_samples():
-    state, metrics = jax.jit(train_from_agent(toy_agent(extensions=MBPO_LIKE)))(
-        jax.random.key(0))
+def test_phase_writes_the_model_buffer_and_batches_mix_real_and_model_samples(mbpo_like):
+    state, metrics = mbpo_like[1](jax.random.key(0))
     iterations = TOY.num_updates * TOY.iterations_per_update
     assert int(state.extension_state) == iterations
     assert int(state.model_buffer.size) == min(iterations, 4)   # 8 transitions / 2 per row
-    # The first 6 rows of every batch are real (reward 1), the last 2 imagined (reward 1 + 1).
-    np.testing.assert_array_equal(metrics["real_reward"], 1.0)
-    np.testing.assert_array_equal(metrics["model_reward"], 2.0)
+    # The first 6 rows of every batch are real (halved reward 0.5), the last 2 imagined
+    # (0.5 + 1).
+    np.testing.assert_array_equal(metrics["real_reward"], 0.5)
+    np.testing.assert_array_equal(metrics["model_reward"], 1.5)
     assert metrics["model_rows"][-1] == 4.0
 
 
@@ -162,11 +172,14 @@ def test_unused_extensions_leave_the_run_bitwise_unchanged():
     env, params = envs.make(env_id)
     config = dqn.Config(**kwargs)
     key = jax.random.key(0)
-    plain = jax.jit(dqn.make_train(config, env, params))(key)
-    unused = jax.jit(dqn.make_train(config, env, params, None, ReplayExtensions()))(key)
-    assert leaves_equal(plain, unused)
+    # The very program of the run without them (the same jaxpr), so the run is bitwise the same;
+    # traced, not compiled.
+    plain, (state, _) = jax.make_jaxpr(dqn.make_train(config, env, params),
+                                       return_shape=True)(key)
+    unused = jax.make_jaxpr(dqn.make_train(config, env, params, None, ReplayExtensions()))(key)
+    assert str(plain) == str(unused)
     names = [jax.tree_util.keystr(path) for path, _ in
-             jax.tree_util.tree_flatten_with_path(plain[0])[0]]
+             jax.tree_util.tree_flatten_with_path(state)[0]]
     assert not [n for n in names if "reward_state" in n or "extension" in n or "model" in n]
 
 
@@ -185,8 +198,8 @@ def test_every_off_policy_agent_takes_both_extensions(module):
     assert shapes.model_buffer.reward.shape == (4, 2)
 
 
-def test_extension_state_and_model_buffer_are_checkpointed_and_resume(tmp_path):
-    agent = toy_agent(halved_rewards(), MBPO_LIKE)
+def test_extension_state_and_model_buffer_are_checkpointed_and_resume(mbpo_like, tmp_path):
+    agent, train = mbpo_like
     half = half_run(agent)
 
     middle, first = half(strongly_typed(jax.jit(agent.init)(jax.random.key(1))))
@@ -199,6 +212,6 @@ def test_extension_state_and_model_buffer_are_checkpointed_and_resume(tmp_path):
     restored = checkpoint.restore(tmp_path / "half", like=jax.eval_shape(lambda: middle))
     resumed, again = half(restored)
     assert leaves_equal((resumed, again), (final, second))
-    _, uninterrupted = jax.jit(train_from_agent(agent))(jax.random.key(1))
+    _, uninterrupted = train(jax.random.key(1))
     assert leaves_equal(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, second),
                         uninterrupted)

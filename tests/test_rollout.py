@@ -75,11 +75,15 @@ def test_sparse_bootstrap_equals_the_dense_pass_where_it_is_used(env_id, limit, 
         return jnp.tanh(obs @ weights)
 
     bound = envs.EpisodeStatistics(env).max_truncations(params, num_steps)
-    for key in range(3):
+
+    @jax.jit
+    def sparse_and_dense(key):
         traj = _collect(env, params, num_envs, num_steps, value_fn, key)
-        sparse = jax.jit(bootstrap_values, static_argnums=(0, 3))(
-            value_fn, traj, traj.extras["value"], bound)
-        dense = value_fn(traj.next_obs)
+        return traj, bootstrap_values(value_fn, traj, traj.extras["value"], bound), value_fn(
+            traj.next_obs)
+
+    for key in range(3):
+        traj, sparse, dense = sparse_and_dense(key)
         used = ~np.asarray(traj.terminated)
         np.testing.assert_allclose(np.asarray(sparse)[used], np.asarray(dense)[used],
                                    rtol=1e-6, atol=1e-6)
@@ -129,9 +133,10 @@ def test_vmapped_seeds_match_single_runs():
         return bootstrap_values(_identity, traj, traj.extras["value"],
                                 env.max_truncations(params, 8))
 
-    batched = jax.vmap(lambda k: one(k))(jnp.arange(3))
+    batched = jax.jit(jax.vmap(one))(jnp.arange(3))
+    single = jax.jit(one)
     for seed in range(3):
-        np.testing.assert_array_equal(batched[seed], one(seed))
+        np.testing.assert_array_equal(batched[seed], single(seed))
 
 
 @pytest.mark.parametrize(("num_steps", "num_envs", "k"), [(8, 3, 1), (8, 3, 2), (7, 6, 4)])

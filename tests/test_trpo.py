@@ -20,6 +20,9 @@ pytestmark = pytest.mark.xdist_group("trpo")
 SIZES = {"total_timesteps": 2 * 4 * 16, "num_envs": 4, "num_steps": 16, "value_epochs": 2,
          "num_minibatches": 2, "hidden_sizes": (16,)}
 TINY = trpo.Config(**SIZES)
+# The compiled API tests run on Pendulum with both normalisations: continuous actions and the
+# statistics on the same program (the probes below cover discrete actions).
+NORMALISED = TINY.replace(normalize_obs=True, normalize_reward=True)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +31,15 @@ def cartpole():
 
 
 @pytest.fixture(scope="module")
-def run(cartpole):
-    """TRPO on CartPole, one compiled ``(config, key) -> (state, metrics)`` for every config with
-    TINY's shapes (max_kl, gamma, ... are leaves)."""
-    env, params = cartpole
+def pendulum():
+    return envs.make("Pendulum-v1")
+
+
+@pytest.fixture(scope="module")
+def run(pendulum):
+    """TRPO on Pendulum, one compiled ``(config, key) -> (state, metrics)`` for every config with
+    NORMALISED's shapes (max_kl, gamma, ... are leaves)."""
+    env, params = pendulum
     return jax.jit(lambda config, key: trpo.make_train(config, env, params)(key))
 
 
@@ -65,7 +73,7 @@ METRICS = ("episode_return", "step", "kl", "surrogate_improvement", "step_fracti
 
 
 def test_trpo_metrics_have_one_entry_per_update_and_respect_the_trust_region(run):
-    state, metrics = run(TINY, jax.random.key(0))
+    state, metrics = run(NORMALISED, jax.random.key(0))
     for name in METRICS:
         assert metrics[name].shape == (TINY.num_updates,), name
     np.testing.assert_array_equal(metrics["step"], [64, 128])
@@ -80,13 +88,13 @@ def test_trpo_metrics_have_one_entry_per_update_and_respect_the_trust_region(run
     assert np.isfinite(metrics["value_loss"]).all()
 
 
-def test_max_kl_and_gamma_sweep_in_one_call_matches_separate_runs(cartpole, run):
-    env, params = cartpole
-    other = TINY.replace(max_kl=0.03, gamma=0.9)
-    configs = jax.tree.map(lambda *x: jnp.stack(x), TINY, other)
+def test_max_kl_and_gamma_sweep_in_one_call_matches_separate_runs(pendulum, run):
+    env, params = pendulum
+    other = NORMALISED.replace(max_kl=0.03, gamma=0.9)
+    configs = jax.tree.map(lambda *x: jnp.stack(x), NORMALISED, other)
     sweep = jax.jit(jax.vmap(lambda c, k: trpo.make_train(c, env, params)(k), in_axes=(0, None)))
     _, swept = sweep(configs, jax.random.key(0))
-    _, default = run(TINY, jax.random.key(0))
+    _, default = run(NORMALISED, jax.random.key(0))
     _, separate = run(other, jax.random.key(0))
     for i, single in enumerate((default, separate)):
         for name in ("kl", "value_loss", "surrogate_improvement"):
@@ -106,10 +114,10 @@ def test_actor_and_critic_params_split_and_merge():
     np.testing.assert_array_equal(network.apply(critic, obs, method="value"), value)
 
 
-def test_continuous_actions_run_with_normalisation():
-    env, params = envs.make("Pendulum-v1")
-    config = TINY.replace(normalize_obs=True, normalize_reward=True)
-    state, metrics = jax.jit(trpo.make_train(config, env, params))(jax.random.key(0))
+def test_continuous_actions_run_with_normalisation(pendulum, run):
+    env, params = pendulum
+    config = NORMALISED
+    state, metrics = run(config, jax.random.key(0))
     assert np.isfinite(metrics["value_loss"]).all() and np.isfinite(metrics["kl"]).all()
     assert np.all(np.asarray(metrics["kl"]) <= config.max_kl)
     assert float(state.rollout.obs_stats.count) > 100
