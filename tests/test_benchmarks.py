@@ -236,18 +236,24 @@ _CASE_ROWS: dict[str, dict] = {}
 
 @pytest.fixture
 def run_case_once(monkeypatch) -> list[str]:
-    """``harness.run_case`` through a real subprocess the first time a case runs in this module
-    and from the stored row after that (each process imports jax and compiles its case: the
-    dense-matmul reference that every ``harness.main`` measures first would otherwise run once
-    a test, and a case of a second round once more); the names of the cases asked for, in
-    order."""
+    """``harness.run_case`` run once per case and module, then read from the stored row; the
+    names of the cases asked for, in order. The dense-matmul reference that every
+    ``harness.main`` measures first runs through a real subprocess (the path every case takes:
+    its payload, the printed row); other jaxrl cases run the subprocess's body,
+    ``run_jaxrl_case``, in this process (each process imports jax and compiles its case
+    again)."""
     run_case, asked = harness.run_case, []
 
-    def once(case, *args, **kwargs):
+    def once(case, python, script, timeout=harness.CASE_TIMEOUT_S,
+             repeats=harness.RUN_REPEATS):
         asked.append(case.name)
-        key = json.dumps([case.name, case.config, args, kwargs], sort_keys=True, default=str)
+        key = json.dumps([case.name, case.config, python, str(script), timeout, repeats],
+                         sort_keys=True, default=str)
         if key not in _CASE_ROWS:
-            _CASE_ROWS[key] = run_case(case, *args, **kwargs)
+            if case == harness.MATMUL or case.framework not in ("jaxrl", "reference"):
+                _CASE_ROWS[key] = run_case(case, python, script, timeout, repeats)
+            else:
+                _CASE_ROWS[key] = {"status": "ok", **harness.run_jaxrl_case(case, repeats)}
         return dict(_CASE_ROWS[key])
 
     monkeypatch.setattr(harness, "run_case", once)

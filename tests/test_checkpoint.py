@@ -214,9 +214,12 @@ def test_checkpoints_follow_the_schedule_and_the_last_ones_are_kept(reference):
     assert leaves_equal(final, result.train_state)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(reference, tmp_path):
+def test_ctrl_c_and_a_stopped_notebook_loop_resume_to_the_uninterrupted_run(reference,
+                                                                             tmp_path):
+    # Stopped twice off the every-2-updates schedule: Ctrl-C in ``run`` after update 3, then a
+    # ``break`` in a resumed notebook loop after update 5; ``resume_run`` finishes the run.
     ref_out, ref = reference
-    out = tmp_path / "run"
+    out, plot = tmp_path / "run", LivePlot()
 
     def press_ctrl_c(chunk_index, metrics):
         if chunk_index == 1:  # after update 2; the run stops at the next chunk boundary
@@ -224,7 +227,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(refe
 
     with pytest.raises(runner.RunInterrupted) as interrupted:
         tiny_run(out, on_chunk=press_ctrl_c)
-    assert interrupted.value.updates == 3  # off the every-2-updates schedule
+    assert interrupted.value.updates == 3
     assert interrupted.value.resume_command == f"jaxrl train ppo --resume {out}"
     assert f"jaxrl train ppo --resume {out}" in str(interrupted.value)
     assert (out / "checkpoints" / "update_0000000003").is_dir()
@@ -232,36 +235,28 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run(refe
     # A partial row, as if the process had died while writing, is dropped too.
     with open(out / "metrics.csv", "a") as file:
         file.write("128,0,12.5,0.1")
+    chunks = []
+    for chunk in runner.iterate("ppo", "CartPole-v1", TINY, seeds=2, out=out, progress=False,
+                                checkpoint_every=EVERY, resume=True):
+        plot.update(chunk)
+        chunks.append(chunk)
+        assert chunk.metrics["episode_return"].shape == (2, chunk.active)
+        if chunk.first + chunk.active == 5:
+            break  # stopping checkpoints update 5
+    assert chunks[0].first == 3
+    assert (out / "checkpoints" / "update_0000000005").is_dir()
+    np.testing.assert_array_equal(np.concatenate(plot.steps), ref.steps[3:5])
+    np.testing.assert_array_equal(np.concatenate(plot.values, axis=1),
+                                  ref.metrics["episode_return"][:, 3:5])
+    assert plot.figure().axes[0].get_ylabel() == "episode return"
+    assert leaves_equal(chunks[-1].train_state, checkpoint.restore(
+        out / "checkpoints" / "update_0000000005", like=ref.train_state))
     resumed = runner.resume_run(out, progress=False)
-    assert resumed.resumed_updates == 3
+    assert resumed.resumed_updates == 5
     assert (out / "metrics.csv").read_bytes() == (ref_out / "metrics.csv").read_bytes()
     assert leaves_equal(resumed.train_state, ref.train_state)
     assert leaves_equal(resumed.metrics, ref.metrics)
-
-
-def test_a_notebook_loop_stopped_and_continued_equals_the_uninterrupted_run(reference,
-                                                                            tmp_path):
-    ref_out, ref = reference
-    out, plot = tmp_path / "run", LivePlot()
-    for chunk in runner.iterate("ppo", "CartPole-v1", TINY, seeds=2, out=out, progress=False,
-                                checkpoint_every=EVERY):
-        plot.update(chunk)
-        assert chunk.metrics["episode_return"].shape == (2, chunk.active)
-        if chunk.first + chunk.active == 3:
-            break  # off the every-2-updates schedule: stopping checkpoints update 3
-    assert (out / "checkpoints" / "update_0000000003").is_dir()
-    chunks = list(runner.iterate("ppo", "CartPole-v1", TINY, seeds=2, out=out, progress=False,
-                                 checkpoint_every=EVERY, resume=True))
-    assert chunks[0].first == 3 and chunks[-1].done
-    for chunk in chunks:
-        plot.update(chunk)
-    assert (out / "metrics.csv").read_bytes() == (ref_out / "metrics.csv").read_bytes()
-    assert leaves_equal(chunks[-1].train_state, ref.train_state)
     assert (out / "returns.png").is_file() and (out / "timings.json").is_file()
-    np.testing.assert_array_equal(np.concatenate(plot.steps), ref.steps)
-    np.testing.assert_array_equal(np.concatenate(plot.values, axis=1),
-                                  ref.metrics["episode_return"])
-    assert plot.figure().axes[0].get_ylabel() == "episode return"
 
 
 def test_resume_of_a_different_run_is_refused(reference):
@@ -301,9 +296,10 @@ def test_resume_from_a_corrupt_checkpoint_is_refused(reference, tmp_path):
 
 
 def test_diverging_run_stops_naming_update_and_metric_and_keeps_the_good_checkpoint(tmp_path):
-    # Adam at lr 1e30 (no annealing) makes update 2 non-finite; update 1 is still finite.
+    # Adam at lr 1e30 makes update 2 non-finite; update 1 is still finite. The rate is a leaf
+    # of the config: the run is the reference's program.
     out = tmp_path / "diverged"
-    unstable = TINY.replace(learning_rate=1e30, anneal_lr=False)
+    unstable = TINY.replace(learning_rate=1e30)
     with pytest.raises(runner.TrainingDiverged) as diverged:
         runner.run("ppo", "CartPole-v1", unstable, seeds=2, out=out, progress=False,
                    checkpoint_every=4 * 8)

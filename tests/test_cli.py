@@ -95,18 +95,6 @@ def test_train_writes_plot_and_timings(two_seed_run):
     assert timings["cpu_threads"] == (int(threads) if threads else None)
 
 
-def test_seed_of_multi_seed_run_reproduces_alone(two_seed_run, tmp_path):
-    assert train(tmp_path / "alone", "--seed", "1", "--seeds", "1") == 0
-    _, alone = read_metrics(tmp_path / "alone" / "metrics.csv")
-    _, batched = read_metrics(two_seed_run / "metrics.csv")
-    batched = batched[batched[:, 1] == 1]
-    np.testing.assert_array_equal(alone[:, :2], batched[:, :2])
-    # Vmapped matmuls round differently (loss differs by ~5e-7 at the first update), and PPO's
-    # 20 epochs per update amplify that until a sampled action flips (measured: around update
-    # 10 of 16), after which the runs are different runs. So the first updates agree closely.
-    np.testing.assert_allclose(alone[:6, 2], batched[:6, 2], rtol=1e-4, equal_nan=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # Bad input: one line on stderr, non-zero exit, nothing written
 
@@ -238,7 +226,8 @@ sys.exit(cli.main({argv!r}))
     assert leaves_equal(checkpoint.restore(out / final), checkpoint.restore(two_seed_run / final))
 
 
-def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(capsys, tmp_path, monkeypatch):
+def test_ctrl_c_saves_a_checkpoint_and_a_seed_of_multi_seed_run_reproduces_alone(
+        two_seed_run, capsys, tmp_path, monkeypatch):
     run = runner.run
 
     def run_with_ctrl_c(*args, **kwargs):
@@ -249,11 +238,23 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(capsys, tmp_pat
         return run(*args, on_chunk=press, **kwargs)
 
     monkeypatch.setattr(runner, "run", run_with_ctrl_c)
-    out = tmp_path / "run"
-    assert train(out) == 130
+    out = tmp_path / "alone"
+    assert train(out, "--seed", "1", "--seeds", "1") == 130
     assert_one_line_error(capsys, "interrupted after update 4",
                           f"resume with: jaxrl train ppo --resume {out}")
     assert run_dir.latest_checkpoint(out).name == "update_0000000004"
+    # The printed command finishes the run; it equals an uninterrupted one (test_checkpoint),
+    # so seed 1 alone can be compared with seed 1 of the two-seed run.
+    monkeypatch.undo()
+    assert main(["train", "ppo", "--resume", str(out), "--no-progress"]) == 0
+    _, alone = read_metrics(out / "metrics.csv")
+    _, batched = read_metrics(two_seed_run / "metrics.csv")
+    batched = batched[batched[:, 1] == 1]
+    np.testing.assert_array_equal(alone[:, :2], batched[:, :2])
+    # Vmapped matmuls round differently (loss differs by ~5e-7 at the first update), and PPO's
+    # 20 epochs per update amplify that until a sampled action flips (measured: around update
+    # 10 of 16), after which the runs are different runs. So the first updates agree closely.
+    np.testing.assert_allclose(alone[:6, 2], batched[:6, 2], rtol=1e-4, equal_nan=True)
 
 
 @pytest.mark.parametrize("flag", [["--seed", "3"], ["--learning-rate", "1e-3"],

@@ -139,11 +139,17 @@ def test_apg_gradient_matches_finite_differences():
     network = apg.DeterministicPolicy(make_torso(env.observation_space(params), (8,), "tanh"),
                                       np.asarray(space.low, np.float32).reshape(1),
                                       np.asarray(space.high, np.float32).reshape(1))
-    obs, env_state = reset_envs(jax.random.key(0), stats_env, params, 3)
-    # Scaled up so that the policy is far from linear (its last layer starts near zero).
-    theta = jax.tree.map(lambda p: 10.0 * p, network.init(jax.random.key(1), obs[:1]))
-    direction = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape, p.dtype),
-                             theta)
+
+    @jax.jit  # one program for the start (run eagerly, it compiles some forty small ones)
+    def start():
+        obs, env_state = reset_envs(jax.random.key(0), stats_env, params, 3)
+        # Scaled up so that the policy is far from linear (its last layer starts near zero).
+        theta = jax.tree.map(lambda p: 10.0 * p, network.init(jax.random.key(1), obs[:1]))
+        direction = jax.tree.map(
+            lambda p: jax.random.normal(jax.random.key(2), p.shape, p.dtype), theta)
+        return obs, env_state, theta, direction
+
+    obs, env_state, theta, direction = start()
 
     eps = 3e-3
 
@@ -190,14 +196,15 @@ def test_ilqr_holds_pendulum_upright_from_the_hanging_start():
     env, params = envs.make("Pendulum-v1")
     config = ilqr.Config(horizon=30, iterations=2)
     agent = ilqr.make_agent(config, env, params)
-    _, state = env.reset(jax.random.key(0), params)
-    hanging = state.replace(env_state=state.env_state.replace(theta=jnp.float32(np.pi),
-                                                                theta_dot=jnp.float32(0.0)))
-    batch = jax.tree.map(lambda x: jnp.asarray(x)[None], hanging)
-    controller = agent.init(jax.random.key(2))
 
-    @jax.jit
+    @jax.jit  # the start too: run eagerly, it compiles a dozen small programs
     def run(key):
+        _, state = env.reset(jax.random.key(0), params)
+        hanging = state.replace(env_state=state.env_state.replace(theta=jnp.float32(np.pi),
+                                                                    theta_dot=jnp.float32(0.0)))
+        batch = jax.tree.map(lambda x: jnp.asarray(x)[None], hanging)
+        controller = agent.init(jax.random.key(2))
+
         def step(carry, key):
             env_state, plan = carry
             obs = jnp.zeros((1, 3))

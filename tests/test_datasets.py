@@ -118,18 +118,7 @@ def test_scripted_expert_datasets_need_no_training(cartpole):
     assert data.metadata["behaviour"]["expert"] == (
         "scripted expert: epsilon-greedy around the greedy action, epsilon = 0")
     assert data.metadata["reference_returns"]["expert"] == 500.0
-    # Pendulum's: Gaussian noise (default 0.1 of the half-range, σ = 0.2), clipped to ±2.
-    data = generation.generate("Pendulum-v1", "expert", 400, expert_algo="scripted", num_envs=2)
-    returns = data.metadata["reference_returns"]
-    assert returns["expert"] > -250 and returns["random"] < -900, returns
-    assert (np.abs(data.actions) <= 2.0).all() and np.isfinite(data.log_probs).all()
-    pendulum = envs.make("Pendulum-v1")[0]
-    greedy = np.asarray(experts.scripted_expert(pendulum)(jnp.asarray(data.observations)))
-    unclipped = (np.abs(data.actions) < 2.0)[:, 0]  # stored action = the sample
-    assert unclipped.sum() > 100
-    z = (data.actions - greedy)[unclipped, 0] / 0.2
-    np.testing.assert_allclose(data.log_probs[unclipped],
-                               -0.5 * z**2 - np.log(0.2 * np.sqrt(2 * np.pi)), atol=1e-4)
+    # Pendulum's scripted dataset: test_cli_dataset_from_the_scripted_expert.
     for policy in ("medium", "mixed"):
         with pytest.raises(ValueError, match="scripted expert has no partially trained"):
             generation.generate("Pendulum-v1", policy, 30, expert_algo="scripted", num_envs=3)
@@ -269,10 +258,22 @@ def test_cli_dataset_reports_bad_input(tmp_path, capsys):
 
 def test_cli_dataset_from_the_scripted_expert(tmp_path, capsys):
     out = tmp_path / "pendulum.npz"
-    assert main(["dataset", "--env", "Pendulum-v1", "--expert-algo", "scripted", "--steps", "64",
+    assert main(["dataset", "--env", "Pendulum-v1", "--expert-algo", "scripted", "--steps", "400",
                  "--num-envs", "2", "--out", str(out)]) == 0
-    assert f"wrote {out}: 64 transitions" in capsys.readouterr().out
-    assert datasets.load(out).metadata["training"]["expert"] == {"algo": "scripted"}
+    assert f"wrote {out}: 400 transitions" in capsys.readouterr().out
+    data = datasets.load(out)
+    assert data.metadata["training"]["expert"] == {"algo": "scripted"}
+    # Pendulum's expert: Gaussian noise (default 0.1 of the half-range, σ = 0.2), clipped to ±2.
+    returns = data.metadata["reference_returns"]
+    assert returns["expert"] > -250 and returns["random"] < -900, returns
+    assert (np.abs(data.actions) <= 2.0).all() and np.isfinite(data.log_probs).all()
+    pendulum = envs.make("Pendulum-v1")[0]
+    greedy = np.asarray(experts.scripted_expert(pendulum)(jnp.asarray(data.observations)))
+    unclipped = (np.abs(data.actions) < 2.0)[:, 0]  # stored action = the sample
+    assert unclipped.sum() > 100
+    z = (data.actions - greedy)[unclipped, 0] / 0.2
+    np.testing.assert_allclose(data.log_probs[unclipped],
+                               -0.5 * z**2 - np.log(0.2 * np.sqrt(2 * np.pi)), atol=1e-4)
     assert main(["dataset", "--env", "Pendulum-v1", "--policy", "medium", "--expert-algo",
                  "scripted", "--out", str(tmp_path / "medium.npz")]) == 2
     assert "the scripted expert has no partially trained" in capsys.readouterr().err

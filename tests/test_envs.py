@@ -316,8 +316,9 @@ def test_pendulum_truncates_exactly_at_200():
     final, returned = traj["final_obs"][199], traj["next_obs"][199]
     assert (final != returned).any()
     state_before = jax.tree.map(lambda x: x[199], traj["state"].env_state)
-    expected, *_ = env.gymnax_env.step_env(jax.random.key(5), state_before, traj["action"][199],
-                                            params)  # Pendulum's dynamics ignore the key
+    # One program (run eagerly, the step compiles some twenty); Pendulum's dynamics ignore the key.
+    expected, *_ = jax.jit(env.gymnax_env.step_env)(jax.random.key(5), state_before,
+                                                    traj["action"][199], params)
     np.testing.assert_allclose(final, expected, rtol=1e-6)
     # ...and the returned obs starts a fresh episode.
     assert int(traj["next_time"][199]) == 0
@@ -334,6 +335,9 @@ def uniform_policy(key, obs):
     return jax.random.uniform(key, (1,), minval=-1.0, maxval=1.0)
 
 
+# In test_render's group: the worker that builds Brax there has Brax imported and its eager
+# start-up ops compiled already.
+@pytest.mark.xdist_group("render")
 def test_brax_inverted_pendulum_terminates_and_truncates():
     env, params = envs.make("brax/inverted_pendulum", max_steps_in_episode=10)
     assert params.max_steps_in_episode == 10

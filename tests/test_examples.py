@@ -1,6 +1,6 @@
 """The example notebooks in ``examples/`` run, so they never rot.
 
-Each notebook is executed in a fresh Jupyter kernel at a small budget: its first code cell
+Every cell of every notebook is executed at a small budget: each notebook's first code cell
 (tagged ``parameters``) holds the budgets and is replaced here, as papermill would. The stored
 notebooks (with the outputs of a full-budget run, shown by the documentation site) must hold the
 cells that ``examples/build_notebooks.py`` writes.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # Two updates of PPO (8 envs × 32 steps) and one of the custom agent (8 × 64): each notebook's
@@ -50,12 +51,35 @@ def test_every_notebook_has_a_small_budget_and_matches_its_builder():
         assert any(c.outputs for c in code), f"{name}: store the outputs of a full-budget run"
 
 
-@pytest.mark.slow  # a kernel each, compiling a few small programs
+@pytest.fixture(scope="module")
+def executed() -> dict[str, list[nbformat.NotebookNode]]:
+    """Each notebook's executed cells, by name. The notebooks run in turn in ONE kernel, each
+    after ``%reset -f`` (an empty namespace: a notebook still runs from its own imports and names
+    alone), so the kernel's start, the imports and the XLA backend are paid once, not four times;
+    ``allow_errors`` runs every notebook even where an earlier one fails, each test reads its own.
+    """
+    cells, ranges = [], {}
+    for name in sorted(SMALL):
+        notebook = nbformat.read(EXAMPLES / f"{name}.ipynb", as_version=4)
+        parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+        parameters.source = "\n".join(f"{key} = {value!r}" for key, value in SMALL[name].items())
+        start = len(cells)
+        cells += [nbformat.v4.new_code_cell("%reset -f"), *notebook.cells]
+        ranges[name] = (start, len(cells))
+    combined = nbformat.v4.new_notebook(cells=cells, metadata=notebook.metadata)
+    NotebookClient(combined, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+    return {name: combined.cells[start:stop] for name, (start, stop) in ranges.items()}
+
+
+@pytest.mark.slow  # one kernel for all, compiling a few small programs per notebook
+@pytest.mark.xdist_group("notebooks")  # the kernel runs on one worker
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_notebook_runs_at_a_small_budget(name):
-    notebook = _builder().execute(EXAMPLES / f"{name}.ipynb", SMALL[name], timeout=600)
-    errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
+def test_notebook_runs_at_a_small_budget(name, executed):
+    outputs = [output for cell in executed[name] for output in cell.get("outputs", [])]
+    errors = [f"{output.ename}: {output.evalue}" for output in outputs
               if output.output_type == "error"]
     assert not errors
-    assert any(output.output_type == "stream" for cell in notebook.cells
-               for output in cell.get("outputs", [])), "the notebook printed nothing"
+    code = [cell for cell in executed[name] if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code), "every code cell ran"
+    assert any(output.output_type == "stream" for output in outputs), "the notebook printed nothing"

@@ -83,17 +83,22 @@ def test_rnd_normalises_by_the_running_std_of_intrinsic_returns():
     space = Box(-jnp.inf, jnp.inf, (3,), jnp.float32)
     transform = exploration.rnd_bonus(space, num_envs=2, scale=2.0, hidden_sizes=(8,),
                                       features=4, intrinsic_gamma=0.5)
-    state = transform.init(jax.random.key(0), space, Discrete(2))
-    next_obs = jax.random.normal(jax.random.key(1), (3, 2, 3))
+    state = jax.jit(lambda key: transform.init(key, space, Discrete(2)))(jax.random.key(0))
+    next_obs = np.random.default_rng(1).standard_normal((3, 2, 3)).astype(np.float32)
     rewards, new_state, metrics = jax.jit(transform.apply)(state, transitions(
         jnp.zeros((3, 2, 3)), reward=jnp.ones((3, 2)), next_obs=next_obs), None)
     # By hand: errors e_t of the initial predictor on the normalised s'; returns
     # R_t = 0.5 R_{t-1} + e_t from R_{-1} = 0 (never reset); reward = 1 + 2 e_t / std(R).
     network = exploration._Embedding((8,), 4, 1)
-    obs_stats = RunningMeanStd.create((3,)).update(next_obs)
-    inputs = np.asarray(obs_stats.normalize(next_obs, clip=5.0))
-    errors = np.square(network.apply(state.predictor_params, inputs)
-                       - network.apply(state.target_params, inputs)).sum(-1)
+
+    @jax.jit  # one program: eagerly, every op of the two networks compiles on its own
+    def initial_errors(predictor_params, target_params):
+        obs_stats = RunningMeanStd.create((3,)).update(next_obs)
+        inputs = obs_stats.normalize(next_obs, clip=5.0)
+        return jnp.square(network.apply(predictor_params, inputs)
+                          - network.apply(target_params, inputs)).sum(-1)
+
+    errors = np.asarray(initial_errors(state.predictor_params, state.target_params))
     returns = np.stack([errors[0], 0.5 * errors[0] + errors[1],
                         0.25 * errors[0] + 0.5 * errors[1] + errors[2]])
     variance = RunningMeanStd.create().update(jnp.asarray(returns)).var
@@ -185,7 +190,7 @@ def test_rnd_ppo_intrinsic_head_learns_its_own_targets(rnd_ppo):
 def test_deep_sea_follows_bsuite():
     env, params = envs.make("DeepSea-v0", size=3)
     params = params.replace(action_mapping=jnp.ones((3, 3), jnp.int32))  # 1 = right everywhere
-    obs, state = env.reset(jax.random.key(0), params)
+    obs, state = jax.jit(env.reset)(jax.random.key(0), params)
     step = jax.jit(env.step)
     assert obs[0, 0] == 1 and obs.sum() == 1
     rewards = []
@@ -222,7 +227,7 @@ def test_bootstrap_observations_carry_masks_and_one_head_per_episode():
         obs, state, *_ = wrapped.step(key, state, jnp.asarray(0), params)
         return (obs, state), obs
 
-    first = wrapped.reset(jax.random.key(0), params)
+    first = jax.jit(wrapped.reset)(jax.random.key(0), params)
     _, observations = jax.lax.scan(step, first, jax.random.split(jax.random.key(1), 400))
     masks, heads = observations[:, 4:8], observations[:, 8]
     assert set(np.unique(masks).tolist()) == {0.0, 1.0}

@@ -121,7 +121,7 @@ def gridworld_expert(gamma: float, temperature: float = 0.05, envs_: int = 16, s
     """A soft-optimal expert of the slippery 4x4 gridworld and ``envs_ × steps`` of its data."""
     env, params = envs.make("Gridworld-v0")
     mdp = tabular_mdp(env, params, gamma)
-    policy = dp.soft_value_iteration(mdp, temperature, 300).policy
+    policy = jax.jit(lambda mdp: dp.soft_value_iteration(mdp, temperature, 300).policy)(mdp)
 
     def expert(obs):
         return distrax.Categorical(probs=policy[state_index(mdp, obs)])
@@ -142,12 +142,18 @@ def test_gridworld_reward_recovery(objective):
                                gamma=gamma, eval_episodes=0)
     state, metrics = jax.jit(maxent_irl.make_train(config, env, params, dataset))(
         jax.random.key(0))
-    visitation = dp.state_occupancy(mdp, state.policy)
-    total_variation = 0.5 * np.abs(visitation - dp.state_occupancy(mdp, expert)).sum()
+
+    @jax.jit  # one program: eagerly, each op of the scores compiles on its own
+    def scores(state, mdp, expert):
+        visitation = dp.state_occupancy(mdp, state.policy)
+        total_variation = 0.5 * jnp.abs(visitation - dp.state_occupancy(mdp, expert)).sum()
+        reward = state.params * (~mdp.terminal)[:, None]
+        weights = irl.state_action_visitation(mdp, expert)
+        return total_variation, irl.shaping_free_correlation(mdp, reward, mdp.R, weights)
+
+    total_variation, correlation = scores(state, mdp, expert)
     assert total_variation <= 0.05
-    reward = state.params * (~mdp.terminal)[:, None]
-    weights = irl.state_action_visitation(mdp, expert)
-    assert irl.shaping_free_correlation(mdp, reward, mdp.R, weights) >= 0.9
+    assert correlation >= 0.9
 
 
 def test_discriminator_loss_is_hand_worked_binary_cross_entropy():
@@ -243,7 +249,7 @@ def saved_airl_run(out, data_path, config, state) -> str:
 
 def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics(tmp_path, capsys):
     # AIRL's transfer: `sac --reward-from-run` an airl run directory, on a heavier pendulum. Its
-    # replay buffer after the warm-up (the only program compiled: SAC's init) holds g(s) of the
+    # replay buffer after the warm-up (SAC's init) holds g(s) of the
     # stored observations (airl.learned_reward), not the env's rewards.
     from agent_configs import TINY
     from test_determinism import tiny_dataset
@@ -255,7 +261,7 @@ def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics(tmp_pat
     data = tiny_dataset("Pendulum-v1")
     data_path = datasets.save(tmp_path / "demos.npz", data)
     config = airl.Config(**TINY["airl"][1])
-    airl_state = airl.make_agent(config, env, params, data).init(jax.random.key(0))
+    airl_state = jax.jit(airl.make_agent(config, env, params, data).init)(jax.random.key(0))
     run = saved_airl_run(tmp_path / "airl", data_path, config, airl_state)
     learner = sac.make_agent(sac.Config(**TINY["sac"][1], reward_from_run=run), env,
                              params.replace(m=1.3))
@@ -263,7 +269,8 @@ def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics(tmp_pat
     rows = int(buffer.size)
     assert rows > 0
     obs = buffer.obs[:rows].reshape(-1, buffer.obs.shape[-1])
-    expected = airl.learned_reward(config, env, params, data, airl_state, obs)
+    expected = jax.jit(lambda state, obs: airl.learned_reward(config, env, params, data, state,
+                                                              obs))(airl_state, obs)
     np.testing.assert_allclose(buffer.reward[:rows].reshape(-1), expected, rtol=1e-5,
                                atol=1e-6)
     assert float(jnp.std(expected)) > 0

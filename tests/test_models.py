@@ -28,8 +28,21 @@ from jaxrl.models import (
 )
 
 
-def features(batch: int, size: int, seed: int = 1) -> jax.Array:
-    return jax.random.normal(jax.random.key(seed), (batch, size))
+def features(batch: int, size: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, size)).astype(np.float32)
+
+
+def init_and_apply(module, *inputs):
+    """``module``'s parameters and outputs on ``inputs``, from ONE compiled program.
+
+    Eagerly, flax initialises and applies a module op by op, each op a compilation of its own.
+    """
+    @jax.jit
+    def run(key):
+        params = module.init(key, *inputs)
+        return params, module.apply(params, *inputs)
+
+    return run(jax.random.key(0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -37,15 +50,12 @@ def features(batch: int, size: int, seed: int = 1) -> jax.Array:
 
 
 def test_mlp_output_shape():
-    mlp = MLP((32, 16), "relu")
-    obs = features(5, 7)
-    params = mlp.init(jax.random.key(0), obs)
-    assert mlp.apply(params, obs).shape == (5, 16)
+    _, outputs = init_and_apply(MLP((32, 16), "relu"), features(5, 7))
+    assert outputs.shape == (5, 16)
 
 
 def test_mlp_kernels_orthogonal_with_gain_sqrt2_and_biases_zero():
-    mlp = MLP((16, 16), "tanh")
-    params = mlp.init(jax.random.key(0), features(2, 16))["params"]
+    params = init_and_apply(MLP((16, 16), "tanh"), features(2, 16))[0]["params"]
     assert set(params) == {"Dense_0", "Dense_1"}
     for layer in params.values():
         kernel = np.asarray(layer["kernel"], np.float64)
@@ -63,10 +73,8 @@ def test_mlp_unknown_activation_names_the_choices():
 
 
 def test_cnn_on_minatar_shaped_obs_gives_128_features():
-    obs = jnp.zeros((3, 10, 10, 4), jnp.bool_)
-    cnn = CNN()
-    params = cnn.init(jax.random.key(0), obs)
-    assert cnn.apply(params, obs).shape == (3, 128)
+    _, outputs = init_and_apply(CNN(), np.zeros((3, 10, 10, 4), np.bool_))
+    assert outputs.shape == (3, 128)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,10 +82,7 @@ def test_cnn_on_minatar_shaped_obs_gives_128_features():
 
 
 def test_categorical_head_starts_near_uniform():
-    head = CategoricalHead(num_actions=4)
-    inputs = features(6, 64)
-    params = head.init(jax.random.key(0), inputs)
-    dist = head.apply(params, inputs)
+    _, dist = init_and_apply(CategoricalHead(num_actions=4), features(6, 64))
     assert isinstance(dist, distrax.Categorical)
     assert dist.probs.shape == (6, 4)
     # Gain 0.01 keeps logits ~1e-2, so every probability is within ~1% of 1/4.
@@ -85,11 +90,8 @@ def test_categorical_head_starts_near_uniform():
 
 
 def test_gaussian_head_std_is_state_independent_and_log_std_starts_at_zero():
-    head = GaussianHead(action_dim=3)
-    inputs = features(2, 8)
-    params = head.init(jax.random.key(0), inputs)
+    params, dist = init_and_apply(GaussianHead(action_dim=3), features(2, 8))
     np.testing.assert_array_equal(params["params"]["log_std"], np.zeros(3))
-    dist = head.apply(params, inputs)
     assert isinstance(dist, distrax.MultivariateNormalDiag)
     assert dist.mean().shape == (2, 3)
     assert not np.allclose(dist.mean()[0], dist.mean()[1])
@@ -100,41 +102,53 @@ def test_gaussian_head_std_is_state_independent_and_log_std_starts_at_zero():
 
 
 def test_value_head_squeezes_last_axis():
-    head = ValueHead()
-    inputs = features(5, 8)
-    params = head.init(jax.random.key(0), inputs)
-    assert head.apply(params, inputs).shape == (5,)
+    _, values = init_and_apply(ValueHead(), features(5, 8))
+    assert values.shape == (5,)
 
 
 def test_tanh_gaussian_head_clips_log_std_to_bounds():
     head = TanhGaussianHead(action_dim=3, log_std_min=-5.0, log_std_max=2.0)
     inputs = jnp.ones((1, 4))
-    params = head.init(jax.random.key(0), inputs)
-    # Second Dense is the log-std layer: with a zero kernel its bias is the raw log-std.
-    log_std_layer = params["params"]["Dense_1"]
-    log_std_layer["kernel"] = jnp.zeros_like(log_std_layer["kernel"])
-    log_std_layer["bias"] = jnp.array([50.0, -50.0, 0.5])
-    dist = head.apply(params, inputs)
+
+    @jax.jit
+    def log_std_bias_to_dist(key):
+        params = head.init(key, inputs)
+        # Second Dense is the log-std layer: with a zero kernel its bias is the raw log-std.
+        log_std_layer = params["params"]["Dense_1"]
+        log_std_layer["kernel"] = jnp.zeros_like(log_std_layer["kernel"])
+        log_std_layer["bias"] = jnp.array([50.0, -50.0, 0.5])
+        dist = head.apply(params, inputs)
+        return dist, dist.distribution.stddev()
+
+    dist, std = log_std_bias_to_dist(jax.random.key(0))
     assert isinstance(dist, TanhNormal)
-    assert_allclose(np.log(dist.distribution.stddev()), [[2.0, -5.0, 0.5]], rtol=1e-6)
+    assert_allclose(np.log(std), [[2.0, -5.0, 0.5]], rtol=1e-6)
 
 
 def test_q_head_shape_and_dueling_advantages_are_mean_zero():
     inputs = features(4, 8)
     plain = QHead(num_actions=5)
     dueling = QHead(num_actions=5, dueling=True)
-    plain_params = plain.init(jax.random.key(0), inputs)["params"]
-    dueling_params = dueling.init(jax.random.key(0), inputs)["params"]
-    assert plain.apply({"params": plain_params}, inputs).shape == (4, 5)
+
+    @jax.jit
+    def both_heads(key):
+        plain_params = plain.init(key, inputs)["params"]
+        dueling_params = dueling.init(key, inputs)["params"]
+        # The dueling head's advantage stream read on its own, as a plain head.
+        advantages = plain.apply({"params": {"Dense_0": dueling_params["Dense_0"]}}, inputs)
+        return (plain_params, plain.apply({"params": plain_params}, inputs), dueling_params,
+                dueling.apply({"params": dueling_params}, inputs), advantages)
+
+    plain_params, plain_q_values, dueling_params, q_values, advantages = (
+        both_heads(jax.random.key(0)))
+    assert plain_q_values.shape == (4, 5)
     assert set(plain_params) == {"Dense_0"}
     assert set(dueling_params) == {"Dense_0", "Dense_1"}  # advantage and value streams
 
-    q_values = np.asarray(dueling.apply({"params": dueling_params}, inputs))
+    q_values, advantages = np.asarray(q_values), np.asarray(advantages)
     assert q_values.shape == (4, 5)
-    advantages = np.asarray(plain.apply({"params": {"Dense_0": dueling_params["Dense_0"]}},
-                                        inputs))
     value_layer = dueling_params["Dense_1"]
-    value = np.asarray(inputs @ value_layer["kernel"] + value_layer["bias"])[:, 0]
+    value = (inputs @ np.asarray(value_layer["kernel"]) + np.asarray(value_layer["bias"]))[:, 0]
     # Q = V + A - mean_a A: the mean over actions is V, the centred Q is the centred A.
     assert_allclose(q_values.mean(-1), value, atol=1e-5)
     assert_allclose(q_values - q_values.mean(-1, keepdims=True),
@@ -143,9 +157,8 @@ def test_q_head_shape_and_dueling_advantages_are_mean_zero():
 
 def test_critic_ensemble_members_are_independent():
     ensemble = CriticEnsemble(num_members=3, hidden_sizes=(16, 16))
-    obs, action = features(4, 3, seed=1), features(4, 2, seed=2)
-    params = ensemble.init(jax.random.key(0), obs, action)
-    q_values = np.asarray(ensemble.apply(params, obs, action))
+    params, q_values = init_and_apply(ensemble, features(4, 3, seed=1), features(4, 2, seed=2))
+    q_values = np.asarray(q_values)
     assert q_values.shape == (3, 4)
     for i in range(3):
         for j in range(i + 1, 3):
@@ -171,8 +184,9 @@ def test_tanh_normal_log_prob_matches_change_of_variables():
     u = np.arctanh(action)
     # log π(a) = Σ_i log N(u_i; loc_i, scale_i) - Σ_i log(1 - tanh²(u_i)),  u = atanh(a).
     expected = gaussian_log_density(u, loc, scale).sum() - np.log(1.0 - np.tanh(u) ** 2).sum()
-    dist = TanhNormal(jnp.asarray(loc, jnp.float32), jnp.asarray(scale, jnp.float32))
-    assert_allclose(dist.log_prob(jnp.asarray(action, jnp.float32)), expected, rtol=1e-5)
+    log_prob = jax.jit(lambda loc, scale, action: TanhNormal(loc, scale).log_prob(action))
+    assert_allclose(log_prob(*(np.float32(x) for x in (loc, scale, action))), expected,
+                    rtol=1e-5)
 
 
 def test_tanh_normal_sample_log_prob_finite_where_naive_formula_is_not():
@@ -181,36 +195,43 @@ def test_tanh_normal_sample_log_prob_finite_where_naive_formula_is_not():
     # In float32 tanh(20) rounds to 1, so the naive Jacobian log(1 - tanh²(u)) is -inf.
     with np.errstate(divide="ignore"):
         assert np.log(1.0 - np.tanh(np.float32(20.0)) ** 2) == -np.inf
-    actions, log_probs = TanhNormal(loc, scale).sample_and_log_prob(
-        seed=jax.random.key(0), sample_shape=(16,))
+    actions, log_probs = jax.jit(lambda key: TanhNormal(loc, scale).sample_and_log_prob(
+        seed=key, sample_shape=(16,)))(jax.random.key(0))
     assert log_probs.shape == (16,)
     assert np.isfinite(log_probs).all()
     assert np.isfinite(actions).all()
 
 
 def test_tanh_normal_log_prob_finite_at_the_bounds():
-    dist = TanhNormal(jnp.zeros(2), jnp.ones(2))
+    log_prob = jax.jit(TanhNormal(np.zeros(2, np.float32), np.ones(2, np.float32)).log_prob)
     for action in ([1.0, -1.0], [1.0, 1.0], [-1.0, -1.0]):
-        assert np.isfinite(dist.log_prob(jnp.array(action)))
+        assert np.isfinite(log_prob(np.float32(action)))
 
 
 def test_tanh_normal_samples_lie_in_unit_box():
     dist = TanhNormal(jnp.array([0.0, 3.0, -2.0]), jnp.array([1.0, 2.0, 5.0]))
-    actions = np.asarray(dist.sample(seed=jax.random.key(0), sample_shape=(1000,)))
+    actions = np.asarray(jax.jit(lambda key: dist.sample(seed=key, sample_shape=(1000,)))(
+        jax.random.key(0)))
     assert actions.shape == (1000, 3)
     assert (actions >= -1.0).all() and (actions <= 1.0).all()
 
 
 def test_tanh_normal_mode_is_tanh_of_loc():
-    loc = jnp.array([-1.5, 0.0, 0.7])
-    assert_allclose(TanhNormal(loc, jnp.ones(3)).mode(), np.tanh(np.asarray(loc)), rtol=1e-6)
+    loc = np.float32([-1.5, 0.0, 0.7])
+    mode = jax.jit(lambda loc: TanhNormal(loc, jnp.ones(3)).mode())(loc)
+    assert_allclose(mode, np.tanh(loc), rtol=1e-6)
 
 
 def test_tanh_normal_sample_and_log_prob_agrees_with_log_prob():
-    dist = TanhNormal(jnp.array([0.2, -0.3]), jnp.array([0.4, 0.6]))
-    actions, log_probs = dist.sample_and_log_prob(seed=jax.random.key(0), sample_shape=(64,))
+    @jax.jit
+    def sampled_and_recomputed(key):
+        dist = TanhNormal(jnp.array([0.2, -0.3]), jnp.array([0.4, 0.6]))
+        actions, log_probs = dist.sample_and_log_prob(seed=key, sample_shape=(64,))
+        return actions, log_probs, dist.log_prob(actions)
+
+    actions, log_probs, recomputed = sampled_and_recomputed(jax.random.key(0))
     assert np.abs(actions).max() < 0.999  # moderate values: atanh is well conditioned
-    assert_allclose(log_probs, dist.log_prob(actions), rtol=1e-4, atol=1e-4)
+    assert_allclose(log_probs, recomputed, rtol=1e-4, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,9 +246,7 @@ def spaces(env_id: str):
 def test_make_actor_critic_discrete_gives_categorical():
     observation_space, action_space = spaces("CartPole-v1")
     network = make_actor_critic(observation_space, action_space)
-    obs = jnp.zeros((3, *observation_space.shape))
-    params = network.init(jax.random.key(0), obs)
-    dist, value = network.apply(params, obs)
+    _, (dist, value) = init_and_apply(network, np.zeros((3, *observation_space.shape)))
     assert isinstance(dist, distrax.Categorical)
     assert dist.logits.shape == (3, action_space.n)
     assert value.shape == (3,)
@@ -236,11 +255,9 @@ def test_make_actor_critic_discrete_gives_categorical():
 def test_make_actor_critic_box_gives_gaussian():
     observation_space, action_space = spaces("Pendulum-v1")
     network = make_actor_critic(observation_space, action_space)
-    obs = jnp.zeros((3, *observation_space.shape))
-    params = network.init(jax.random.key(0), obs)
-    dist, value = network.apply(params, obs)
+    _, (dist, value) = init_and_apply(network, np.zeros((3, *observation_space.shape)))
     assert isinstance(dist, distrax.MultivariateNormalDiag)
-    assert dist.mean().shape == (3, *action_space.shape)
+    assert dist.loc.shape == (3, *action_space.shape)
     assert value.shape == (3,)
 
 
@@ -250,9 +267,7 @@ def test_make_actor_critic_image_obs_uses_cnn_torso():
     network = make_actor_critic(observation_space, action_space)
     assert isinstance(network.actor_torso, CNN)
     assert isinstance(network.critic_torso, CNN)
-    obs = jnp.zeros((2, *observation_space.shape))
-    params = network.init(jax.random.key(0), obs)
-    dist, value = network.apply(params, obs)
+    _, (dist, value) = init_and_apply(network, np.zeros((2, *observation_space.shape)))
     assert isinstance(dist, distrax.Categorical)
     assert value.shape == (2,)
 

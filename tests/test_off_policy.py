@@ -216,13 +216,19 @@ def test_image_observations_are_stored_as_uint8():
     assert storage_dtype(space) == jnp.uint8
     cartpole, cartpole_params = envs.make("CartPole-v1")
     assert storage_dtype(cartpole.observation_space(cartpole_params)) == jnp.float32
-    buffer = ReplayBuffer.create(8, 2, space.shape, (), jnp.int32, storage_dtype(space))
-    obs, _ = env.reset(jax.random.key(0), params)
-    batch = jnp.broadcast_to(obs, (1, 2, *obs.shape))
-    buffer = buffer.extend(batch, jnp.zeros((1, 2), jnp.int32), jnp.zeros((1, 2)),
-                           jnp.zeros((1, 2), bool), jnp.zeros((1, 2), bool), batch)
+
+    @jax.jit
+    def store_and_sample(key):
+        # One compiled program: eagerly, MinAtar's reset alone compiles a hundred small ops.
+        buffer = ReplayBuffer.create(8, 2, space.shape, (), jnp.int32, storage_dtype(space))
+        obs, _ = env.reset(key, params)
+        batch = jnp.broadcast_to(obs, (1, 2, *obs.shape))
+        buffer = buffer.extend(batch, jnp.zeros((1, 2), jnp.int32), jnp.zeros((1, 2)),
+                               jnp.zeros((1, 2), bool), jnp.zeros((1, 2), bool), batch)
+        return obs, buffer, buffer.sample(key, 4)
+
+    obs, buffer, sample = store_and_sample(jax.random.key(0))
     assert buffer.obs.dtype == jnp.uint8
-    sample = buffer.sample(jax.random.key(0), 4)
     assert sample.obs.dtype == jnp.float32
     assert_allclose(sample.obs[0], obs)
 

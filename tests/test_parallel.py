@@ -70,12 +70,16 @@ def _error(call) -> str:
 def single_host(out: Path) -> None:
     """8 forced CPU devices: runner with 1 and 8 devices, a single run's envs over 8 devices,
     A2C's ``jit(vmap(train))`` sharded and not, and the divisibility errors."""
+    from jax._src import xla_bridge
+
     from jaxrl import envs, runner
-    from jaxrl.agents import a2c, ppo
+    from jaxrl.agents import ALGORITHMS, a2c, ppo  # noqa: F401 (imported for the check below)
     from jaxrl.cli import main
 
+    # Checked before this process creates its first array: see test_importing_jaxrl_leaves_...
+    results = {"backend_started_by_imports": xla_bridge.backends_are_initialized()}
     config = ppo.Config(**TINY_PPO)
-    results = {"device_count": jax.device_count()}
+    results["device_count"] = jax.device_count()
     runner.run("ppo", "CartPole-v1", config, seeds=8, out=out / "devices1", progress=False)
     sharded = runner.run("ppo", "CartPole-v1", config, seeds=8, out=out / "devices8",
                          progress=False, devices="all")
@@ -278,16 +282,12 @@ def test_initialize_distributed_needs_all_three_settings(monkeypatch):
 # Multi-host: two local processes, 2 CPU devices each, gloo collectives
 
 
-def test_importing_jaxrl_leaves_the_backend_uninitialised():
+def test_importing_jaxrl_leaves_the_backend_uninitialised(single):
     # jax.distributed.initialize must run before the XLA backend starts, and the CLI imports
     # every algorithm (to build its flags) first: no module may create a jax array on import.
-    probe = ("import jaxrl.cli, jaxrl.runner\n"
-             "from jaxrl.agents import ALGORITHMS\n"
-             "from jax._src import xla_bridge\n"
-             "print(xla_bridge.backends_are_initialized())")
-    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
-    assert output.strip() == "False", (
+    # The single-host subprocess imports jaxrl's CLI, runner and algorithms first and checks.
+    _, results = single
+    assert results["backend_started_by_imports"] is False, (
         "importing jaxrl started the XLA backend (a module-level jnp array?): use NumPy "
         "constants so that multi-host runs can still call jax.distributed.initialize")
 

@@ -248,6 +248,7 @@ def test_mpc_balances_cartpole_and_swings_up_pendulum():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("render")  # the worker that builds Brax for test_render's replay
 def test_brax_dynamics_match_its_step():
     env, params = envs.make("brax/inverted_pendulum")
     _, state = env.reset(jax.random.key(0), params)
