@@ -212,14 +212,21 @@ def build() -> None:
         nbformat.write(notebook, HERE / f"{name}.ipynb")
 
 
-def execute(path: Path, parameters: dict[str, Any] | None = None,
-            timeout: int = 1200) -> nbformat.NotebookNode:
-    """Run the notebook at ``path`` in a fresh kernel (in its own folder) and return it with its
-    outputs; ``parameters`` replace the assignments of its ``parameters`` cell."""
+def read(path: Path, parameters: dict[str, Any] | None = None) -> nbformat.NotebookNode:
+    """The notebook at ``path``, with ``parameters`` replacing the assignments of its
+    ``parameters`` cell (as papermill would)."""
     notebook = nbformat.read(path, as_version=4)
     if parameters:
         cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
         cell.source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+    return notebook
+
+
+def execute(path: Path, parameters: dict[str, Any] | None = None,
+            timeout: int = 1200) -> nbformat.NotebookNode:
+    """Run the notebook at ``path`` in a fresh kernel (in its own folder) and return it with its
+    outputs; ``parameters`` replace the assignments of its ``parameters`` cell."""
+    notebook = read(path, parameters)
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     return notebook

@@ -75,15 +75,22 @@ class TargetActionEnv(ObservedSignEnv):
         return Box(-1.0, 1.0, (1,))
 
 
-class ContinuousConstantRewardEnv(ConstantRewardEnv):
-    """``ConstantRewardEnv`` with a Box action: Q(0, a) = 1 / (1 - γ) for every action."""
-
-    def action_space(self, params):
-        return Box(-1.0, 1.0, (1,))
+class SwitchParams(ProbeParams):
+    terminates: jax.Array | bool = False  # a leaf: one compiled run covers both probes
 
 
-class ContinuousTerminalRewardEnv(TerminalRewardEnv):
-    """``TerminalRewardEnv`` with a Box action: Q(0, a) = 1 for every action."""
+class SwitchedRewardEnv(ConstantRewardEnv):
+    """Reward 1 every step. Where ``params.terminates``, each step terminates (Q = 1, no
+    bootstrap, like ``TerminalRewardEnv``); otherwise only the time limit truncates it (like
+    ``ConstantRewardEnv``: Q = 1 / (1 - γ) when truncation bootstraps)."""
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, _, info = super().step_env(key, state, action, params)
+        return obs, state, reward, jnp.asarray(params.terminates), info
+
+
+class ContinuousSwitchedRewardEnv(SwitchedRewardEnv):
+    """``SwitchedRewardEnv`` with a Box action: the same Q for every action."""
 
     def action_space(self, params):
         return Box(-1.0, 1.0, (1,))

@@ -58,11 +58,10 @@ def executed() -> dict[str, list[nbformat.NotebookNode]]:
     alone), so the kernel's start, the imports and the XLA backend are paid once, not four times;
     ``allow_errors`` runs every notebook even where an earlier one fails, each test reads its own.
     """
+    builder = _builder()
     cells, ranges = [], {}
     for name in sorted(SMALL):
-        notebook = nbformat.read(EXAMPLES / f"{name}.ipynb", as_version=4)
-        parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-        parameters.source = "\n".join(f"{key} = {value!r}" for key, value in SMALL[name].items())
+        notebook = builder.read(EXAMPLES / f"{name}.ipynb", SMALL[name])
         start = len(cells)
         cells += [nbformat.v4.new_code_cell("%reset -f"), *notebook.cells]
         ranges[name] = (start, len(cells))

@@ -9,7 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import optimised_jit
-from probe_envs import ConstantRewardEnv, ProbeParams
+from probe_envs import (
+    ContinuousSwitchedRewardEnv,
+    SwitchedRewardEnv,
+    SwitchParams,
+)
 
 from jaxrl import envs
 from jaxrl.agents import ddpg, dqn, sac, soft_q, td3
@@ -72,27 +76,6 @@ def test_make_agent_checks_concrete_ranges_and_skips_traced_sweep_values():
 
 # ----------------------------------------------------------------------------------------------
 # Value probes (γ = 0.5, reward 1 per step), with each agent's step accounting on the same run.
-
-
-class SwitchParams(ProbeParams):
-    terminates: jax.Array | bool = False  # a leaf: one compiled run covers both probes
-
-
-class SwitchedRewardEnv(ConstantRewardEnv):
-    """Reward 1 every step. Where ``params.terminates``, each step terminates (Q = 1, no
-    bootstrap, like ``TerminalRewardEnv``); otherwise only the time limit truncates it (like
-    ``ConstantRewardEnv``: Q = 1 / (1 - γ) when truncation bootstraps)."""
-
-    def step_env(self, key, state, action, params):
-        obs, state, reward, _, info = super().step_env(key, state, action, params)
-        return obs, state, reward, jnp.asarray(params.terminates), info
-
-
-class ContinuousSwitchedRewardEnv(SwitchedRewardEnv):
-    def action_space(self, params):
-        return envs.Box(-1.0, 1.0, (1,))
-
-
 # 64 warm-up steps (16 per env), then 3 logging intervals of 250 iterations x 4 envs, each
 # iteration 2 gradient steps; the buffer holds every row (16 + 750 per env).
 PROBE = {"total_timesteps": 64 + 3000, "num_envs": 4, "buffer_size": 4 * 768, "batch_size": 64,
