@@ -1,7 +1,7 @@
 """Does a long vmapped training scan finish on XLA:CPU? A watchdog script for the jaxlib 0.10
 deadlock report (issue 39; ``docs/performance.md``, "JAX versions").
 
-Four shapes, all run with whatever ``$XLA_FLAGS`` the caller sets (none: XLA's defaults, the
+Five shapes, all run with whatever ``$XLA_FLAGS`` the caller sets (none: XLA's defaults, the
 multi-threaded Eigen pool included, which is what a user gets):
 
 - ``--shape scan`` (pure JAX, no jaxrl): ``vmap`` over seeds of a ``lax.scan`` of SGD steps on
@@ -10,6 +10,7 @@ multi-threaded Eigen pool included, which is what a user gets):
   shuffled minibatch SGD in nested scans), to tell whether the hang needs jaxrl at all.
 - ``--shape qr`` (pure JAX): four independent orthogonal initialisations (QR factorisations)
   vmapped over seeds: the jaxlib 0.10.2 deadlock in a few lines (``--seeds 16 --width 256``).
+- ``--shape solve`` (pure JAX): four independent batched LU solves and Cholesky factorisations.
 - ``--shape ppo``: jaxrl's vmapped PPO on CartPole-v1, the program that first hung.
 
 The program is compiled, then run ``--repeats`` times. If the process has used (almost) no CPU
@@ -199,6 +200,25 @@ def qr_program(seeds: int, steps: int, width: int):
     return jax.jit(jax.vmap(orthogonal)), jax.random.split(jax.random.key(0), seeds)
 
 
+def solve_program(seeds: int, steps: int, width: int):
+    """``(jitted vmapped linear solves, their keys)``: per seed, four independent ``width ×
+    width`` LU solves (``jnp.linalg.solve``, LAPACK's getrf / getrs), the kernels of jaxrl's
+    LQR, iLQR and exact policy evaluation; ``steps`` is unused. Checks whether jaxlib's other
+    batched LAPACK kernels share the QR's deadlock."""
+    import jax
+    import jax.numpy as jnp
+
+    def solves(key):
+        out = []
+        for k in jax.random.split(key, 4):
+            a = jax.random.normal(k, (width, width)) + width * jnp.eye(width)
+            out.append(jnp.linalg.solve(a, jnp.ones(width)))
+            out.append(jnp.linalg.cholesky(a @ a.T))
+        return out
+
+    return jax.jit(jax.vmap(solves)), jax.random.split(jax.random.key(0), seeds)
+
+
 def ppo_program(seeds: int, steps: int, width: int):
     """``(jitted vmapped PPO on CartPole-v1, its keys)`` with jaxrl's defaults otherwise."""
     import jax
@@ -214,7 +234,7 @@ def ppo_program(seeds: int, steps: int, width: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=("scan", "nested", "qr", "ppo"), default="scan")
+    parser.add_argument("--shape", choices=("scan", "nested", "qr", "solve", "ppo"), default="scan")
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20_000,
                         help="SGD steps per seed (scan) or env steps per seed (nested, ppo)")
@@ -242,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, cores {os.cpu_count()}", flush=True)
     started = time.perf_counter()
     build = {"scan": scan_program, "nested": nested_program, "qr": qr_program,
-             "ppo": ppo_program}[args.shape]
+             "solve": solve_program, "ppo": ppo_program}[args.shape]
     train, keys = build(args.seeds, args.steps, args.width)
     compiled = train.lower(keys).compile()
     print(f"compiled in {time.perf_counter() - started:.1f} s", flush=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -29,13 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["ACCELERATOR_UNROLL", "COMPILE_CACHE_ENV", "CPU_THREADS_ENV", "CPU_THREEFRY_ENV",
-           "CPU_CACHE_HANG_JAXLIB", "DEFAULT_COMPILE_CACHE", "EMITTERS_OFF_STEPS",
+           "CPU_LAPACK_HANG_JAXLIB", "DEFAULT_COMPILE_CACHE", "EMITTERS_OFF_STEPS",
            "ONE_OFF_UNROLL", "SHORT_RUN_STEPS", "UNROLL_ENV", "XLA_CPU_THREADS_ENV",
-           "compile_cache_hangs", "compiler_options", "cpu_threads",
+           "compiler_options", "cpu_threads",
            "cpu_threads_from_env", "cpu_threefry", "cpu_threefry_from_env",
            "enable_compile_cache", "env_unroll_limit", "filtered_stderr", "gradient_steps",
+           "lapack_qr_hangs", "orthogonal_gram_schmidt",
            "scan_unroll", "set_cpu_threads", "set_cpu_threefry"]
 
 ACCELERATOR_UNROLL = 16
@@ -142,12 +146,10 @@ COMPILE_CACHE_MAX_BYTES = 2 * 1024**3
 """Size cap of a cache this module turns on (JAX evicts the least recently used entries; it
 needs the ``filelock`` package for that)."""
 _OFF = ("", "0", "off", "false", "none", "no")
-CPU_CACHE_HANG_JAXLIB = (0, 10)
-"""The first jaxlib (major, minor) whose CPU programs can hang, far more often when read back
-from JAX's persistent compilation cache (issue 39, ``docs/performance.md``, "JAX versions"):
-from it on, ``enable_compile_cache`` leaves the cache off on the CPU unless asked for
-explicitly."""
-_cache_hang_warned = False
+CPU_LAPACK_HANG_JAXLIB = (0, 10)
+"""The first jaxlib (major, minor) whose CPU LAPACK kernels can deadlock when several batched
+factorisations run at once (issue 39, ``docs/performance.md``, "JAX versions"): from it on,
+``orthogonal`` initialisation avoids LAPACK (``lapack_qr_hangs``)."""
 
 
 def _installed_jaxlib() -> str:
@@ -170,24 +172,63 @@ def _platform() -> str:
     return platforms or jax.default_backend()
 
 
-def compile_cache_hangs(platform: str | None = None, jaxlib_version: str | None = None) -> bool:
-    """Whether JAX's persistent compilation cache is known to hang programs on ``platform``
-    (None: the one JAX compiles for) with ``jaxlib_version`` (None: the installed jaxlib).
+def lapack_qr_hangs(platform: str | None = None, jaxlib_version: str | None = None) -> bool:
+    """Whether jaxlib's batched QR factorisation can deadlock on ``platform`` (None: the one JAX
+    compiles for) with ``jaxlib_version`` (None: the installed jaxlib).
 
-    True on the CPU from jaxlib ``CPU_CACHE_HANG_JAXLIB`` (0.10) on. There a batched QR
-    factorisation (orthogonal initialisation under ``vmap``) splits its batch over XLA:CPU's
-    intra-op threads and waits for the parts; when as many QRs run at once as there are
-    threads, every thread waits and the program never finishes. Vmapped PPO read back from the
-    cache hung that way in every try on a 2-core machine, compiled afresh it finished every
-    run tried; a pure-JAX program with more concurrent QRs hangs without the cache too
-    (``benchmarks/cpu_hang.py``; ``docs/performance.md``). Turning the cache off makes the hang
-    rarer, it does not rule it out. GPU / TPU programs are not affected.
+    True on the CPU from jaxlib ``CPU_LAPACK_HANG_JAXLIB`` (0.10) on. There a batched QR
+    (``jax.nn.initializers.orthogonal`` under ``vmap``) splits its batch over XLA:CPU's
+    intra-op threads and blocks its own thread until the parts are done; when as many QRs run
+    at once as there are threads, every thread waits and the program never finishes
+    (``benchmarks/cpu_hang.py --shape qr``; ``docs/performance.md``, "JAX versions"). jaxrl's
+    ``orthogonal`` initialiser then draws the same matrices without LAPACK
+    (``orthogonal_gram_schmidt``). Programs read back from JAX's persistent compilation cache
+    met the deadlock more often, so it once kept jaxrl's compile cache off; without the QR
+    they run like fresh compiles. GPU / TPU programs are not affected.
     """
     platform = (platform or _platform()).lower()
     version = jaxlib_version if jaxlib_version is not None else _installed_jaxlib()
     parts = re.match(r"(\d+)\.(\d+)", version)
     release = (int(parts[1]), int(parts[2])) if parts else (0, 0)
-    return platform == "cpu" and release >= CPU_CACHE_HANG_JAXLIB
+    return platform == "cpu" and release >= CPU_LAPACK_HANG_JAXLIB
+
+
+def _orthonormal_columns(z: jax.Array) -> jax.Array:
+    """``Q`` of ``z = QR`` (``z`` tall, ``[n, m]`` with ``n ≥ m``) with ``R``'s diagonal
+    positive: classical Gram–Schmidt with every projection done twice (CGS2), which keeps ``Q``
+    orthonormal to rounding for any full-rank ``z``. A loop of matrix-vector products, so no
+    LAPACK kernel runs."""
+    highest = jax.lax.Precision.HIGHEST
+
+    def column(j: jax.Array, q: jax.Array) -> jax.Array:
+        v = jax.lax.dynamic_index_in_dim(z, j, axis=1, keepdims=False)
+        for _ in range(2):  # columns of q from j on are still zero
+            v = v - jnp.matmul(q, jnp.matmul(v, q, precision=highest), precision=highest)
+        return jax.lax.dynamic_update_index_in_dim(q, v / jnp.sqrt(jnp.sum(v * v)), j, axis=1)
+
+    return jax.lax.fori_loop(0, z.shape[1], column, jnp.zeros_like(z))
+
+
+def orthogonal_gram_schmidt(scale: float = 1.0, column_axis: int = -1) -> Any:
+    """``jax.nn.initializers.orthogonal(scale, column_axis)`` without a QR factorisation: the
+    same Gaussian draw, orthonormalised by Gram–Schmidt (``_orthonormal_columns``), gives the
+    same matrix to float32 rounding (the ``Q`` with positive ``R`` diagonal is unique). It
+    exists for the platforms where the batched LAPACK QR deadlocks (``lapack_qr_hangs``)."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = None) -> jax.Array:
+        dtype = jnp.float32 if dtype is None else dtype
+        if len(shape) < 2:
+            raise ValueError("orthogonal initializer requires at least a 2D shape")
+        n_cols = shape[column_axis]
+        n_rows = math.prod(shape) // n_cols
+        z = jax.random.normal(key, (max(n_rows, n_cols), min(n_rows, n_cols)), dtype)
+        q = _orthonormal_columns(z)
+        if n_rows < n_cols:
+            q = q.T
+        q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (n_cols,))
+        return jnp.array(scale, dtype) * jnp.moveaxis(q, -1, column_axis)
+
+    return init
 
 
 def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -196,10 +237,7 @@ def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | N
 
     The directory is ``path``, else ``$JAXRL_COMPILE_CACHE``, else ``~/.cache/jaxrl/xla``;
     ``off`` (or ``0``, ``none``) disables it. A cache the user already configured
-    (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. Where the cache hangs programs
-    (``compile_cache_hangs``: the CPU with jaxlib 0.10 or newer) the default directory is not
-    used: the cache stays off, with one warning, unless ``path`` or ``$JAXRL_COMPILE_CACHE``
-    names a directory (``JAXRL_COMPILE_CACHE=~/.cache/jaxrl/xla`` forces it). Only
+    (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is kept. Only
     compilations that take longer than ``jax_persistent_cache_min_compile_time_secs`` (1 s) are
     stored; the cache is capped at ``COMPILE_CACHE_MAX_BYTES`` where the ``filelock`` package
     is installed. Call it before the first compilation: JAX decides once per process whether
@@ -207,21 +245,12 @@ def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> Path | N
     (off, or the directory cannot be created: a warning says why). A cached program is the
     same executable, so results are bitwise those of a fresh compile.
     """
-    global _cache_hang_warned
     configured = jax.config.jax_compilation_cache_dir
     if configured:
         return Path(configured)
     explicit = os.fspath(path) if path is not None else os.environ.get(COMPILE_CACHE_ENV)
     choice = DEFAULT_COMPILE_CACHE if explicit is None else explicit
     if choice.strip().lower() in _OFF:
-        return None
-    if explicit is None and compile_cache_hangs():
-        if not _cache_hang_warned:
-            _cache_hang_warned = True
-            warnings.warn(f"compile cache off: jaxlib {_installed_jaxlib()} on the CPU can hang "
-                          "running programs read back from JAX's persistent compilation cache "
-                          f"(jaxrl issue 39); set {COMPILE_CACHE_ENV}={DEFAULT_COMPILE_CACHE} "
-                          "to use it anyway", stacklevel=2)
         return None
     directory = Path(choice).expanduser()
     try:

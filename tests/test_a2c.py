@@ -184,6 +184,7 @@ def test_metrics_have_one_entry_per_update(run):
     assert np.isfinite(metrics["loss"]).all()
 
 
+@pytest.mark.slow
 def test_learning_rate_sweep_in_one_call_matches_separate_runs(run, run_batched):
     configs = [NORMALISED.replace(learning_rate=1e-2), NORMALISED.replace(learning_rate=1e-3)]
     keys = jnp.stack([jax.random.key(0), jax.random.key(0)])

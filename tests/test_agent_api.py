@@ -44,6 +44,7 @@ def test_planner_on_env_state_evaluates_through_policy_fn():
     assert float(score) > 150.0  # a uniformly random policy scores ≈ 22
 
 
+@pytest.mark.slow
 def test_planner_runs_saves_and_evaluates_like_any_agent(toy_registered, tmp_path):
     config = toy_agents.Config(total_timesteps=2 * 64 * 2)
     result = runner.run("toy_shooting", "CartPole-v1", config, out=tmp_path / "run",
@@ -131,7 +132,7 @@ def _relocate(run: Path, dataset: Path) -> None:
         path.write_text(json.dumps(record, indent=1) + "\n")
 
 
-@pytest.mark.parametrize("name", ["bc-run", "ppo-run"])
+@pytest.mark.parametrize("name", [pytest.param("bc-run", marks=pytest.mark.slow), "ppo-run"])
 def test_run_directories_of_the_previous_release_still_resume(name, tmp_path):
     """Runs written by jaxrl 0.1 (commit 48e34b9; offline field names ``total_steps``,
     ``eval_every``, ``eval_envs``; offline evaluation returns under ``episode_return``) resume

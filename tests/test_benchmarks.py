@@ -66,6 +66,7 @@ def test_matmul_flops_of_a_convolution_matches_xla():
     assert jax.jit(conv).lower(image, kernel).compile().cost_analysis()["flops"] == expected
 
 
+@pytest.mark.slow
 def test_jaxrl_case_row_has_every_field_and_consistent_throughput():
     case = harness.Case("jaxrl", "ppo", "CartPole-v1", 2, TINY_PPO)
     row = harness.run_jaxrl_case(case)
@@ -321,6 +322,7 @@ def test_unroll_recommends_the_smallest_unroll_within_five_percent_of_the_best()
     assert unroll.recommend(partial) == 4
 
 
+@pytest.mark.slow
 def test_unroll_sweep_writes_rows_and_a_recommendation(tmp_path, monkeypatch):
     monkeypatch.setitem(unroll.CASES, "tiny", ("ppo", "CartPole-v1", 2, TINY_PPO))
     monkeypatch.setenv("JAXRL_SCAN_UNROLL", "1")  # the sweep sets it; restored after the test

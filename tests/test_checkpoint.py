@@ -220,6 +220,7 @@ def test_ctrl_c_and_a_stopped_notebook_loop_resume_to_the_uninterrupted_run(refe
     # ``break`` in a resumed notebook loop after update 5; ``resume_run`` finishes the run.
     ref_out, ref = reference
     out, plot = tmp_path / "run", LivePlot()
+    handler = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest started in the background
 
     def press_ctrl_c(chunk_index, metrics):
         if chunk_index == 1:  # after update 2; the run stops at the next chunk boundary
@@ -231,7 +232,7 @@ def test_ctrl_c_and_a_stopped_notebook_loop_resume_to_the_uninterrupted_run(refe
     assert interrupted.value.resume_command == f"jaxrl train ppo --resume {out}"
     assert f"jaxrl train ppo --resume {out}" in str(interrupted.value)
     assert (out / "checkpoints" / "update_0000000003").is_dir()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
     # A partial row, as if the process had died while writing, is dropped too.
     with open(out / "metrics.csv", "a") as file:
         file.write("128,0,12.5,0.1")

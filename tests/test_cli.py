@@ -226,6 +226,7 @@ sys.exit(cli.main({argv!r}))
     assert leaves_equal(checkpoint.restore(out / final), checkpoint.restore(two_seed_run / final))
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_a_seed_of_multi_seed_run_reproduces_alone(
         two_seed_run, capsys, tmp_path, monkeypatch):
     run = runner.run
@@ -425,6 +426,7 @@ def test_run_with_partial_last_chunk_records_every_update_once(tmp_path):
 # Sweeps: the grid of numeric values x seeds in one compiled call
 
 
+@pytest.mark.slow
 def test_sweep_runs_the_grid_times_seeds_and_matches_separate_runs(two_seed_run, tmp_path):
     out = tmp_path / "sweep"
     assert train(out, "--seeds", "2", "--sweep", "learning-rate=1e-3,3e-4",

@@ -37,7 +37,8 @@ def test_env_listing_describes_every_env_without_building_it(capsys):
 # One Brax env: building one computes its observation size from a reset (the cheapest to build,
 # 2.7 s of CPU against 6.2 s for swimmer).
 @pytest.mark.parametrize("env_id", [e for e in BUILTIN_SPACES
-                                    if not e.startswith("brax/")] + ["brax/inverted_pendulum"])
+                                    if not e.startswith("brax/")]
+                         + [pytest.param("brax/inverted_pendulum", marks=pytest.mark.slow)])
 def test_env_catalog_matches_the_envs(env_id):
     env, env_params = envs.make(env_id)
     space = env.action_space(env_params)
@@ -121,6 +122,7 @@ def test_brax_notices_are_dropped_at_their_source(capsys):
     assert not caught
 
 
+@pytest.mark.slow
 def test_a_seed_reproduces_bitwise_in_a_batch_of_the_same_width(tmp_path, capsys):
     """What the README promises: seed s of an N-seed run is reproduced bitwise by
     ``--seed s --seeds N`` (it then sits first, beside other neighbours); alone it may differ

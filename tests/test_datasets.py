@@ -234,6 +234,7 @@ def test_generate_rejects_bad_arguments():
 # CLI
 
 
+@pytest.mark.slow
 def test_cli_dataset_trains_an_expert_and_writes_a_valid_file(tmp_path, capsys, cartpole):
     out = tmp_path / "expert.npz"
     code = main(["dataset", "--env", "CartPole-v1", "--policy", "expert", "--steps", "64",

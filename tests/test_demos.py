@@ -62,6 +62,7 @@ def cartpole():
     return envs.make("CartPole-v1")
 
 
+@pytest.mark.slow
 def test_init_from_copies_the_bc_actor_and_warm_up_leaves_it(bc_run, cartpole):
     from jaxrl.policy import load_policy
 
@@ -141,6 +142,7 @@ def test_bad_input_is_one_error_line(case, bc_run, demo_file, capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_resumed_finetuning_run_equals_the_uninterrupted_run(bc_run, demo_file, tmp_path):
     """PPO ``init_from`` a bc run with the hybrid objective and a critic warm-up, through the
     runner: a copy of the finished run cut back to its first checkpoint and resumed
@@ -240,6 +242,7 @@ def pendulum_demo_file(tmp_path_factory):
     return str(datasets.save(tmp_path_factory.mktemp("demos") / "pendulum.npz", pairs))
 
 
+@pytest.mark.slow
 def test_dqn_pretraining_warm_up_and_zero_demo_terms_are_plain_dqn(demo_file, cartpole):
     """``pretrain_dataset``: DQN's argmax Q right after ``init`` agrees with the expert on > 90 %
     of the demonstrated CartPole states. ``critic_warmup = 9`` of the tiny run's 16 gradient
@@ -283,6 +286,7 @@ def test_dqn_pretraining_warm_up_and_zero_demo_terms_are_plain_dqn(demo_file, ca
     np.testing.assert_array_equal(metrics["demo_margin"], 0.0)
 
 
+@pytest.mark.slow
 def test_sac_hybrid_term_moves_the_actor_towards_the_demonstrations(pendulum_demo_file):
     """SAC + demonstrations with λ = 100 on -log π(a_E|s) (actor step 3e-2): after 16 gradient
     steps the greedy torque is nearer the expert's on the demonstrated states (without the term,
@@ -317,6 +321,7 @@ def pendulum_bc_run(tmp_path_factory, pendulum_demo_file):
     return out
 
 
+@pytest.mark.slow
 def test_pretrain_dataset_then_critic_warmup_ddpg(pendulum_demo_file):
     """``pretrain_dataset``: DDPG's greedy torque right after ``init`` is within 0.9 of the
     expert's on average (0.76 with 8 hidden units), where a fresh actor's torque near 0 is 1.9
@@ -347,6 +352,7 @@ def test_pretrain_dataset_then_critic_warmup_ddpg(pendulum_demo_file):
     assert not leaves_equal(final.params["critic"], initial.params["critic"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
 def test_init_from_a_continuous_bc_run_acts_as_bc(algo, pendulum_bc_run, pendulum_demo_file):
     """SAC / TD3 / DDPG ``init_from`` a bc run of Pendulum: the greedy torque (SAC's
@@ -367,6 +373,7 @@ def test_init_from_a_continuous_bc_run_acts_as_bc(algo, pendulum_bc_run, pendulu
     np.testing.assert_allclose(greedy, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sac_critic_warmup_and_zero_demo_terms_are_plain_sac(pendulum_demo_file):
     """``critic_warmup = 8`` of the tiny run's 16 gradient steps (2 updates of 8): after the
     first update the actor and α are bitwise as initialised while the critics move; the second
@@ -518,6 +525,7 @@ def test_finetuning_from_bc_keeps_the_pretrained_score(demo_file, cartpole):
 OFFLINE_TINY = {"batch_size": 16, "eval_episodes": 1, "hidden_sizes": (8,)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["iql", "awac"])
 def test_init_from_copies_every_network_and_finetunes_online(algo, pendulum_demo_file,
                                                              monkeypatch):
@@ -580,6 +588,7 @@ def test_online_init_from_bad_run_is_one_error_line(case, bc_run, pendulum_demo_
             "dqn pretrain spaces": "--pretrain-dataset"}[case] in err
 
 
+@pytest.mark.slow
 def test_iql_offline_then_online_from_the_cli(pendulum_demo_file, tmp_path):
     """End to end: an offline IQL run, then ``jaxrl train iql --init-from RUN`` continues it
     online; its first state holds the offline run's networks bitwise."""

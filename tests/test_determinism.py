@@ -33,9 +33,19 @@ from jaxrl.training.agent import Agent, train_from_agent
 KEYS = (3, 4)
 
 
+def family_representatives() -> set[str]:
+    """The first registered algorithm of each family: its unvmapped program is checked too, and
+    its checks run in ``-m "not slow"``; the other algorithms' are slow-marked (conftest)."""
+    first: dict[str, str] = {}
+    for name in registry.names():
+        first.setdefault(registry.get(name).family, name)
+    return set(first.values())
+
+
 # Each algorithm's tests form one xdist group (README's command runs ``--dist loadgroup``), so
 # one worker compiles that algorithm's functions once for all of them.
-ALGOS = [pytest.param(algo, marks=pytest.mark.xdist_group(f"determinism-{algo}"))
+ALGOS = [pytest.param(algo, marks=[pytest.mark.xdist_group(f"determinism-{algo}")]
+                      + ([] if algo in family_representatives() else [pytest.mark.slow]))
          for algo in sorted(TINY)]
 
 
@@ -68,14 +78,6 @@ class Compiled(NamedTuple):
     agent: Agent
     init: Any  # vmapped over keys
     half: Any  # vmapped half of the run: num_updates / 2 updates
-
-
-def family_representatives() -> set[str]:
-    """The first registered algorithm of each family: its unvmapped program is checked too."""
-    first: dict[str, str] = {}
-    for name in registry.names():
-        first.setdefault(registry.get(name).family, name)
-    return set(first.values())
 
 
 @functools.cache
@@ -177,6 +179,7 @@ def test_a_seed_does_not_depend_on_its_batch_position_or_batch_mates(algo):
                      f"{algo} seed {KEYS[i]} at position {j} vs {i}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", [a for a in ALGOS if a.values[0] in family_representatives()])
 def test_vmapped_seed_matches_a_single_run(algo):
     agent = compiled(algo).agent

@@ -24,6 +24,7 @@ def gae_pg(monkeypatch):
     return algorithm.load()
 
 
+@pytest.mark.slow
 def test_the_documented_example_trains_and_is_deterministic(gae_pg, tmp_path, capsys):
     config = gae_pg.Config(total_timesteps=4 * 4 * 16, num_envs=4, num_steps=16,
                            hidden_sizes=(16,))

@@ -337,6 +337,7 @@ def uniform_policy(key, obs):
 
 # In test_render's group: the worker that builds Brax there has Brax imported and its eager
 # start-up ops compiled already.
+@pytest.mark.slow
 @pytest.mark.xdist_group("render")
 def test_brax_inverted_pendulum_terminates_and_truncates():
     env, params = envs.make("brax/inverted_pendulum", max_steps_in_episode=10)
@@ -644,7 +645,9 @@ def test_pendulum_spaces():
 # 10. Every gymnax id: reset and one auto-resetting step under jit and vmap
 
 
-@pytest.mark.parametrize("env_id", GYMNAX_ENVS)
+@pytest.mark.parametrize("env_id", [  # one MinAtar game outside the slow tier: each compiles long
+    pytest.param(e, marks=[pytest.mark.slow] * (e.endswith("-MinAtar") and e != "Breakout-MinAtar"))
+    for e in GYMNAX_ENVS])
 def test_gymnax_env_reset_and_step(env_id):
     env, params = envs.make(env_id)
     space = env.action_space(params)

@@ -170,6 +170,7 @@ def test_rnd_ppo_without_intrinsic_head_is_the_existing_agent():
     assert "intrinsic_value_head" not in state.params["params"]
 
 
+@pytest.mark.slow
 def test_rnd_ppo_intrinsic_head_learns_its_own_targets(rnd_ppo):
     state, new_state, metrics, batch, (advantages, targets) = rnd_ppo
     assert np.isfinite(metrics["value_loss"]) and np.isfinite(metrics["rnd_loss"])
@@ -255,6 +256,7 @@ def bootstrapped_run():
     return config, agent, run
 
 
+@pytest.mark.slow
 def test_bootstrapped_dqn_prior_never_trains_and_masks_gate_learning(bootstrapped_run):
     config, _, run = bootstrapped_run
     initial, final = run(config, jax.random.key(0))
@@ -270,6 +272,7 @@ def test_bootstrapped_dqn_prior_never_trains_and_masks_gate_learning(bootstrappe
         assert (before == after).all()
 
 
+@pytest.mark.slow
 def test_bootstrapped_dqn_acts_on_plain_and_augmented_observations(bootstrapped_run):
     _, agent, run = bootstrapped_run
     state, _ = run(bootstrapped_run[0], jax.random.key(0))

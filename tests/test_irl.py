@@ -247,6 +247,7 @@ def saved_airl_run(out, data_path, config, state) -> str:
     return str(out)
 
 
+@pytest.mark.slow
 def test_airl_reward_transfer_pays_sac_the_learned_g_on_changed_dynamics(tmp_path, capsys):
     # AIRL's transfer: `sac --reward-from-run` an airl run directory, on a heavier pendulum. Its
     # replay buffer after the warm-up (SAC's init) holds g(s) of the

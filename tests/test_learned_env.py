@@ -99,6 +99,7 @@ def cartpole():
     return jax.tree.map(np.asarray, fit(jax.random.key(0)))
 
 
+@pytest.mark.slow
 def test_cartpole_model_predicts_one_step_deltas(cartpole):
     # On held-out transitions, each member's Δs error is under 2 % of the variance of Δs in
     # every dimension (x, ẋ, θ, θ̇): an R² above 0.98.

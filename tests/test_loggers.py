@@ -75,6 +75,7 @@ def resumed(tmp_path_factory) -> runner.RunResult:
         return runner.resume_run(out, progress=False)  # the recorded loggers come back
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_every_step_once_with_the_mean_and_std_over_seeds(resumed):
     assert resumed.resumed_updates == 4
     scalars = read_scalars(resumed.out / "tensorboard")
@@ -93,6 +94,7 @@ def test_tensorboard_logs_every_step_once_with_the_mean_and_std_over_seeds(resum
         "csv", "tensorboard", "wandb"]
 
 
+@pytest.mark.slow
 def test_wandb_runs_offline_and_resumes_under_its_id(resumed):
     run_id = (resumed.out / "wandb_id").read_text().strip()
     assert (resumed.out / "first_wandb_id").read_text().strip() == run_id

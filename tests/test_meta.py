@@ -315,6 +315,7 @@ def teacher_runs(tmp_path_factory):
             "pendulum": copy("pendulum", lambda r: r.update(env="Pendulum-v1", env_kwargs={}))}
 
 
+@pytest.mark.slow
 def test_distill_from_saved_runs(point_nav, teacher_runs):
     from jaxrl.policy import load_policy
 
@@ -333,6 +334,7 @@ def test_distill_from_saved_runs(point_nav, teacher_runs):
     assert np.all(np.isfinite(np.asarray(metrics["distill_nll"])))
 
 
+@pytest.mark.slow
 def test_distill_from_saved_runs_bad_input_is_one_error_line(teacher_runs, tmp_path, capsys):
     from jaxrl.cli import main
 

@@ -93,7 +93,8 @@ PROBE_SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] * (n in CONTINUOUS))
+                                  for n in ALL])
 def test_value_probes_and_step_accounting(name):
     # Truncated run (time limit 3, never terminates): Q = 1 + γ Q = 1 / (1 - γ) = 2. An agent
     # that treats truncation as termination stops bootstrapping on a third of the samples:

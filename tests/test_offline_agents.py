@@ -165,7 +165,8 @@ def pendulum_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("algo", sorted(CONTINUOUS))
+@pytest.mark.parametrize("algo", [pytest.param(algo, marks=[pytest.mark.slow] * (algo != "iql"))
+                                  for algo in sorted(CONTINUOUS)])
 def test_cli_train_on_a_pendulum_dataset(algo, pendulum_file, tmp_path):
     out = tmp_path / "run"
     code = main(["train", algo, "--env", "Pendulum-v1", "--dataset", str(pendulum_file),

@@ -214,6 +214,7 @@ def test_carry_resets_at_episode_ends_and_travels_with_the_batch():
                                    atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_with_memory_is_deterministic_and_evaluates_with_its_carry():
     env, params = COUNTING
     config = MEMORY.replace(eval_episodes=2)

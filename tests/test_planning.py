@@ -214,6 +214,7 @@ def test_mpc_between_searches_follows_its_plan():
     np.testing.assert_array_equal(carry.steps_left, [0, 2])
 
 
+@pytest.mark.slow
 def test_mpc_trains_from_the_cli_saves_and_evaluates(tmp_path):
     out = tmp_path / "mpc"
     code = cli.main(["train", "mpc", "--planner", "mppi", "--env", "Pendulum-v1",

@@ -279,6 +279,7 @@ def _sft_run_dir(out, env, env_params):
     return out / "sft"
 
 
+@pytest.mark.slow
 def test_preferences_cli_writes_a_file_the_loaders_read(task, tmp_path, capsys):
     # `jaxrl preferences` in process on a tiny sft reference (no training): the file it writes
     # loads and validates against the task, the labels follow the hidden reward (noise 0: the

@@ -107,6 +107,7 @@ def test_rollout_replayed_in_minibatches_gives_the_collected_log_probs():
     np.testing.assert_allclose(values, minibatches["value"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_recurrent_ppo_run_resumes_bitwise_from_a_checkpoint(cartpole, tmp_path):
     env, params = cartpole
     agent = ppo.make_agent(GRU, env, params)

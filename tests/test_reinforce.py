@@ -180,6 +180,7 @@ def run_batched(pendulum):
     return jax.jit(jax.vmap(lambda config, key: reinforce.make_train(config, env, params)(key)))
 
 
+@pytest.mark.slow
 def test_learning_rate_sweep_in_one_call_matches_separate_runs(run, run_batched):
     configs = [NORMALISED.replace(learning_rate=1e-2), NORMALISED.replace(learning_rate=1e-3)]
     keys = jnp.stack([jax.random.key(0), jax.random.key(0)])

@@ -34,6 +34,7 @@ def run_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_render_writes_a_gif_of_the_episodes(run_dir, capsys):
     out = run_dir / "two.gif"
     assert main(["render", str(run_dir), "--out", str(out), "--episodes", "2"]) == 0

@@ -35,6 +35,7 @@ MICRO = suite.Case(
     {}, published=500.0, source="test", seeds=2, reward_scale=2.0, target=1e9)
 
 
+@pytest.mark.slow
 def test_a_suite_stopped_by_its_deadline_and_continued_equals_an_uninterrupted_one(tmp_path):
     whole = suite.run_suite([MICRO], tmp_path / "whole", command="whole", progress=False)
     assert whole["cases"]["ppo-micro"]["finished"]

@@ -88,6 +88,7 @@ def test_trpo_metrics_have_one_entry_per_update_and_respect_the_trust_region(run
     assert np.isfinite(metrics["value_loss"]).all()
 
 
+@pytest.mark.slow
 def test_max_kl_and_gamma_sweep_in_one_call_matches_separate_runs(pendulum, run):
     env, params = pendulum
     other = NORMALISED.replace(max_kl=0.03, gamma=0.9)
@@ -136,6 +137,7 @@ def test_trpo_learns_to_use_its_observation():
     assert float(np.mean(metrics["episode_return"][-5:])) > 0.9
 
 
+@pytest.mark.slow
 def test_npg_learns_to_use_its_observation_with_max_kl_and_fixed_steps():
     # One compile for both step rules: step_size is a leaf (0 selects the max-KL step).
     env, params = ObservedSignEnv(), ProbeParams(max_steps_in_episode=1)

@@ -157,7 +157,8 @@ def preference_extensions(config: Config, parts: off_policy.OffPolicySetup
 
     def phase(key, state):
         ext = state.extension_state
-        query_key, label_key, *update_keys = jax.random.split(key, 2 + config.reward_updates)
+        keys = jax.random.split(key, 2 + config.reward_updates)
+        query_key, label_key, update_keys = keys[0], keys[1], keys[2:]
         ask = (ext.iteration % config.query_interval == 0) & (ext.queries < config.max_queries)
         features, returns = draw_segments(query_key, state.buffer)
         temperature = config.teacher_temperature
@@ -182,7 +183,7 @@ def preference_extensions(config: Config, parts: off_policy.OffPolicySetup
             return (optax.apply_updates(params, updates), opt_state), (loss, accuracy)
 
         (params, opt_state), (loss, accuracy) = jax.lax.scan(
-            fit, (ext.params, ext.opt_state), jnp.stack(update_keys))
+            fit, (ext.params, ext.opt_state), update_keys)
         ext = PreferenceState(params, opt_state, first, second, label, queries,
                               ext.iteration + 1)
         return state.replace(extension_state=ext), {

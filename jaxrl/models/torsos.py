@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl import backend
+
 __all__ = ["ACTIVATIONS", "CNN", "MLP", "activation_fn", "orthogonal"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -24,7 +26,13 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 def orthogonal(scale: float = float(np.sqrt(2))) -> nn.initializers.Initializer:
-    """Orthogonal kernel initialiser with gain ``scale`` (√2 hidden, 0.01 policy, 1 value)."""
+    """Orthogonal kernel initialiser with gain ``scale`` (√2 hidden, 0.01 policy, 1 value).
+
+    Flax's, except where jaxlib's batched QR can deadlock (``backend.lapack_qr_hangs``: the
+    CPU with jaxlib 0.10 or newer), where the same matrices come from Gram–Schmidt
+    (``backend.orthogonal_gram_schmidt``)."""
+    if backend.lapack_qr_hangs():
+        return backend.orthogonal_gram_schmidt(scale)
     return nn.initializers.orthogonal(scale)
 
 
