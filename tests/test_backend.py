@@ -314,6 +314,7 @@ def _xla_pool_threads() -> int:
     return [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks].count("tf_XLAEigen")
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("backend_ppo")
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
 def test_cpu_threads_env_variable_sizes_xla_pool_and_leaves_the_run_bitwise_equal(

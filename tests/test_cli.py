@@ -334,6 +334,7 @@ def test_train_help_lists_config_flags(capsys):
     assert "--total-timesteps" in out
 
 
+@pytest.mark.slow
 def test_console_script_end_to_end_and_its_compile_cache(tmp_path):
     # Twice through the installed script with one compile cache: the first run fills the cache,
     # the second compiles nothing new (every program is a cache hit) and writes the same metrics.

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 import jaxrl
@@ -32,6 +33,7 @@ def _mkdocs_config() -> dict:
     return yaml.safe_load((ROOT / "mkdocs.yml").read_text())
 
 
+@pytest.mark.slow
 def test_site_builds_strictly(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],

@@ -158,6 +158,7 @@ def single(tmp_path_factory) -> tuple[Path, dict]:
     return out, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_subprocess_sees_eight_devices(single):
     _, results = single
     assert results["device_count"] == 8
@@ -171,11 +172,13 @@ def _assert_one_slice_per_device(layout: list[dict], size: int, axis: int = 0) -
         assert leaf["slices"] == [[i * step, (i + 1) * step] for i in range(8)], leaf
 
 
+@pytest.mark.slow
 def test_runner_gives_every_device_one_seed(single):
     _, results = single
     _assert_one_slice_per_device(results["runs_layout"], size=8)
 
 
+@pytest.mark.slow
 def test_runner_on_eight_devices_writes_the_same_metrics_as_on_one(single):
     out, _ = single
     header1, rows1 = read_metrics(out / "devices1" / "metrics.csv")
@@ -185,6 +188,7 @@ def test_runner_on_eight_devices_writes_the_same_metrics_as_on_one(single):
     np.testing.assert_allclose(rows1, rows8, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
+@pytest.mark.slow
 def test_config_json_records_devices(single):
     out, _ = single
     one = json.loads((out / "devices1" / "config.json").read_text())["devices"]
@@ -196,6 +200,7 @@ def test_config_json_records_devices(single):
     assert (envs["count"], envs["layout"]) == (8, "envs")
 
 
+@pytest.mark.slow
 def test_single_run_shards_its_envs_over_the_devices(single):
     _, results = single
     # Env states and observations [1 run, 8 envs, ...] after training: the env axis stays split
@@ -206,6 +211,7 @@ def test_single_run_shards_its_envs_over_the_devices(single):
     _assert_one_slice_per_device(layout, size=8, axis=1)
 
 
+@pytest.mark.slow
 def test_single_run_over_eight_devices_equals_seed_0_on_one(single):
     out, _ = single
     header, rows = read_metrics(out / "envs8" / "metrics.csv")
@@ -214,6 +220,7 @@ def test_single_run_over_eight_devices_equals_seed_0_on_one(single):
     np.testing.assert_allclose(rows, seed0, rtol=1e-4, atol=1e-5, equal_nan=True)
 
 
+@pytest.mark.slow
 def test_sharded_vmapped_train_equals_unsharded(single):
     _, results = single
     _assert_one_slice_per_device(results["a2c_layout"], size=8)
@@ -221,6 +228,7 @@ def test_sharded_vmapped_train_equals_unsharded(single):
     assert max(results["a2c_max_difference"].values()) <= 1e-4
 
 
+@pytest.mark.slow
 def test_seeds_must_divide_over_devices(single):
     _, results = single
     assert results["seeds_error"] == (
@@ -233,6 +241,7 @@ def test_seeds_must_divide_over_devices(single):
         "a single run over 4 devices shards its 6 envs: choose --num-envs as a multiple of 4")
 
 
+@pytest.mark.slow
 def test_cli_reports_indivisible_seeds(single):
     out, results = single
     assert results["cli_code"] == 2
@@ -282,6 +291,7 @@ def test_initialize_distributed_needs_all_three_settings(monkeypatch):
 # Multi-host: two local processes, 2 CPU devices each, gloo collectives
 
 
+@pytest.mark.slow
 def test_importing_jaxrl_leaves_the_backend_uninitialised(single):
     # jax.distributed.initialize must run before the XLA backend starts, and the CLI imports
     # every algorithm (to build its flags) first: no module may create a jax array on import.
