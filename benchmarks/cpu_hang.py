@@ -11,7 +11,8 @@ multi-threaded Eigen pool included, which is what a user gets):
 - ``--shape qr`` (pure JAX): four independent orthogonal initialisations (QR factorisations)
   vmapped over seeds: the jaxlib 0.10.2 deadlock in a few lines (``--seeds 16 --width 256``).
 - ``--shape solve`` (pure JAX): four independent batched LU solves and Cholesky factorisations.
-- ``--shape ppo``: jaxrl's vmapped PPO on CartPole-v1, the program that first hung.
+- ``--shape ppo``: jaxrl's vmapped PPO on CartPole-v1, the program that first hung (with jaxrl's
+  initialisation as it is now: outside LAPACK on a CPU with jaxlib 0.10).
 
 The program is compiled, then run ``--repeats`` times. If the process has used (almost) no CPU
 for ``--stall`` seconds, it is hung (the jaxlib 0.10 hang is a deadlock: every thread
@@ -23,8 +24,9 @@ did (printing no ``HUNG``). Status 0: it finished.
 
 ``--compile-cache DIR`` turns on JAX's persistent compilation cache there (every program
 stored): run the same command twice, and the second process runs the programs read back from
-it. With jaxlib 0.10.2 that second process hangs in the ``ppo`` shape (``docs/performance.md``).
-The ``qr`` shape hangs with no cache at all.
+it. With jaxlib 0.10.2 that second process hung in the ``ppo`` shape while jaxrl's networks
+were initialised by a LAPACK QR; with ``jaxrl.backend.orthogonal_gram_schmidt`` it finishes
+(``docs/performance.md``). The ``qr`` and ``solve`` shapes hang with no cache at all.
 
     python benchmarks/cpu_hang.py --shape scan --seeds 16 --steps 20000
     XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/cpu_hang.py --shape ppo
