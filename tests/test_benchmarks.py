@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxrl.backend import cpu_threads, cpu_threefry, gradient_steps
@@ -383,3 +384,21 @@ def test_trace_summary_totals_spans_and_top_names(tmp_path):
     assert (gpu["events"], gpu["total_us"], gpu["span_us"]) == (3, 6.0, 21.0)
     assert gpu["top"] == [{"name": "gemm", "count": 2, "total_us": 5.0,
                            "args": {"hlo_op": "dot.1"}}]
+
+
+@pytest.mark.slow
+def test_bandit_regret_benchmark_writes_curves_a_bound_and_a_plot(tmp_path):
+    bandit_benchmark = _load("benchmarks_bandits", BENCHMARKS / "bandits.py")
+    out, png = tmp_path / "regret.json", tmp_path / "regret.png"
+    assert bandit_benchmark.main(["--seeds", "3", "--pulls", "20", "--out", str(out),
+                                  "--plot", str(png)]) == 0
+    results = json.loads(out.read_text())
+    assert set(results["tasks"]) == {"2-armed", "10-armed"} and png.stat().st_size > 0
+    assert results["pull"] == list(range(1, 21))
+    for task in results["tasks"].values():
+        for curve in task["strategies"].values():
+            mean = curve["mean"]  # cumulative regret: starts ≥ 0, never decreases
+            assert len(mean) == 20 and mean[0] >= 0 and (np.diff(mean) >= 0).all()
+    # Auer et al.'s bound for one gap of 0.5 at t = 20: 8 ln 20 / 0.5 + (1 + π²/3) · 0.5.
+    bound = results["tasks"]["2-armed"]["ucb1_bound"][-1]
+    assert math.isclose(bound, 16 * math.log(20) + 0.5 + math.pi ** 2 / 6, abs_tol=5e-4)  # 3 dp
