@@ -97,20 +97,9 @@ def make_agent(config: Config, env: Any, env_params: Any,
 
     agent = make_q_agent(config, env, env_params, "dqn", greedy_next_value(config.double_q),
                          epsilon_greedy, reward_transform, extensions)
-    if config.init_from:
-        # Q and its target start at the bc run's logits (pretrain.q_network_from_run).
-        agent = pretrain.start_from(agent, "q", lambda template: pretrain.q_network_from_run(
-            config.init_from, env, env_params, template, config.activation))
-    if not config.pretrain_dataset:
-        return agent
     network = make_q_network(env.observation_space(env_params), env.action_space(env_params),
                              config.hidden_sizes, config.activation, config.dueling)
-
-    def log_likelihood(params, obs, action):  # of the Boltzmann policy softmax_a Q(s, a)
-        log_probs = jax.nn.log_softmax(network.apply(params, obs))
-        return jnp.take_along_axis(log_probs, action[:, None], -1).squeeze(-1)
-
-    return pretrain.clone_into(agent, "q", log_likelihood, config, env, env_params)
+    return pretrain.q_start(agent, network, config, env, env_params)  # init_from, pretrain_dataset
 
 
 def make_train(config: Config, env: Any, env_params: Any,

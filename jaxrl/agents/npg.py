@@ -11,6 +11,9 @@ maximises the linearised surrogate inside the quadratic trust region ``½ Δθ�
 (δ = ``max_kl``); ``step_size > 0`` takes a fixed ``α`` instead. The rollout, the
 conjugate-gradient solve and the separately fitted value function are the natural-gradient
 agent's (``jaxrl.training.natural_gradient``); NPG's step rule takes the step as it is.
+
+Pre-train & finetune (course notes 004) as for the gradient agents: ``init_from`` a ``bc`` run,
+``pretrain_dataset``, ``critic_warmup`` (``training.natural_gradient``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ whose *exact* surrogate improvement ``L(θ') - L(θ)`` is positive and whose *ex
 most δ (the quadratic model behind ``β`` can be wrong either way). If no candidate passes, the
 policy is left unchanged for this update. Everything else — rollout, GAE, the separately fitted
 value function, the metrics — is the natural-gradient agent's, as for NPG.
+
+Pre-train & finetune (course notes 004) as for the gradient agents: ``init_from`` a ``bc`` run,
+``pretrain_dataset``, ``critic_warmup`` (``training.natural_gradient``).
 """
 
 from __future__ import annotations

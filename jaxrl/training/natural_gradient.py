@@ -26,6 +26,13 @@ The agent NPG and TRPO share (``make_natural_gradient_agent``), one update:
 4. fit ``V`` separately: ``value_epochs`` passes of Adam minibatch regression on ``Â + V_old``;
 5. evaluate (``eval_episodes > 0``) as every on-policy agent.
 
+Pre-train & finetune (course notes 004; ``on_policy.PretrainConfig``, as the gradient agents):
+``init_from`` a ``bc`` run (discrete actions) copies its actor, ``pretrain_dataset`` clones
+the actor by maximum likelihood inside ``init``, and ``critic_warmup`` rollouts of that policy
+then run step 4 alone (``on_policy.start_from_demonstrations``), so the first trust-region step
+is taken with a critic that has evaluated the pretrained policy; their env steps count in
+``initial_steps`` and the ``step`` metric.
+
 Only the actor's parameters enter the natural gradient: ``on_policy.split_actor_critic`` splits
 the actor-critic variables into the policy's and the value function's trees (``TrainState``
 keeps them apart), and ``ravel_pytree`` flattens the actor's alone, so the conjugate-gradient
@@ -169,8 +176,9 @@ StepRule = Callable[[Any, jax.Array, jax.Array, jax.Array, Evaluate], StepResult
 (``full_step`` is the max-KL step ``sqrt(2δ / sᵀFs) s``)."""
 
 
-class NaturalGradientConfig(on_policy.OnPolicyConfig):
-    """Hyperparameters NPG and TRPO share. Static fields decide shapes."""
+class NaturalGradientConfig(on_policy.PretrainConfig):
+    """Hyperparameters NPG and TRPO share, with pre-train & finetune (init_from,
+    pretrain_dataset, critic_warmup). Static fields decide shapes."""
 
     total_timesteps: int = static(200_000, ">= 1")
     num_steps: int = static(512, ">= 1")
@@ -208,12 +216,16 @@ def make_natural_gradient_agent(config: NaturalGradientConfig, env: Any, env_par
     parts = on_policy.setup(config, env, env_params, algo, reward_transform=reward_transform)
     network = parts.network
     optimizer = flat_adam(config.vf_learning_rate, eps=1e-5)
+    warmup_steps = config.critic_warmup * config.batch_size  # env steps init takes
 
     def init(key: jax.Array) -> TrainState:
         key, init_key, reset_key = jax.random.split(as_typed_key(key), 3)
         rollout_state = on_policy.init_rollout(reset_key, config, parts, env_params)
-        actor_params, critic_params = on_policy.split_actor_critic(
-            on_policy.init_network(init_key, network, rollout_state))
+        params = on_policy.init_network(init_key, network, rollout_state)
+        key, params, rollout_state = on_policy.start_from_demonstrations(
+            key, params, rollout_state, config, parts, env_params, warm_up_critic,
+            optimizer.init(on_policy.split_actor_critic(params)[1]))
+        actor_params, critic_params = on_policy.split_actor_critic(params)
         return TrainState(actor_params=actor_params, critic_params=critic_params,
                           critic_opt_state=optimizer.init(critic_params), rollout=rollout_state,
                           key=key, update_count=jnp.zeros((), jnp.int32))
@@ -257,28 +269,47 @@ def make_natural_gradient_agent(config: NaturalGradientConfig, env: Any, env_par
         loss = losses.value_loss(values, minibatch["targets"])
         return loss, {"value_loss": loss}
 
+    def advantages_of(batch: on_policy.Batch) -> jax.Array:
+        return losses.gae(batch.reward, batch.value, batch.next_value,
+                          batch.discounts(config.gamma), batch.done, config.gae_lambda)
+
+    def fit_value(key: jax.Array, critic_params: Any, opt_state: Any, batch: on_policy.Batch,
+                  advantages: jax.Array) -> tuple[Any, Any, Metrics]:
+        """``value_epochs`` passes of Adam regression of ``V`` on ``Â + V_old``."""
+        return on_policy.gradient_epochs(
+            key, critic_params, opt_state, {"obs": batch.obs, "targets": advantages + batch.value},
+            value_loss, optimizer, config.value_epochs, config.num_minibatches)
+
+    def warm_up_critic(key: jax.Array, params: Any, opt_state: Any,
+                       batch: on_policy.Batch) -> tuple[Any, Any]:
+        """``critic_warmup``: the update's value regression alone, the actor left as is."""
+        actor_params, critic_params = on_policy.split_actor_critic(params)
+        critic_params, opt_state, _ = fit_value(key, critic_params, opt_state, batch,
+                                                advantages_of(batch))
+        return on_policy.merge_actor_critic(actor_params, critic_params), opt_state
+
     def update(state: TrainState) -> tuple[TrainState, Metrics]:
         key, rollout_key, value_key, eval_key = on_policy.split_update_key(state.key, config)
         rollout_state, batch, reward_metrics = on_policy.collect(
             rollout_key, state.rollout, config, parts, env_params,
             on_policy.merge_actor_critic(state.actor_params, state.critic_params))
-        advantages = losses.gae(batch.reward, batch.value, batch.next_value,
-                                batch.discounts(config.gamma), batch.done, config.gae_lambda)
+        advantages = advantages_of(batch)
         normalized = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         actor_params, metrics = policy_update(state.actor_params, batch, normalized)
-        critic_params, opt_state, value_stats = on_policy.gradient_epochs(
-            value_key, state.critic_params, state.critic_opt_state,
-            {"obs": batch.obs, "targets": advantages + batch.value}, value_loss, optimizer,
-            config.value_epochs, config.num_minibatches)
+        critic_params, opt_state, value_stats = fit_value(
+            value_key, state.critic_params, state.critic_opt_state, batch, advantages)
         update_count = state.update_count + 1
         metrics = {**metrics, "value_loss": value_stats["value_loss"], **reward_metrics}
         metrics = on_policy.report(metrics, config, parts, env_params, eval_key, actor_params,
                                    rollout_state, update_count)
+        if config.critic_warmup:
+            metrics["step"] = metrics["step"] + warmup_steps
         return TrainState(actor_params=actor_params, critic_params=critic_params,
                           critic_opt_state=opt_state, rollout=rollout_state, key=key,
                           update_count=update_count), metrics
 
-    return on_policy.agent_from(config, parts, init, update, lambda state: state.actor_params)
+    return on_policy.agent_from(config, parts, init, update, lambda state: state.actor_params,
+                                initial_steps=warmup_steps)
 
 
 def entry_points(step_rule: StepRule, algo: str) -> tuple[Callable[..., Agent],

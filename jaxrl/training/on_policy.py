@@ -82,10 +82,11 @@ from jaxrl.training.optim import grad_norm
 from jaxrl.training.pretrain import Demonstrations
 
 __all__ = ["ACTOR_MODULES", "RECURRENT_AGENTS", "Batch", "GradientConfig", "OnPolicyConfig",
-           "OnPolicySetup", "RolloutState", "TrainState", "actor_critic_loss", "agent_from",
-           "collect", "evaluate_policy", "forward", "gradient_epochs", "has_memory", "init_network",
-           "init_rollout", "make_act", "make_gradient_agent", "make_optimizer",
-           "merge_actor_critic", "report", "setup", "split_actor_critic", "split_update_key"]
+           "OnPolicySetup", "PretrainConfig", "RolloutState", "TrainState", "actor_critic_loss",
+           "agent_from", "collect", "evaluate_policy", "forward", "gradient_epochs", "has_memory",
+           "init_network", "init_rollout", "make_act", "make_gradient_agent", "make_optimizer",
+           "merge_actor_critic", "report", "setup", "split_actor_critic", "split_update_key",
+           "start_from_demonstrations"]
 
 
 RECURRENT_AGENTS = ("reinforce", "a2c", "ppo", "rl2")
@@ -159,9 +160,49 @@ class OnPolicyConfig(BaseConfig):
                 f"{self.num_minibatches}; change one of them")
 
 
-class GradientConfig(OnPolicyConfig):
+class PretrainConfig(OnPolicyConfig):
+    """Pre-train & finetune (course notes 004) for the on-policy agents with a memoryless
+    actor-critic (REINFORCE, A2C, PPO through ``GradientConfig``; NPG, TRPO through
+    ``training.natural_gradient``): the actor starts from a bc run or behaviour cloning, the
+    critic is warmed up on that policy's own returns (``start_from_demonstrations``)."""
+
+    init_from: str = static("")
+    """start from the policy of this run directory (a bc run, discrete actions): its actor is
+    copied, the critic is fresh (docs/demonstrations.md)"""
+    pretrain_dataset: str = static("")
+    """behaviour-clone the actor on this dataset (.npz) by maximum likelihood inside init,
+    before the first update"""
+    pretrain_steps: int = static(1000, ">= 1")
+    """gradient steps of the behaviour cloning (with pretrain_dataset)"""
+    pretrain_batch_size: int = static(256, ">= 1")
+    """demonstrations per behaviour-cloning step (with pretrain_dataset; also
+    demo_gradient_steps where the agent has them)"""
+    pretrain_learning_rate: float = hyper(1e-3, "> 0")
+    """Adam step size of the behaviour cloning (with pretrain_dataset)"""
+    critic_warmup: int = static(0, ">= 0")
+    """rollouts of the initial policy whose own returns fit the critic (value loss only, the
+    actor frozen) inside init, before the first policy update"""
+
+    DEMONSTRATION_FIELDS: ClassVar[tuple[str, ...]] = ("init_from", "pretrain_dataset")
+    """the fields that train the policy on demonstrations (a memoryless one)"""
+
+    def validate(self) -> None:
+        """``OnPolicyConfig``'s rules; demonstrations and ``init_from`` need a memoryless
+        policy, and ``init_from`` raw observations (the copied policy reads them)."""
+        super().validate()
+        uses = [name for name in self.DEMONSTRATION_FIELDS if getattr(self, name)]
+        if uses and self.recurrent != "none":
+            raise ValueError(f"{', '.join(uses)}: demonstrations train memoryless policies; "
+                             f"drop --recurrent {self.recurrent}")
+        if self.init_from and self.normalize_obs:
+            raise ValueError("init_from copies a policy of raw observations; drop "
+                             "--normalize-obs (or start with --pretrain-dataset)")
+
+
+class GradientConfig(PretrainConfig):
     """Fields of the agents that descend a loss with a first-order optimizer (REINFORCE, A2C,
-    PPO; ``make_optimizer``)."""
+    PPO; ``make_optimizer``), with pre-train & finetune (``PretrainConfig``) and the hybrid
+    objective (the demo_ fields)."""
 
     anneal_lr: bool = static(True)
     """decay the learning rate linearly to 0"""
@@ -173,22 +214,6 @@ class GradientConfig(OnPolicyConfig):
     """value loss coefficient"""
     max_grad_norm: float = hyper(0.5, "> 0")
     """global gradient-norm clip"""
-    init_from: str = static("")
-    """start from the policy of this run directory (a bc run, discrete actions): its actor is
-    copied, the critic is fresh (docs/demonstrations.md)"""
-    pretrain_dataset: str = static("")
-    """behaviour-clone the actor on this dataset (.npz) by maximum likelihood inside init,
-    before the first update"""
-    pretrain_steps: int = static(1000, ">= 1")
-    """gradient steps of the behaviour cloning (with pretrain_dataset)"""
-    pretrain_batch_size: int = static(256, ">= 1")
-    """demonstrations per behaviour-cloning step (with pretrain_dataset or
-    demo_gradient_steps)"""
-    pretrain_learning_rate: float = hyper(1e-3, "> 0")
-    """Adam step size of the behaviour cloning (with pretrain_dataset)"""
-    critic_warmup: int = static(0, ">= 0")
-    """rollouts of the initial policy whose own returns fit the critic (value loss only, the
-    actor frozen) inside init, before the first policy update"""
     demo_dataset: str = static("")
     """demonstrations (.npz) of the hybrid objective: RL loss + λ_k · (-log π(a|s)) on them"""
     demo_coef: float = hyper(0.1, ">= 0")
@@ -203,22 +228,15 @@ class GradientConfig(OnPolicyConfig):
     """Adam step size of the demo_gradient_steps at update 0 (with demo_dataset)"""
 
     SUPPORTS_MEMORY: ClassVar[bool] = True
+    DEMONSTRATION_FIELDS: ClassVar[tuple[str, ...]] = ("init_from", "pretrain_dataset",
+                                                       "demo_dataset")
 
     def validate(self) -> None:
-        """``OnPolicyConfig``'s rules; demonstrations and ``init_from`` need a memoryless
-        policy, and ``init_from`` raw observations (the copied policy reads them)."""
+        """``PretrainConfig``'s rules; ``demo_gradient_steps`` need ``demo_dataset``."""
         super().validate()
-        uses = [name for name in ("init_from", "pretrain_dataset", "demo_dataset")
-                if getattr(self, name)]
-        if uses and self.recurrent != "none":
-            raise ValueError(f"{', '.join(uses)}: demonstrations train memoryless policies; "
-                             f"drop --recurrent {self.recurrent}")
         if self.demo_gradient_steps and not self.demo_dataset:
             raise ValueError("demo_gradient_steps imitate the demonstrations of demo_dataset; "
                              "pass --demo-dataset FILE")
-        if self.init_from and self.normalize_obs:
-            raise ValueError("init_from copies a policy of raw observations; drop "
-                             "--normalize-obs (or start with --pretrain-dataset)")
 
 
 class RolloutState(struct.PyTreeNode):
@@ -686,6 +704,56 @@ def gradient_epochs(key: jax.Array, params: Any, opt_state: Any, samples: Sample
     return params, opt_state, jax.tree.map(lambda total: total / steps, totals)
 
 
+CriticFit = Callable[[jax.Array, Any, Any, Batch], tuple[Any, Any]]
+"""``fit(key, params, opt_state, batch) -> (params, opt_state)``: one rollout's regression of the
+critic onto the policy's own returns; the actor's parameters leave it unchanged."""
+
+
+def start_from_demonstrations(key: jax.Array, params: Any, state: RolloutState, config: Any,
+                              parts: OnPolicySetup, env_params: Any, fit_critic: CriticFit,
+                              opt_state: Any) -> tuple[jax.Array, Any, RolloutState]:
+    """Pre-train & finetune inside ``init`` (``PretrainConfig``, ``training.pretrain``):
+    ``(key, params, state)`` with the ``init_from`` actor copied into the actor-critic
+    variables ``params``, then cloned on ``pretrain_dataset`` (the critic's gradients are
+    zero, so Adam leaves it), then ``critic_warmup`` rollouts of that policy, each followed by
+    ``fit_critic`` from ``opt_state`` (a fresh optimiser state of what it fits), so the critic
+    evaluates the pretrained policy before its first update. With none of them all three
+    come back unchanged (no key is split off)."""
+    demos = parts.demonstrations or Demonstrations()
+    warmup = getattr(config, "critic_warmup", 0)
+    if demos.actor is None and demos.pretrain is None and not warmup:
+        return key, params, state
+    network = parts.network
+    key, start_key = jax.random.split(key)
+    clone_key, warmup_key = jax.random.split(start_key)
+    if demos.actor is not None:
+        params = {"params": {**params["params"], **demos.actor}}
+    if demos.pretrain is not None:
+        if config.normalize_obs:
+            state = state.replace(obs_stats=state.obs_stats.update(demos.pretrain.obs))
+
+        def nll(params, obs, action):
+            return pretrain.demo_nll(
+                lambda obs: network.apply(params, obs, method="policy"), obs, action)
+
+        params = pretrain.imitation_steps(
+            clone_key, nll, params, demos.pretrain, config.pretrain_steps,
+            config.pretrain_batch_size, config.pretrain_learning_rate,
+            lambda obs: _normalize(config, state.obs_stats, obs))
+
+    def warmup_step(carry, step_key):
+        params, opt_state, state = carry
+        rollout_key, learn_key = jax.random.split(step_key)
+        state, batch, _ = collect(rollout_key, state, config, parts, env_params, params)
+        params, opt_state = fit_critic(learn_key, params, opt_state, batch)
+        return (params, opt_state, state), None
+
+    if warmup:
+        (params, _, state), _ = jax.lax.scan(warmup_step, (params, opt_state, state),
+                                             jax.random.split(warmup_key, warmup))
+    return key, params, state
+
+
 def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
                         optimizer: optax.GradientTransformation, loss_fn: LossFn,
                         estimate: Estimator, update_epochs: int = 1,
@@ -725,48 +793,20 @@ def make_gradient_agent(config: Any, parts: OnPolicySetup, env_params: Any,
         loss = losses.value_loss(values, samples["targets"])
         return loss, {"value_loss": loss}
 
-    def start(key: jax.Array, params: Any, state: RolloutState) -> tuple[Any, RolloutState]:
-        """Pre-train & finetune (``training.pretrain``): copy the ``init_from`` actor, clone
-        the ``pretrain_dataset``, then fit the critic to the policy's own returns for
-        ``critic_warmup`` rollouts (the actor's gradients are zero, so Adam leaves it)."""
-        clone_key, warmup_key = jax.random.split(key)
-        if demos.actor is not None:
-            params = {"params": {**params["params"], **demos.actor}}
-        if demos.pretrain is not None:
-            if config.normalize_obs:
-                state = state.replace(obs_stats=state.obs_stats.update(demos.pretrain.obs))
-
-            def nll(params, obs, action):
-                return pretrain.demo_nll(
-                    lambda obs: network.apply(params, obs, method="policy"), obs, action)
-
-            params = pretrain.imitation_steps(
-                clone_key, nll, params, demos.pretrain, config.pretrain_steps,
-                config.pretrain_batch_size, config.pretrain_learning_rate,
-                lambda obs: _normalize(config, state.obs_stats, obs))
-
-        def fit_critic(carry, step_key):
-            params, opt_state, state = carry
-            rollout_key, learn_key = jax.random.split(step_key)
-            state, batch, _ = collect(rollout_key, state, config, parts, env_params, params)
-            params, opt_state, stats = gradient_epochs(
-                learn_key, params, opt_state, samples_of(batch), critic_loss, optimizer,
-                update_epochs, num_minibatches)
-            return (params, opt_state, state), stats["value_loss"]
-
-        if warmup:
-            (params, _, state), _ = jax.lax.scan(
-                fit_critic, (params, optimizer.init(params), state),
-                jax.random.split(warmup_key, warmup))
-        return params, state
+    def fit_critic(key: jax.Array, params: Any, opt_state: Any,
+                   batch: Batch) -> tuple[Any, Any]:
+        params, opt_state, _ = gradient_epochs(key, params, opt_state, samples_of(batch),
+                                               critic_loss, optimizer, update_epochs,
+                                               num_minibatches)
+        return params, opt_state
 
     def init(key: jax.Array) -> TrainState:
         key, init_key, reset_key = jax.random.split(as_typed_key(key), 3)
         rollout_state = init_rollout(reset_key, config, parts, env_params)
         params = init_network(init_key, network, rollout_state)
-        if demos.actor is not None or demos.pretrain is not None or warmup:
-            key, start_key = jax.random.split(key)
-            params, rollout_state = start(start_key, params, rollout_state)
+        key, params, rollout_state = start_from_demonstrations(
+            key, params, rollout_state, config, parts, env_params, fit_critic,
+            optimizer.init(params))
         return TrainState(params=params, opt_state=optimizer.init(params), rollout=rollout_state,
                           key=key, update_count=jnp.zeros((), jnp.int32))
 

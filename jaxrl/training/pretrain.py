@@ -15,8 +15,10 @@ maximum likelihood on demonstrations, then improves it with RL; the *hybrid obje
 - ``deterministic_actor_from_run``: the same mean as a deterministic actor's ``μ(s)`` (TD3's).
 - ``q_network_from_run``: BC's logits as a Q-network (DQN's), so its greedy policy is BC's.
 - ``ReplayPretrainFields`` / ``clone_into``: ``pretrain_dataset`` for the replay agents (DQN,
-  SAC, TD3, DDPG): maximum likelihood of the agent's own policy network inside ``init``, and
-  their ``critic_warmup`` field.
+  soft Q, SAC, TD3, DDPG): maximum likelihood of the agent's own policy network inside
+  ``init``, and their ``critic_warmup`` field; ``q_start`` and ``deterministic_start`` put
+  ``init_from`` and ``pretrain_dataset`` together for the Q-learners and the deterministic
+  actors.
 - ``imitation_steps``: ``steps`` Adam steps on ``-E_D[log π(a|s)]``, pure (run inside ``init``).
 - ``demo_nll`` / ``demo_coefficient``: the hybrid objective's term and its schedule
   ``λ_k = λ_0 · decay^k`` (DAPG's, Rajeswaran et al. 2018).
@@ -45,7 +47,7 @@ from jaxrl.training.config import BaseConfig, hyper, static
 __all__ = ["PATH_FIELDS", "Demonstrations", "ReplayPretrainFields", "actor_from_run",
            "agent_actions", "clone_into", "demo_coefficient", "demo_mean", "demo_nll",
            "deterministic_actor_from_run", "deterministic_start", "imitation_steps",
-           "large_margin_loss", "load", "load_demonstrations", "q_network_from_run",
+           "large_margin_loss", "load", "load_demonstrations", "q_network_from_run", "q_start",
            "resolve_paths", "start_from", "tanh_actor_from_run"]
 
 LogLikelihood = Callable[[Any, jax.Array, jax.Array], jax.Array]
@@ -53,8 +55,9 @@ LogLikelihood = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
 class ReplayPretrainFields(BaseConfig):
-    """Pre-train & finetune for the replay agents (DQN, SAC, TD3, DDPG; course notes 004):
-    behaviour cloning inside ``init`` and a critic warm-up before the first policy update."""
+    """Pre-train & finetune for the replay agents (DQN, soft Q, SAC, TD3, DDPG; course notes
+    004): behaviour cloning inside ``init`` and a critic warm-up before the first policy
+    update."""
 
     pretrain_dataset: str = static("")
     """behaviour-clone the policy network on this dataset (.npz) inside init, before the
@@ -67,8 +70,8 @@ class ReplayPretrainFields(BaseConfig):
     """Adam step size of the behaviour cloning (with pretrain_dataset)"""
     critic_warmup: int = static(0, ">= 0")
     """first gradient steps that fit the critic to the initial policy's own returns before
-    its first update (SAC, TD3, DDPG: the actor held; DQN: targets bootstrap with the initial
-    greedy action, the target network frozen until then)"""
+    its first update (SAC, TD3, DDPG: the actor held; DQN, soft Q: targets bootstrap with the
+    initial greedy action, the target network frozen until then)"""
 
 
 class Demonstrations(NamedTuple):
@@ -231,6 +234,24 @@ def clone_into(agent: Any, network: str, log_likelihood: LogLikelihood, config: 
         return state.replace(params={**state.params, network: params}, target_params=targets)
 
     return agent._replace(init=init)
+
+
+def q_start(agent: Any, network: Any, config: Any, env: Any, env_params: Any) -> Any:
+    """A Q-learner (DQN's, soft Q's; ``network``: its Q-network) started with ``Q`` and its
+    target at ``config.init_from``'s logits (``q_network_from_run``, a plain head only) and
+    then cloned on ``config.pretrain_dataset`` (``clone_into``): maximum likelihood of the
+    Boltzmann policy ``softmax_a Q(s, a)``, the view under which BC's logits are Q-values."""
+    if config.init_from:
+        if config.dueling:
+            raise ValueError("init_from copies bc's logits into a plain Q head; drop --dueling")
+        agent = start_from(agent, "q", lambda template: q_network_from_run(
+            config.init_from, env, env_params, template, config.activation))
+
+    def log_likelihood(params, obs, action):
+        log_probs = jax.nn.log_softmax(network.apply(params, obs))
+        return jnp.take_along_axis(log_probs, action[:, None], -1).squeeze(-1)
+
+    return clone_into(agent, "q", log_likelihood, config, env, env_params)
 
 
 def deterministic_start(agent: Any, config: Any, env: Any, env_params: Any) -> Any:
