@@ -324,17 +324,18 @@ def test_bad_input_gives_one_clear_error(capsys):
 @pytest.mark.slow
 def test_bootstrapped_dqn_with_priors_solves_deep_sea_10_where_dqn_does_not():
     """bsuite's criterion, read at the end of the run: the fraction of bad episodes (left the
-    optimal path) is below 0.9. 200 episodes, 2 seeds with their own action mappings."""
+    optimal path) is below 0.9. 306 episodes, 2 seeds with their own action mappings."""
     env, params = envs.make("DeepSea-v0", size=10)
     keys = jax.random.split(jax.random.key(0), 2)
     tasks = jax.vmap(env.sample_task, (0, None))(jax.random.split(jax.random.key(1), 2), params)
-    replay = dict(total_timesteps=2040, learning_starts=40, buffer_size=2040,
-                  log_frequency=2000, eval_episodes=0, hidden_sizes=(32,), n_step=1,
+    replay = dict(total_timesteps=3060, learning_starts=40, buffer_size=3060,
+                  log_frequency=3020, eval_episodes=0, hidden_sizes=(32,), n_step=1,
                   batch_size=32, train_frequency=10, updates_per_step=10, learning_rate=1e-3,
                   anneal_lr=False, tau=1.0, target_network_frequency=4)
     # DQN compiles with plain jax.jit: its compile outweighs its run, and every one of its
-    # episodes is bad either way. Bootstrapped DQN's fractions (0.88, 0.89) were measured with
-    # optimised code, which rounds differently.
+    # episodes is bad either way. Bootstrapped DQN's fractions (0.59, 0.59; 0.88, 0.89 after
+    # 204 episodes, too close to the criterion) were measured with optimised code, which
+    # rounds differently.
     for module, config, solves, jit in (
             (bootstrapped_dqn, bootstrapped_dqn.Config(**replay, num_heads=5), True,
              optimised_jit),
