@@ -1,4 +1,6 @@
-"""Assertions shared by the tests."""
+"""Assertions and small fixtures' builders shared by the tests."""
+
+from __future__ import annotations
 
 import jax
 import numpy as np
@@ -47,3 +49,34 @@ def optimised_jit(fun, **kwargs):
     their compile."""
     return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 3,
                                           "xla_cpu_use_fusion_emitters": True}, **kwargs)
+
+
+def expert_pairs(size: int, seed: int = 0, env_id: str | None = "CartPole-v1"):
+    """A ``jaxrl.datasets.Dataset`` of ``size`` CartPole-like states (uniform in a box around
+    upright) and the scripted expert's action on each: behaviour cloning needs pairs, not
+    trajectories. ``env_id`` None leaves the env out of the metadata."""
+    import jax.numpy as jnp
+
+    from jaxrl import datasets
+    from jaxrl.envs.experts import cartpole_expert
+
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform([-1.0, -1.0, -0.2, -1.0], [1.0, 1.0, 0.2, 1.0], (size, 4)).astype(np.float32)
+    actions = np.asarray(cartpole_expert(jnp.asarray(obs)), np.int32)
+    return datasets.Dataset(
+        observations=obs, actions=actions, rewards=np.ones(size, np.float32),
+        next_observations=obs, terminated=np.zeros(size, bool),
+        truncated=np.arange(size) == size - 1, log_probs=np.zeros(size, np.float32),
+        metadata={"policy": "expert", **({"env": env_id} if env_id else {})})
+
+
+def tiny_bc_run(out, demo_file: str) -> str:
+    """A 20-step ``bc`` run on CartPole demonstrations in ``out`` (8-wide tanh MLP, raw
+    observations, so an agent's ``init_from`` copy of it is bitwise); its directory."""
+    from jaxrl import runner
+    from jaxrl.agents import bc
+
+    config = bc.Config(total_gradient_steps=20, log_frequency=20, batch_size=32, eval_episodes=1,
+                       hidden_sizes=(8,), activation="tanh", normalize_obs=False)
+    runner.run("bc", "CartPole-v1", config, dataset=demo_file, out=out, progress=False)
+    return str(out)

@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import leaves_equal
+from helpers import expert_pairs, leaves_equal, tiny_bc_run
 
 from jaxrl import datasets, envs, ope, replay, runner
 from jaxrl.agents import bc, dqn, is_pg, ppo, sac, td3
 from jaxrl.cli import main
-from jaxrl.envs.experts import cartpole_expert, pendulum_expert
+from jaxrl.envs.experts import pendulum_expert
 from jaxrl.training.on_policy import split_actor_critic
 from jaxrl.training.pretrain import large_margin_loss
 
@@ -27,18 +27,6 @@ pytestmark = pytest.mark.xdist_group("demos")
 
 TINY = {"num_envs": 2, "num_steps": 8, "total_timesteps": 32, "hidden_sizes": (8,),
         "update_epochs": 1}
-
-
-def expert_pairs(size: int, seed: int = 0, env_id: str | None = "CartPole-v1") -> datasets.Dataset:
-    """``size`` CartPole-like states (uniform in a box around upright) and the expert's action."""
-    rng = np.random.default_rng(seed)
-    obs = rng.uniform([-1.0, -1.0, -0.2, -1.0], [1.0, 1.0, 0.2, 1.0], (size, 4)).astype(np.float32)
-    actions = np.asarray(cartpole_expert(jnp.asarray(obs)), np.int32)
-    return datasets.Dataset(
-        observations=obs, actions=actions, rewards=np.ones(size, np.float32),
-        next_observations=obs, terminated=np.zeros(size, bool),
-        truncated=np.arange(size) == size - 1, log_probs=np.zeros(size, np.float32),
-        metadata={"policy": "expert", **({"env": env_id} if env_id else {})})
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +37,7 @@ def demo_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bc_run(tmp_path_factory, demo_file):
-    """A tiny bc run on the demonstrations (raw observations, so the copy is bitwise)."""
-    out = tmp_path_factory.mktemp("bc") / "run"
-    config = bc.Config(total_gradient_steps=20, log_frequency=20, batch_size=32, eval_episodes=1,
-                       hidden_sizes=(8,), activation="tanh", normalize_obs=False)
-    runner.run("bc", "CartPole-v1", config, dataset=demo_file, out=out, progress=False)
-    return str(out)
+    return tiny_bc_run(tmp_path_factory.mktemp("bc") / "run", demo_file)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import leaves_equal
+from helpers import expert_pairs, leaves_equal, tiny_bc_run
 
-from jaxrl import datasets, envs, runner
-from jaxrl.agents import bc, npg, soft_q, trpo
+from jaxrl import datasets, envs
+from jaxrl.agents import npg, soft_q, trpo
 from jaxrl.cli import main
-from jaxrl.envs.experts import cartpole_expert
 from jaxrl.models import make_q_network
 from jaxrl.models.imitation import ImitationPolicy
 
@@ -36,24 +35,13 @@ AGENTS = {"npg": npg, "trpo": trpo}
 @pytest.fixture(scope="module")
 def demo_file(tmp_path_factory):
     """512 CartPole-like states and the scripted expert's action on each."""
-    rng = np.random.default_rng(0)
-    obs = rng.uniform([-1.0, -1.0, -0.2, -1.0], [1.0, 1.0, 0.2, 1.0], (512, 4)).astype(np.float32)
-    pairs = datasets.Dataset(
-        observations=obs, actions=np.asarray(cartpole_expert(jnp.asarray(obs)), np.int32),
-        rewards=np.ones(512, np.float32), next_observations=obs,
-        terminated=np.zeros(512, bool), truncated=np.arange(512) == 511,
-        log_probs=np.zeros(512, np.float32), metadata={"policy": "expert", "env": "CartPole-v1"})
-    return str(datasets.save(tmp_path_factory.mktemp("demos") / "cartpole.npz", pairs))
+    return str(datasets.save(tmp_path_factory.mktemp("demos") / "cartpole.npz",
+                             expert_pairs(512)))
 
 
 @pytest.fixture(scope="module")
 def bc_run(tmp_path_factory, demo_file):
-    """A tiny bc run on the demonstrations (raw observations, so copies are bitwise)."""
-    out = tmp_path_factory.mktemp("bc") / "run"
-    config = bc.Config(total_gradient_steps=20, log_frequency=20, batch_size=32, eval_episodes=1,
-                       hidden_sizes=(8,), activation="tanh", normalize_obs=False)
-    runner.run("bc", "CartPole-v1", config, dataset=demo_file, out=out, progress=False)
-    return str(out)
+    return tiny_bc_run(tmp_path_factory.mktemp("bc") / "run", demo_file)
 
 
 @pytest.fixture(scope="module")
