@@ -70,13 +70,8 @@ class Config(QConfig, DQfDFields, pretrain.ReplayPretrainFields):
     """fraction of total_timesteps over which ε decays linearly"""
     init_from: str = static("")
     """start Q (and its target) at the logits of this run directory's policy (a bc run,
-    discrete actions): its greedy policy (docs/demonstrations.md)"""
-
-    def validate(self) -> None:
-        """``QConfig``'s rules; ``init_from`` copies a plain (not dueling) head."""
-        super().validate()
-        if self.init_from and self.dueling:
-            raise ValueError("init_from copies bc's logits into a plain Q head; drop --dueling")
+    discrete actions; a plain, not dueling, head: pretrain.q_start checks it), its greedy
+    policy (docs/demonstrations.md)"""
 
 
 def make_agent(config: Config, env: Any, env_params: Any,
